@@ -1,0 +1,83 @@
+"""Compute a model's canvas with a tracer, in memory or streamed into a canvas file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.signal import Signal
+from ..registry import TRACERS
+from .canvas import Canvas
+from .file import CanvasWriter, _file_metadata, read_canvas
+
+
+def compute_canvas(
+    model: nn.Module,
+    signal: Signal,
+    tracer: str,
+    *,
+    out: Path | None = None,
+    dtype: torch.dtype = torch.float32,
+    chunk_size: int = 16384,
+    metadata: dict[str, Any] | None = None,
+) -> Canvas:
+    """The canvas of ``model`` on ``signal``'s pixel grid, with the registered ``tracer``.
+
+    Args:
+        model: a trained INR (put in eval mode here).
+        signal: the signal it represents; its frames, masks and flow go into the canvas.
+        tracer: registered tracer name (``xinc-bench list tracers``).
+        out: if given, the canvas is streamed into this file (atomic) and read back lazily.
+        dtype: ``torch.float32`` or ``torch.float16`` storage for the contribution maps.
+        chunk_size: pixels (or frames, for frame tracers) processed at once.
+        metadata: extra metadata (model, data, fidelity) stored with the canvas.
+    """
+    model.eval()
+    implementation = TRACERS.get(tracer)
+    shape = (signal.num_frames, signal.height, signal.width)
+    layer_counts = implementation.layers(model, shape)
+    np_dtype = np.dtype(np.float16 if dtype == torch.float16 else np.float32)
+    meta: dict[str, Any] = {**(metadata or {}), "tracer": tracer, "dtype": str(np_dtype)}
+    started = time.perf_counter()
+    if out is None:
+        canvas_arrays = {n: np.empty((c, *shape), np_dtype) for n, c in layer_counts.items()}
+        recon = np.empty((*shape, 3), np.float32)
+        meta["checks"] = implementation.trace(model, shape, canvas_arrays, recon, chunk_size)
+        meta["canvas_seconds"] = time.perf_counter() - started
+        return Canvas(
+            layers={n: torch.from_numpy(a) for n, a in canvas_arrays.items()},
+            frames=signal.frames,
+            recon=torch.from_numpy(recon),
+            masks=signal.masks,
+            flow=signal.flow,
+            metadata=meta,
+        )
+    tensors: dict[str, tuple[tuple[int, ...], np.dtype]] = {
+        f"canvas.{n}": ((c, *shape), np_dtype) for n, c in layer_counts.items()
+    }
+    tensors["frames"] = ((*shape, 3), np.dtype(np.float32))
+    tensors["recon"] = ((*shape, 3), np.dtype(np.float32))
+    if signal.masks is not None:
+        tensors["masks"] = (shape, np.dtype(np.int32))
+    if signal.flow is not None:
+        tensors["flow"] = ((*shape, 2), np.dtype(np.float32))
+    # Checks and timings are only known after tracing, but the header is written first:
+    # reserve them by tracing into the file, then rewrite the (small) header in place.
+    placeholder = Canvas(layers=dict.fromkeys(layer_counts), frames=signal.frames, metadata=meta)
+    with CanvasWriter(Path(out), tensors, _file_metadata(placeholder)) as writer:
+        canvas_arrays = {n: writer.array(f"canvas.{n}") for n in layer_counts}
+        checks = implementation.trace(model, shape, canvas_arrays, writer.array("recon"), chunk_size)
+        writer.array("frames")[...] = signal.frames.numpy()
+        if signal.masks is not None:
+            writer.array("masks")[...] = signal.masks.numpy()
+        if signal.flow is not None:
+            writer.array("flow")[...] = signal.flow.numpy()
+        meta.update(checks=checks, canvas_seconds=time.perf_counter() - started)
+        writer.set_metadata(_file_metadata(Canvas(layers=dict.fromkeys(layer_counts), frames=signal.frames, metadata=meta)))
+        writer.commit()
+    return read_canvas(Path(out))

@@ -1,0 +1,105 @@
+"""The MLP canvas (SPEC 4.1, after the XINC reference implementation).
+
+For target Linear ``l`` with weight ``W[K, N]``, bias ``b[K]`` and source activations ``a_j(p)``,
+neuron ``j`` contributes ``c_jk(p) = a_j(p) W[k, j] + b[k] / N`` to target unit ``k``. Its map is
+
+* the signed sum over RGB for the last layer: ``C_j(p) = a_j(p) sum_k W[k, j] + sum_k b[k] / N``;
+* ``ReLU(sum_k c_jk(p))`` for earlier layers (variant ``xinc``, the reference rule that defines
+  the golden values), or the same sum without the ReLU (variant ``signed``, see SPEC 8.7).
+
+Both are a per-neuron affine map of the activations, so the canvas costs one forward pass plus
+an element-wise product; pixels are processed in chunks written straight into the output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import XincError
+from ..inrs.base import signal_coordinates
+from ..registry import TRACERS
+from .tracer import Tracer
+
+
+def _require_trace(model: nn.Module) -> None:
+    if not callable(getattr(model, "trace", None)) or not hasattr(model, "linears"):
+        raise XincError(
+            f"the MLP tracer needs a model with `linears` and a trace(coords) method "
+            f"({type(model).__name__} lacks them); "
+            "use --tracer linear or --tracer ablation for other models"
+        )
+
+
+def rgb_contributions(inputs: torch.Tensor, target: nn.Linear) -> torch.Tensor:
+    """Per-output contributions ``c[N, K, P]`` of the ``[P, N]`` source activations to ``target``."""
+    weight, bias = target.weight, target.bias
+    num_neurons = weight.shape[1]
+    share = bias / num_neurons if bias is not None else torch.zeros_like(weight[:, 0])
+    return torch.einsum("pn,kn->nkp", inputs, weight) + share[None, :, None]
+
+
+class MLPTracer(Tracer):
+    """SPEC 4.1 for models exposing ``trace(coords) -> MLPTrace`` (the MLP zoo).
+
+    Args:
+        signed: if True, earlier layers are not passed through ReLU (the ``mlp-signed`` tracer).
+    """
+
+    def __init__(self, signed: bool = False) -> None:
+        self.signed = signed
+
+    def layers(self, model: nn.Module, shape: tuple[int, int, int]) -> dict[str, int]:
+        _require_trace(model)
+        counts = {f"layer{i + 1}": linear.in_features for i, linear in enumerate(model.linears)}
+        selected = getattr(model, "canvas_layers", None) or list(counts)
+        return {name: counts[name] for name in selected}
+
+    @torch.no_grad()
+    def trace(
+        self,
+        model: nn.Module,
+        shape: tuple[int, int, int],
+        canvas: dict[str, np.ndarray],
+        recon: np.ndarray,
+        chunk_size: int,
+    ) -> dict[str, Any]:
+        num_frames, height, width = shape
+        coords = signal_coordinates(num_frames, height, width)
+        flat = {name: array.reshape(array.shape[0], -1) for name, array in canvas.items()}
+        recon_flat = recon.reshape(-1, 3)
+        worst_error = 0.0
+        for start in range(0, coords.shape[0], chunk_size):
+            stop = min(start + chunk_size, coords.shape[0])
+            result = model.trace(coords[start:stop])
+            output = result.output
+            recon_flat[start:stop] = output.numpy()
+            last = len(result.targets) - 1
+            for index, (inputs, target) in enumerate(zip(result.inputs, result.targets)):
+                name = f"layer{index + 1}"
+                if index == last:
+                    error = self._last_layer_error(inputs, target, output)
+                    worst_error = max(worst_error, error)
+                if name not in flat:
+                    continue
+                weight_sum = target.weight.sum(dim=0)
+                bias_share = target.bias.sum() / inputs.shape[1] if target.bias is not None else 0.0
+                contribution = inputs * weight_sum + bias_share
+                if index != last and not self.signed:
+                    contribution = contribution.clamp_(min=0.0)
+                flat[name][:, start:stop] = contribution.T.numpy()
+        return {"output_sum_max_rel_error": worst_error}
+
+    @staticmethod
+    def _last_layer_error(inputs: torch.Tensor, target: nn.Linear, output: torch.Tensor) -> float:
+        """Relative max error of sum_j c_jk(p) against the model output (exactness check)."""
+        summed = rgb_contributions(inputs, target).sum(dim=0).T
+        scale = output.abs().max().clamp(min=1e-12)
+        return float((summed - output).abs().max() / scale)
+
+
+TRACERS.add("mlp", MLPTracer(signed=False), description="SPEC 4.1 reference rule (ReLU on earlier layers)")
+TRACERS.add("mlp-signed", MLPTracer(signed=True), description="SPEC 4.1 without the ReLU on earlier layers")

@@ -1,0 +1,41 @@
+"""The tracer interface: how a canvas is computed for a model.
+
+A tracer declares its layers and their neuron counts first (:meth:`Tracer.layers`), so the
+canvas file can be laid out before any contribution is computed, then fills the per-layer
+arrays chunk by chunk (:meth:`Tracer.trace`). Arrays are numpy views: in memory or memory
+maps into the canvas file, which keeps peak memory at one chunk plus the model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+
+class Tracer(ABC):
+    """Computes the contribution of each neuron of each traced layer to each output pixel."""
+
+    #: registry name, set by the ``TRACERS.register`` decorator users
+    name: str = ""
+
+    @abstractmethod
+    def layers(self, model: nn.Module, shape: tuple[int, int, int]) -> dict[str, int]:
+        """Traced layer names (network order) -> number of neurons, for a ``(T, H, W)`` signal."""
+
+    @abstractmethod
+    def trace(
+        self,
+        model: nn.Module,
+        shape: tuple[int, int, int],
+        canvas: dict[str, np.ndarray],
+        recon: np.ndarray,
+        chunk_size: int,
+    ) -> dict[str, Any]:
+        """Fill ``canvas[layer]`` (``[N, T, H, W]``) and ``recon`` (``[T, H, W, 3]``).
+
+        Returns:
+            The exactness checks that ran, e.g. ``{"output_sum_max_rel_error": 3e-7}``.
+        """

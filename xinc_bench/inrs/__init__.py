@@ -1,0 +1,15 @@
+"""The INR zoo. Each family lives in one module and registers its presets on import."""
+
+from . import mlp
+from .base import INRInfo, bits_per_pixel, count_parameters, create_inr, image_coordinates, inr_info, register_inr
+
+__all__ = [
+    "INRInfo",
+    "bits_per_pixel",
+    "count_parameters",
+    "create_inr",
+    "image_coordinates",
+    "inr_info",
+    "mlp",
+    "register_inr",
+]

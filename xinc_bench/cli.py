@@ -1,0 +1,198 @@
+"""The ``xinc-bench`` command line: list, fit, canvas, probe, run.
+
+Exit codes: 0 on success, 2 on bad input (one line on stderr naming the problem and the fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .errors import XincError
+
+
+def _size(text: str) -> tuple[int, int]:
+    from .data import parse_size
+
+    try:
+        return parse_size(text)
+    except XincError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _frames(text: str):  # -> FrameRange
+    from .data import parse_frames
+
+    try:
+        return parse_frames(text)
+    except XincError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="xinc-bench", description="Interpretability benchmark for implicit neural representations.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="list registered models, data sources, tracers or tasks")
+    listing.add_argument("what", choices=["models", "data", "tracers", "tasks"])
+    listing.set_defaults(handler=_cmd_list)
+
+    def add_signal(sub: argparse.ArgumentParser, data_required: bool = True) -> None:
+        sub.add_argument("--data", required=data_required, help="data source name (xinc-bench list data) or an image file")
+        sub.add_argument("--size", type=_size, default=(128, 256), help="HEIGHTxWIDTH (default 128x256)")
+        sub.add_argument("--frames", type=_frames, default=None, help="frame range START:STOP[:STEP] for videos")
+
+    def add_training(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--model", required=True, help="registered INR name, path/to/file.py:Class or module:Class")
+        add_signal(sub)
+        sub.add_argument("--steps", type=_positive_int, default=1000, help="optimiser steps (default 1000)")
+        sub.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's, else 9e-4)")
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--out", type=Path, required=True, help="run directory")
+        sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    fit = commands.add_parser("fit", help="train an INR on a signal and write a checkpoint")
+    add_training(fit)
+    fit.set_defaults(handler=_cmd_fit)
+
+    canvas = commands.add_parser("canvas", help="compute the canvas of a checkpoint into a canvas file")
+    canvas.add_argument("--checkpoint", type=Path, required=True, help="RUN_DIR, its model.safetensors, or a paper .ckpt")
+    add_signal(canvas, data_required=False)
+    canvas.add_argument("--tracer", default=None, help="tracer name (default: the model's)")
+    canvas.add_argument("--float16", action="store_true", help="store contributions as float16")
+    canvas.add_argument("--out", type=Path, required=True, help="canvas file (.safetensors)")
+    canvas.set_defaults(handler=_cmd_canvas)
+
+    probe = commands.add_parser("probe", help="run a probe task on a canvas file and write its record")
+    probe.add_argument("--canvas", type=Path, required=True)
+    probe.add_argument("--task", required=True, help="task name (xinc-bench list tasks) or a task YAML file")
+    probe.add_argument("--control-canvas", type=Path, default=None, help="canvas of the random-initialised twin")
+    probe.add_argument("--out", type=Path, required=True, help="record JSON path")
+    probe.set_defaults(handler=_cmd_probe)
+
+    run = commands.add_parser("run", help="fit, canvas, every applicable probe, records and a summary table")
+    add_training(run)
+    run.add_argument("--tracer", default=None, help="tracer name (default: the model's)")
+    run.set_defaults(handler=_cmd_run)
+    return parser
+
+
+def _cmd_list(args: argparse.Namespace) -> None:
+    from .probes.base import available_tasks, load_task
+    from .registry import DATA_SOURCES, INRS, TRACERS
+
+    if args.what == "tasks":
+        for name in available_tasks():
+            task = load_task(name)
+            print(f"{name:<16} v{task.version}  {', '.join(task.metrics)}")
+        return
+    if args.what == "models":
+        from .inrs import inr_info
+
+        for name in INRS.names():
+            info = inr_info(name)
+            print(f"{name:<18} {info.family:<10} {info.signal_kind:<6} {info.description}")
+        return
+    registry = {"data": DATA_SOURCES, "tracers": TRACERS}[args.what]
+    for entry in registry:
+        detail = entry.metadata.get("description") or entry.metadata.get("kind") or ""
+        print(f"{entry.name:<18} {detail}")
+
+
+def _cmd_fit(args: argparse.Namespace) -> None:
+    from .pipeline import fit_run
+
+    summary = fit_run(args.model, args.data, args.size, out=args.out, frames=args.frames, steps=args.steps,
+                      lr=args.lr, seed=args.seed, progress_bar=not args.no_progress)
+    print(f"{summary.model}: PSNR {summary.psnr:.2f} dB, SSIM {summary.ssim:.4f}, "
+          f"{summary.num_parameters:,} parameters ({summary.bits_per_pixel:.2f} bpp) -> {summary.run_dir}")
+
+
+def _cmd_canvas(args: argparse.Namespace) -> None:
+    from .pipeline import canvas_run
+
+    canvas = canvas_run(args.checkpoint, args.size, out=args.out, frames=args.frames, data_spec=args.data,
+                        tracer=args.tracer, dtype=torch.float16 if args.float16 else torch.float32)
+    layers = ", ".join(f"{name} [{canvas.layer(name).shape[0]}]" for name in canvas.layer_names)
+    print(f"canvas of {canvas.metadata.get('model')} ({canvas.metadata.get('tracer')}): {layers}; "
+          f"checks {canvas.metadata.get('checks')} -> {args.out}")
+
+
+def _cmd_probe(args: argparse.Namespace) -> None:
+    from .pipeline import probe_run
+
+    record = probe_run(args.canvas, args.task, out=args.out, control_canvas=args.control_canvas)
+    _print_scores(record)
+    print(f"record -> {args.out}")
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from .pipeline import run_all
+
+    records = run_all(args.model, args.data, args.size, out=args.out, frames=args.frames, steps=args.steps,
+                      lr=args.lr, seed=args.seed, tracer=args.tracer, progress_bar=not args.no_progress)
+    print()
+    for record in records:
+        _print_scores(record)
+    if records:
+        fidelity = records[0]["fidelity"]
+        print(f"\n{args.model} on {args.data}: PSNR {fidelity.get('psnr', float('nan')):.2f} dB, "
+              f"SSIM {fidelity.get('ssim', float('nan')):.4f}; records in {args.out / 'records'}")
+
+
+def _print_scores(record: dict) -> None:
+    from .probes.base import load_task
+
+    task = load_task(record["task"]["name"])
+    controls = record.get("controls", {})
+    header = f"{'task':<14} {'metric':<26} {'score':>9}" + "".join(f" {name:>12}" for name in controls)
+    print(header)
+    for metric, spec in task.metrics.items():
+        arrow = {True: "↑", False: "↓", None: " "}[spec.higher_is_better]
+        value = record["scores"].get(metric)
+        row = f"{task.name:<14} {metric + ' ' + arrow:<26} {_fmt(value):>9}"
+        row += "".join(f" {_fmt(control.get(metric)):>12}" for control in controls.values())
+        print(row)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_lightning()
+    handler: Callable[[argparse.Namespace], None] = args.handler
+    try:
+        handler(args)
+    except XincError as exc:
+        print(f"xinc-bench: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

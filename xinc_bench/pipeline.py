@@ -1,0 +1,301 @@
+"""The four jobs of the command line as library functions: fit, canvas, probe, run.
+
+Each writes its outputs atomically, so a failure leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from .canvas import Canvas, compute_canvas, read_canvas
+from .checkpoints import load_checkpoint, save_checkpoint
+from .data import FrameRange, Signal, load_signal
+from .errors import XincError
+from .inrs import bits_per_pixel, count_parameters, create_inr, inr_info, resolve_inr
+from .probes.base import Task, available_tasks, load_task
+from .results.record import build_record, write_json_atomic
+from .training import fidelity, fit, render
+
+#: the random-initialised twin of a run lives here inside the run directory (a control)
+INIT_DIR = "init"
+CANVAS_NAME = "canvas.safetensors"
+RECORDS_DIR = "records"
+
+
+@dataclass
+class FitSummary:
+    """What ``fit`` produced: the run directory, the model name and its fidelity."""
+
+    run_dir: Path
+    model: str
+    psnr: float
+    ssim: float
+    num_parameters: int
+    bits_per_pixel: float
+    seconds_per_step: float
+
+
+def fit_run(
+    model_spec: str,
+    data_spec: str,
+    size: tuple[int, int],
+    *,
+    out: Path,
+    frames: FrameRange | None = None,
+    steps: int = 1000,
+    lr: float | None = None,
+    seed: int = 0,
+    progress_bar: bool = True,
+) -> FitSummary:
+    """Train ``model_spec`` on ``data_spec`` and write ``out/model.safetensors`` + ``model.json``.
+
+    Also writes the random-initialised twin (same seed, untrained) to ``out/init/`` and the
+    reconstruction as ``out/recon.png``. Learning rate defaults to the model's ``default_lr``
+    or the paper's 9e-4.
+    """
+    name = resolve_inr(model_spec)
+    info = inr_info(name)
+    signal = load_signal(data_spec, size, frames)
+    if info.signal_kind == "video" and signal.kind == "image":
+        raise XincError(f"{model_spec} is a video INR but {data_spec} is an image; give a video source (e.g. bikes)")
+    if info.signal_kind == "image" and signal.kind == "video":
+        raise XincError(f"{model_spec} is an image INR but {data_spec} has {signal.num_frames} frames; use --frames 0:1")
+    L.seed_everything(seed, verbose=False)
+    model = create_inr(name, num_frames=signal.num_frames, height=signal.height, width=signal.width)
+    twin = copy.deepcopy(model)
+    lr = lr if lr is not None else float(getattr(model, "default_lr", 9e-4))
+    schedule = getattr(model, "default_schedule", "constant")
+    result = fit(model, signal, steps=steps, lr=lr, schedule=schedule, seed=seed, progress_bar=progress_bar)
+    num_parameters = count_parameters(model)
+    config = {
+        "model": model_spec,
+        "model_args": {},
+        "signal": _signal_config(data_spec, signal, frames),
+        "training": {"steps": steps, "lr": lr, "schedule": schedule, "seed": seed,
+                     "seconds_per_step": result.seconds_per_step},
+        "fidelity": {"psnr": result.psnr, "ssim": result.ssim},
+        "num_parameters": num_parameters,
+        "bits_per_pixel": bits_per_pixel(num_parameters, signal.num_pixels),
+    }
+    twin_recon = render(twin, signal)
+    twin_psnr, twin_ssim = fidelity(twin_recon, signal.frames)
+    with _staging(Path(out)) as stage:
+        save_checkpoint(model, config, stage)
+        save_checkpoint(twin, {**config, "training": {**config["training"], "steps": 0},
+                               "fidelity": {"psnr": twin_psnr, "ssim": twin_ssim}}, stage / INIT_DIR)
+        save_png(result.recon, stage / "recon.png")
+    return FitSummary(Path(out), model_spec, result.psnr, result.ssim, num_parameters,
+                      config["bits_per_pixel"], result.seconds_per_step)
+
+
+def canvas_run(
+    checkpoint: Path,
+    size: tuple[int, int],
+    *,
+    out: Path,
+    frames: FrameRange | None = None,
+    data_spec: str | None = None,
+    tracer: str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Canvas:
+    """Compute the canvas of a checkpoint at ``size`` and stream it into ``out``.
+
+    The signal is the checkpoint's training data (or ``data_spec``) at ``size``. A paper release
+    checkpoint carries no data: then the frames are its own clipped reconstruction.
+    """
+    model, config = load_checkpoint(Path(checkpoint), *size)
+    name = resolve_inr(config["model"])
+    info = inr_info(name)
+    signal_config = config.get("signal", {})
+    data_spec = data_spec or signal_config.get("data")
+    if frames is None and signal_config.get("frames"):
+        frames = _parse_stored_frames(signal_config["frames"])
+    if data_spec is not None:
+        signal = load_signal(data_spec, size, frames)
+    else:
+        num_frames = signal_config.get("num_frames", 1)
+        placeholder = Signal(torch.zeros(num_frames, *size, 3), name="reconstruction")
+        recon = render(model, placeholder)
+        signal = Signal(recon.clamp(0, 1), name="reconstruction", source={"source": "model reconstruction"})
+    recon = render(model, signal)
+    psnr, ssim = fidelity(recon, signal.frames)
+    num_parameters = count_parameters(model)
+    metadata = {
+        "model": config["model"],
+        "model_config": config.get("model_args", {}),
+        "family": info.family,
+        "num_parameters": num_parameters,
+        "bits_per_pixel": bits_per_pixel(num_parameters, signal.num_pixels),
+        "data": _signal_config(data_spec, signal, frames) if data_spec else signal.source,
+        "seed": config.get("training", {}).get("seed"),
+        "training": config.get("training", {}),
+        "fidelity": {"psnr": psnr, "ssim": ssim} if data_spec else config.get("fidelity", {}),
+        "checkpoint": str(checkpoint),
+    }
+    if signal.categories:
+        metadata["categories"] = {str(k): v for k, v in signal.categories.items()}
+    return compute_canvas(model, signal, tracer or info.tracer, out=Path(out), dtype=dtype, metadata=metadata)
+
+
+def probe_run(
+    canvas_path: Path,
+    task_name: str,
+    *,
+    out: Path,
+    control_canvas: Path | None = None,
+) -> dict[str, Any]:
+    """Run one task on a canvas file and write its record (and figures beside it) atomically.
+
+    Args:
+        control_canvas: canvas of the random-initialised twin; its scores go into ``controls``.
+    """
+    task = load_task(task_name)
+    canvas = read_canvas(Path(canvas_path))
+    _check_applicable(task, canvas)
+    started = time.perf_counter()
+    result = task.run(canvas)
+    probe_seconds = time.perf_counter() - started
+    controls: dict[str, dict[str, float]] = {}
+    if control_canvas is not None:
+        controls["random_init"] = _headline(task, task.run(read_canvas(Path(control_canvas))).scores)
+    out = Path(out)
+    figure_dir = out.with_name(f"{out.stem}_figures")
+    with _staging(figure_dir) as stage:
+        artifacts = save_figures(result.figures, stage)
+    record = build_record(
+        task,
+        result.scores,
+        canvas.metadata,
+        controls=controls,
+        timings={"probe_seconds": probe_seconds},
+        artifacts=[str(figure_dir / name) for name in artifacts],
+    )
+    write_json_atomic(out, record)
+    return record
+
+
+def applicable_tasks(canvas: Canvas) -> list[str]:
+    """Tasks in ``tasks/`` that apply to this canvas's signal kind."""
+    kind = "image" if canvas.shape[0] == 1 else "video"
+    return [name for name in available_tasks() if kind in load_task(name).signal_kinds]
+
+
+def _check_applicable(task: Task, canvas: Canvas) -> None:
+    kind = "image" if canvas.shape[0] == 1 else "video"
+    if kind not in task.signal_kinds:
+        raise XincError(f"task {task.name!r} applies to {', '.join(task.signal_kinds)} canvases, not to this {kind}")
+
+
+def _headline(task: Task, scores: dict[str, float]) -> dict[str, float]:
+    return {name: scores[name] for name in task.metrics if name in scores}
+
+
+def _signal_config(data_spec: str | None, signal: Signal, frames: FrameRange | None) -> dict[str, Any]:
+    return {
+        "data": data_spec,
+        "name": signal.name,
+        "num_frames": signal.num_frames,
+        "height": signal.height,
+        "width": signal.width,
+        "frames": str(frames) if frames is not None else None,
+        "content_hash": signal.content_hash(),
+        "source": signal.source,
+    }
+
+
+def _parse_stored_frames(text: str) -> FrameRange:
+    from .data import parse_frames
+
+    return parse_frames(text)
+
+
+def save_png(frames: torch.Tensor, path: Path) -> Path:
+    """Save frame 0 of ``[T, H, W, 3]`` (clipped to [0, 1]) as a PNG."""
+    import imageio.v3 as iio
+
+    image = (frames[0].clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+    iio.imwrite(path, image)
+    return path
+
+
+def save_figures(figures: dict[str, Any], directory: Path) -> list[str]:
+    """Save matplotlib figures as ``<name>.png`` into ``directory``; returns the file names."""
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    names = []
+    for name, figure in figures.items():
+        figure.savefig(directory / f"{name}.png", dpi=110)
+        plt.close(figure)
+        names.append(f"{name}.png")
+    return names
+
+
+class _staging:
+    """Build a directory's new contents in a temporary sibling, then move them into place.
+
+    Files already in the target directory that are not rewritten are kept (a run directory
+    gains its canvas and records over several steps).
+    """
+
+    def __init__(self, target: Path) -> None:
+        self.target = Path(target)
+
+    def __enter__(self) -> Path:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.stage = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
+        return self.stage
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        try:
+            if exc_type is None:
+                self.target.mkdir(parents=True, exist_ok=True)
+                for item in sorted(self.stage.rglob("*")):
+                    if item.is_file():
+                        destination = self.target / item.relative_to(self.stage)
+                        destination.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(item, destination)
+        finally:
+            shutil.rmtree(self.stage, ignore_errors=True)
+
+
+def run_all(
+    model_spec: str,
+    data_spec: str,
+    size: tuple[int, int],
+    *,
+    out: Path,
+    frames: FrameRange | None = None,
+    steps: int = 1000,
+    lr: float | None = None,
+    seed: int = 0,
+    tracer: str | None = None,
+    progress_bar: bool = True,
+) -> list[dict[str, Any]]:
+    """Fit, compute the canvas and its random-init control, run every applicable task.
+
+    Writes ``out/model.safetensors``, ``out/canvas.safetensors``, ``out/init/canvas.safetensors``
+    and one record per task in ``out/records/``. Returns the records.
+    """
+    out = Path(out)
+    fit_run(model_spec, data_spec, size, out=out, frames=frames, steps=steps, lr=lr, seed=seed,
+            progress_bar=progress_bar)
+    canvas = canvas_run(out, size, out=out / CANVAS_NAME, frames=frames, tracer=tracer)
+    canvas_run(out / INIT_DIR, size, out=out / INIT_DIR / CANVAS_NAME, frames=frames, tracer=tracer)
+    return [
+        probe_run(out / CANVAS_NAME, task, out=out / RECORDS_DIR / f"{task}.json",
+                  control_canvas=out / INIT_DIR / CANVAS_NAME)
+        for task in applicable_tasks(canvas)
+    ]

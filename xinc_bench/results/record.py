@@ -1,0 +1,103 @@
+"""Results records (SPEC 6): one JSON file per probe run, written atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..probes.base import Task
+
+SCHEMA_VERSION = 1
+
+
+def write_json_atomic(path: Path, payload: Any) -> Path:
+    """Write ``payload`` as JSON to ``path`` via a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(_json_safe(payload), indent=2, sort_keys=False, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf floats become null so records stay strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def git_commit() -> str | None:
+    """The commit of the xinc-bench checkout in use, if it is a git checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware, stored beside every result."""
+    import lightning
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def build_record(
+    task: Task,
+    scores: dict[str, float],
+    canvas_metadata: dict[str, Any],
+    *,
+    controls: dict[str, dict[str, float]] | None = None,
+    timings: dict[str, float] | None = None,
+    artifacts: list[str] | None = None,
+) -> dict[str, Any]:
+    """Assemble a SPEC 6 record from a task's scores and the canvas's metadata."""
+    meta = canvas_metadata
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "task": {"name": task.name, "version": task.version, "probe": task.probe, "params": task.params},
+        "package": {"name": "xinc-bench", "version": __version__, "git_commit": git_commit()},
+        "model": {
+            "name": meta.get("model"),
+            "config": meta.get("model_config", {}),
+            "num_parameters": meta.get("num_parameters"),
+            "bits_per_pixel": meta.get("bits_per_pixel"),
+            "tracer": meta.get("tracer"),
+        },
+        "data": meta.get("data", {}),
+        "seed": meta.get("seed"),
+        "fidelity": meta.get("fidelity", {}),
+        "scores": scores,
+        "controls": controls or {},
+        "timings": {"canvas_seconds": meta.get("canvas_seconds"), **(timings or {})},
+        "artifacts": artifacts or [],
+        "environment": environment(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }

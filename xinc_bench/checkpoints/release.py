@@ -39,6 +39,9 @@ class _Inert:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def __call__(self, *args: Any, **kwargs: Any) -> "_Inert":
+        return _Inert()
+
     def __setstate__(self, state: Any) -> None:
         pass
 
@@ -118,7 +121,7 @@ def read_release_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 payload = _TensorOnlyUnpickler(handle, archive, prefix).load()
     except XincError:
         raise
-    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, KeyError, ValueError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
         raise XincError(f"cannot read checkpoint {path}: the file is corrupt or truncated ({exc})") from exc
     state = payload.get("state_dict") if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -24,6 +24,18 @@ def to_float_rgb(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(out))
 
 
+def centre_crop_box(source: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(top, left, crop_h, crop_w)`` of the centred crop of a ``source`` (H, W) to the aspect of ``size``."""
+    src_h, src_w = source
+    height, width = size
+    target_aspect = width / height
+    if src_w / src_h > target_aspect:
+        crop_h, crop_w = src_h, round(src_h * target_aspect)
+    else:
+        crop_h, crop_w = round(src_w / target_aspect), src_w
+    return (src_h - crop_h) // 2, (src_w - crop_w) // 2, crop_h, crop_w
+
+
 def crop_and_resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Centre-crop ``frames[T, H, W, C]`` to the aspect of ``size`` and resize to it.
 
@@ -31,13 +43,7 @@ def crop_and_resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     Returns ``[T, h, w, C]`` float32 clipped to [0, 1].
     """
     height, width = size
-    _, src_h, src_w, _ = frames.shape
-    target_aspect = width / height
-    if src_w / src_h > target_aspect:
-        crop_w, crop_h = round(src_h * target_aspect), src_h
-    else:
-        crop_w, crop_h = src_w, round(src_w / target_aspect)
-    top, left = (src_h - crop_h) // 2, (src_w - crop_w) // 2
+    top, left, crop_h, crop_w = centre_crop_box(tuple(frames.shape[1:3]), size)
     cropped = frames[:, top : top + crop_h, left : left + crop_w]
     if (crop_h, crop_w) == (height, width):
         return cropped.contiguous().float()

@@ -1,6 +1,7 @@
 """The INR zoo. Each family lives in one module and registers its presets on import."""
 
 from . import mlp
+from .user import resolve_inr
 from .base import INRInfo, bits_per_pixel, count_parameters, create_inr, image_coordinates, inr_info, register_inr
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "inr_info",
     "mlp",
     "register_inr",
+    "resolve_inr",
 ]

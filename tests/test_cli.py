@@ -1,0 +1,98 @@
+"""The command line, end to end through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).with_name("xinc-bench")
+
+
+def xinc(*args: str | Path) -> subprocess.CompletedProcess:
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "xinc_bench.cli"]
+    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = xinc("run", "--model", "ffn-paper", "--data", "astronaut", "--size", "32x64", "--steps", "40",
+                  "--out", out, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "PSNR" in result.stdout and "distribution" in result.stdout
+    return out
+
+
+def test_run_writes_every_artefact(run_dir: Path) -> None:
+    for name in ("model.safetensors", "model.json", "recon.png", "canvas.safetensors",
+                 "init/model.safetensors", "init/canvas.safetensors", "records/distribution.json"):
+        assert (run_dir / name).is_file(), name
+    record = json.loads((run_dir / "records/distribution.json").read_text())
+    assert record["schema_version"] == 1
+    assert record["task"]["name"] == "distribution" and record["task"]["version"] == 1
+    assert record["model"]["name"] == "ffn-paper" and record["model"]["num_parameters"] == 32_971
+    assert record["model"]["bits_per_pixel"] == pytest.approx(32_971 * 8 / (32 * 64))
+    assert record["data"]["data"] == "astronaut" and len(record["data"]["content_hash"]) == 16
+    assert record["fidelity"]["psnr"] > 10 and 0 < record["fidelity"]["ssim"] <= 1
+    assert set(record["controls"]["random_init"]) == {"neurons_per_pixel_a0.1", "neurons_per_pixel_a0.5",
+                                                      "pixels_per_neuron", "top_neuron_dominance", "gini"}
+    assert record["environment"]["torch"]
+    for artifact in record["artifacts"]:
+        assert Path(artifact).is_file()
+    assert not list(run_dir.rglob("*.tmp-*"))
+
+
+def test_fit_canvas_probe_as_separate_commands(run_dir: Path, tmp_path: Path) -> None:
+    canvas = tmp_path / "c.safetensors"
+    result = xinc("canvas", "--checkpoint", run_dir, "--size", "16x32", "--out", canvas)
+    assert result.returncode == 0, result.stderr
+    assert "layer1 [208], layer2 [104], layer3 [104]" in result.stdout
+    record_path = tmp_path / "r.json"
+    result = xinc("probe", "--canvas", canvas, "--task", "distribution", "--out", record_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(record_path.read_text())["data"]["height"] == 16
+
+
+def test_list_commands() -> None:
+    result = xinc("list", "models")
+    assert result.returncode == 0 and "ffn-paper" in result.stdout
+    assert "distribution" in xinc("list", "tasks").stdout
+    assert "astronaut" in xinc("list", "data").stdout
+    assert "mlp" in xinc("list", "tracers").stdout
+
+
+def _assert_bad_input(result: subprocess.CompletedProcess, pattern: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert pattern in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_inputs_give_one_clear_line(run_dir: Path, tmp_path: Path, reference_dir: Path) -> None:
+    out = tmp_path / "out.safetensors"
+    _assert_bad_input(xinc("canvas", "--checkpoint", tmp_path / "nope.ckpt", "--out", out), "does not exist")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes((reference_dir / "best_model.ckpt").read_bytes()[:100_000])
+    _assert_bad_input(xinc("canvas", "--checkpoint", truncated, "--out", out), "corrupt or truncated")
+    broken_run = tmp_path / "broken_run"
+    shutil.copytree(run_dir, broken_run, ignore=shutil.ignore_patterns("*canvas*", "records", "init"))
+    (broken_run / "model.safetensors").write_bytes((run_dir / "model.safetensors").read_bytes()[:5000])
+    _assert_bad_input(xinc("canvas", "--checkpoint", broken_run, "--out", out), "corrupt or truncated")
+    misfit = tmp_path / "misfit_run"
+    shutil.copytree(run_dir, misfit, ignore=shutil.ignore_patterns("*canvas*", "records", "init"))
+    config = json.loads((misfit / "model.json").read_text())
+    config["model_args"] = {"hidden_width": 64}
+    (misfit / "model.json").write_text(json.dumps(config))
+    _assert_bad_input(xinc("canvas", "--checkpoint", misfit, "--out", out), "does not fit the model")
+    _assert_bad_input(xinc("fit", "--model", "ffn-papr", "--data", "astronaut", "--out", tmp_path / "r"),
+                      "unknown INR 'ffn-papr'")
+    _assert_bad_input(xinc("probe", "--canvas", run_dir / "canvas.safetensors", "--task", "colour",
+                           "--out", tmp_path / "r.json"), "unknown task 'colour'")
+    for size in ("12x", "0x5"):
+        _assert_bad_input(xinc("fit", "--model", "ffn-paper", "--data", "astronaut", "--size", size,
+                               "--out", tmp_path / "r"), "invalid size")
+    assert not out.exists() and not (tmp_path / "r").exists() and not (tmp_path / "r.json").exists()

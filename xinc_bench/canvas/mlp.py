@@ -9,6 +9,17 @@ neuron ``j`` contributes ``c_jk(p) = a_j(p) W[k, j] + b[k] / N`` to target unit 
 
 Both are a per-neuron affine map of the activations, so the canvas costs one forward pass plus
 an element-wise product; pixels are processed in chunks written straight into the output.
+
+Complex networks (WIRE). Hidden activations ``a_j`` and the weights ``W``, ``b`` of every Linear
+after the first are complex, and the network emits the real part of its last Linear. A
+contribution is the part of the *real* output the neuron accounts for:
+
+    c_jk(p) = Re(a_j(p) W[k, j]) + Re(b[k]) / N
+
+For the last layer this sums over ``j`` to ``Re(sum_j a_j W[k, j] + b[k])``, the output, so the
+exactness check holds unchanged. Earlier layers take the real part of the summed complex
+contribution, ``Re(sum_k a_j W[k, j] + b[k] / N)``, then the ReLU rule (or none, ``signed``).
+Real networks are the special case with zero imaginary parts.
 """
 
 from __future__ import annotations
@@ -34,12 +45,20 @@ def _require_trace(model: nn.Module) -> None:
         )
 
 
-def rgb_contributions(inputs: torch.Tensor, target: nn.Linear) -> torch.Tensor:
-    """Per-output contributions ``c[N, K, P]`` of the ``[P, N]`` source activations to ``target``."""
+def rgb_contributions(inputs: torch.Tensor, target: nn.Module) -> torch.Tensor:
+    """Per-output real contributions ``c[N, K, P]`` of the ``[P, N]`` source activations to ``target``.
+
+    ``target`` has ``weight[K, N]`` and ``bias[K]`` (or None), real or complex (module docstring).
+    """
     weight, bias = target.weight, target.bias
     num_neurons = weight.shape[1]
     share = bias / num_neurons if bias is not None else torch.zeros_like(weight[:, 0])
-    return torch.einsum("pn,kn->nkp", inputs, weight) + share[None, :, None]
+    return _real(torch.einsum("pn,kn->nkp", inputs.to(weight.dtype), weight) + share[None, :, None])
+
+
+def _real(values: torch.Tensor) -> torch.Tensor:
+    """The real part of complex contributions; real ones unchanged."""
+    return values.real if values.is_complex() else values
 
 
 class MLPTracer(Tracer):
@@ -87,14 +106,14 @@ class MLPTracer(Tracer):
                     continue
                 weight_sum = target.weight.sum(dim=0)
                 bias_share = target.bias.sum() / inputs.shape[1] if target.bias is not None else 0.0
-                contribution = inputs * weight_sum + bias_share
+                contribution = _real(inputs * weight_sum + bias_share)
                 if index != last and not self.signed:
                     contribution = contribution.clamp_(min=0.0)
                 flat[name][:, start:stop] = contribution.T.numpy()
         return {"output_sum_max_rel_error": worst_error}
 
     @staticmethod
-    def _last_layer_error(inputs: torch.Tensor, target: nn.Linear, output: torch.Tensor) -> float:
+    def _last_layer_error(inputs: torch.Tensor, target: nn.Module, output: torch.Tensor) -> float:
         """Relative max error of sum_j c_jk(p) against the model output (exactness check)."""
         summed = rgb_contributions(inputs, target).sum(dim=0).T
         scale = output.abs().max().clamp(min=1e-12)

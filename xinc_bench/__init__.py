@@ -6,7 +6,7 @@ pixel, after "Explaining the Implicit Neural Canvas", CVPR 2024), and score it w
 
 __version__ = "0.1.0"
 
-from . import canvas, data, inrs, probes  # noqa: E402  (registers the built-ins)
+from . import annotate, canvas, data, inrs, probes  # noqa: E402  (registers the built-ins)
 from .inrs.base import create_inr, register_inr  # noqa: E402
 
 __all__ = ["__version__", "canvas", "create_inr", "data", "inrs", "probes", "register_inr"]

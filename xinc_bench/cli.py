@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--size", type=_size, default=(128, 256), help="HEIGHTxWIDTH (default 128x256)")
         sub.add_argument("--frames", type=_frames, default=None, help="frame range START:STOP[:STEP] for videos")
 
+    def add_annotations(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--tracer", default=None, help="tracer name (default: the model's; xinc-bench list tracers)")
+        sub.add_argument("--masks", default=None, help="mask source: gt, felzenszwalb, slic or sam (default: gt if the data has masks, else felzenszwalb)")
+        sub.add_argument("--flow", default=None, help="flow source for videos: gt, dis, farneback or raft (default: gt if known, else dis)")
+
     def add_training(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--model", required=True, help="registered INR name, path/to/file.py:Class or module:Class")
         add_signal(sub)
@@ -74,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     canvas = commands.add_parser("canvas", help="compute the canvas of a checkpoint into a canvas file")
     canvas.add_argument("--checkpoint", type=Path, required=True, help="RUN_DIR, its model.safetensors, or a paper .ckpt")
     add_signal(canvas, data_required=False)
-    canvas.add_argument("--tracer", default=None, help="tracer name (default: the model's)")
+    add_annotations(canvas)
     canvas.add_argument("--float16", action="store_true", help="store contributions as float16")
     canvas.add_argument("--out", type=Path, required=True, help="canvas file (.safetensors)")
     canvas.set_defaults(handler=_cmd_canvas)
@@ -88,8 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="fit, canvas, every applicable probe, records and a summary table")
     add_training(run)
-    run.add_argument("--tracer", default=None, help="tracer name (default: the model's)")
+    add_annotations(run)
     run.set_defaults(handler=_cmd_run)
+
+    board = commands.add_parser("leaderboard", help="build CSV, Markdown and HTML leaderboards from a records folder")
+    board.add_argument("records", type=Path, help="folder of run directories / records (searched recursively)")
+    board.add_argument("--out", type=Path, default=Path("leaderboards"))
+    board.add_argument("--name", default="leaderboard", help="file name stem (e.g. quick)")
+    board.add_argument("--by-tier", action="store_true", help="rank architectures only within a PSNR tier")
+    board.set_defaults(handler=_cmd_leaderboard)
+
+    report = commands.add_parser("report", help="write RUN_DIR/report.html: reconstruction, neuron maps, probe figures")
+    report.add_argument("run_dir", type=Path)
+    report.set_defaults(handler=_cmd_report)
     return parser
 
 
@@ -128,7 +144,8 @@ def _cmd_canvas(args: argparse.Namespace) -> None:
     from .pipeline import canvas_run
 
     canvas = canvas_run(args.checkpoint, args.size, out=args.out, frames=args.frames, data_spec=args.data,
-                        tracer=args.tracer, dtype=torch.float16 if args.float16 else torch.float32)
+                        tracer=args.tracer, dtype=torch.float16 if args.float16 else torch.float32,
+                        mask_source=args.masks, flow_source=args.flow)
     layers = ", ".join(f"{name} [{canvas.layer(name).shape[0]}]" for name in canvas.layer_names)
     print(f"canvas of {canvas.metadata.get('model')} ({canvas.metadata.get('tracer')}): {layers}; "
           f"checks {canvas.metadata.get('checks')} -> {args.out}")
@@ -146,7 +163,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from .pipeline import run_all
 
     records = run_all(args.model, args.data, args.size, out=args.out, frames=args.frames, steps=args.steps,
-                      lr=args.lr, seed=args.seed, tracer=args.tracer, progress_bar=not args.no_progress)
+                      lr=args.lr, seed=args.seed, tracer=args.tracer, mask_source=args.masks,
+                      flow_source=args.flow, progress_bar=not args.no_progress)
     print()
     for record in records:
         _print_scores(record)
@@ -154,6 +172,20 @@ def _cmd_run(args: argparse.Namespace) -> None:
         fidelity = records[0]["fidelity"]
         print(f"\n{args.model} on {args.data}: PSNR {fidelity.get('psnr', float('nan')):.2f} dB, "
               f"SSIM {fidelity.get('ssim', float('nan')):.4f}; records in {args.out / 'records'}")
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> None:
+    from .results.leaderboard import build_leaderboard, tier_view, write_leaderboard
+
+    table = build_leaderboard(args.records)
+    paths = write_leaderboard(tier_view(table) if args.by_tier else table, args.out, args.name)
+    print(f"{len(table)} rows -> " + ", ".join(str(p) for p in paths))
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from .results.report import write_report
+
+    print(f"report -> {write_report(args.run_dir)}")
 
 
 def _print_scores(record: dict) -> None:

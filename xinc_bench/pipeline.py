@@ -19,12 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from .annotate import flow_for, masks_for
 from .canvas import Canvas, compute_canvas, read_canvas
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import FrameRange, Signal, load_signal
 from .errors import XincError
 from .inrs import bits_per_pixel, count_parameters, create_inr, inr_info, resolve_inr
 from .probes.base import Task, available_tasks, load_task
+from .probes.controls import shuffle_canvas
 from .results.record import build_record, write_json_atomic
 from .training import fidelity, fit, render
 
@@ -89,7 +91,12 @@ def fit_run(
         "num_parameters": num_parameters,
         "bits_per_pixel": bits_per_pixel(num_parameters, signal.num_pixels),
     }
+    if getattr(model, "needs_frames", False):
+        twin.set_frames(signal.frames)
     twin_recon = render(twin, signal)
+    for trained in (model, twin):
+        if getattr(trained, "needs_frames", False):
+            trained.cache_embeddings()  # checkpoints carry the embeddings, not the frames
     twin_psnr, twin_ssim = fidelity(twin_recon, signal.frames)
     with _staging(Path(out)) as stage:
         save_checkpoint(model, config, stage)
@@ -109,11 +116,15 @@ def canvas_run(
     data_spec: str | None = None,
     tracer: str | None = None,
     dtype: torch.dtype = torch.float32,
+    mask_source: str | None = None,
+    flow_source: str | None = None,
 ) -> Canvas:
     """Compute the canvas of a checkpoint at ``size`` and stream it into ``out``.
 
     The signal is the checkpoint's training data (or ``data_spec``) at ``size``. A paper release
-    checkpoint carries no data: then the frames are its own clipped reconstruction.
+    checkpoint carries no data: then the frames are its own clipped reconstruction. Masks (and,
+    for videos, flow) are stored with the canvas: the signal's own ground truth, else the
+    ``mask_source`` (default ``felzenszwalb``) and ``flow_source`` (default ``dis``).
     """
     model, config = load_checkpoint(Path(checkpoint), *size)
     name = resolve_inr(config["model"])
@@ -129,6 +140,11 @@ def canvas_run(
         placeholder = Signal(torch.zeros(num_frames, *size, 3), name="reconstruction")
         recon = render(model, placeholder)
         signal = Signal(recon.clamp(0, 1), name="reconstruction", source={"source": "model reconstruction"})
+    annotations = {"masks": mask_source or ("gt" if signal.masks is not None else "felzenszwalb")}
+    signal.masks = masks_for(signal, mask_source)
+    if signal.num_frames > 1:
+        annotations["flow"] = flow_source or ("gt" if signal.flow is not None else "dis")
+        signal.flow = flow_for(signal, flow_source)
     recon = render(model, signal)
     psnr, ssim = fidelity(recon, signal.frames)
     num_parameters = count_parameters(model)
@@ -142,7 +158,8 @@ def canvas_run(
         "seed": config.get("training", {}).get("seed"),
         "training": config.get("training", {}),
         "fidelity": {"psnr": psnr, "ssim": ssim} if data_spec else config.get("fidelity", {}),
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "annotations": annotations,
     }
     if signal.categories:
         metadata["categories"] = {str(k): v for k, v in signal.categories.items()}
@@ -165,11 +182,12 @@ def probe_run(
     canvas = read_canvas(Path(canvas_path))
     _check_applicable(task, canvas)
     started = time.perf_counter()
-    result = task.run(canvas)
+    result = task.run(canvas, **_model_params(task, canvas))
     probe_seconds = time.perf_counter() - started
-    controls: dict[str, dict[str, float]] = {}
+    controls = {"shuffled": _headline(task, task.run(shuffle_canvas(canvas, seed=0), **_model_params(task, canvas)).scores)}
     if control_canvas is not None:
-        controls["random_init"] = _headline(task, task.run(read_canvas(Path(control_canvas))).scores)
+        twin = read_canvas(Path(control_canvas))
+        controls["random_init"] = _headline(task, task.run(twin, **_model_params(task, twin)).scores)
     out = Path(out)
     figure_dir = out.with_name(f"{out.stem}_figures")
     with _staging(figure_dir) as stage:
@@ -184,6 +202,19 @@ def probe_run(
     )
     write_json_atomic(out, record)
     return record
+
+
+def _model_params(task: Task, canvas: Canvas) -> dict[str, Any]:
+    """Probes that need the model itself (faithfulness) get it from the canvas's checkpoint."""
+    if task.probe != "faithfulness":
+        return {}
+    checkpoint = canvas.metadata.get("checkpoint")
+    if not checkpoint:
+        raise XincError(f"task {task.name!r} needs the model, but the canvas names no checkpoint; "
+                        "make the canvas with `xinc-bench canvas --checkpoint ...`")
+    _, height, width = canvas.shape
+    model, _ = load_checkpoint(Path(checkpoint), height, width)
+    return {"model": model.eval()}
 
 
 def applicable_tasks(canvas: Canvas) -> list[str]:
@@ -282,6 +313,8 @@ def run_all(
     lr: float | None = None,
     seed: int = 0,
     tracer: str | None = None,
+    mask_source: str | None = None,
+    flow_source: str | None = None,
     progress_bar: bool = True,
 ) -> list[dict[str, Any]]:
     """Fit, compute the canvas and its random-init control, run every applicable task.
@@ -292,8 +325,9 @@ def run_all(
     out = Path(out)
     fit_run(model_spec, data_spec, size, out=out, frames=frames, steps=steps, lr=lr, seed=seed,
             progress_bar=progress_bar)
-    canvas = canvas_run(out, size, out=out / CANVAS_NAME, frames=frames, tracer=tracer)
-    canvas_run(out / INIT_DIR, size, out=out / INIT_DIR / CANVAS_NAME, frames=frames, tracer=tracer)
+    annotations = {"tracer": tracer, "mask_source": mask_source, "flow_source": flow_source}
+    canvas = canvas_run(out, size, out=out / CANVAS_NAME, frames=frames, **annotations)
+    canvas_run(out / INIT_DIR, size, out=out / INIT_DIR / CANVAS_NAME, frames=frames, **annotations)
     return [
         probe_run(out / CANVAS_NAME, task, out=out / RECORDS_DIR / f"{task}.json",
                   control_canvas=out / INIT_DIR / CANVAS_NAME)

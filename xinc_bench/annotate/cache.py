@@ -4,11 +4,14 @@ An annotation is keyed by what determines it: the signal's content hash, the sou
 the source's options. Entries live in a process-wide least-recently-used memory store bounded
 in bytes; with a cache folder they are also written there as ``.npz`` files (no pickle), each
 written to a temporary file and renamed into place so a crash never leaves half a file.
+The mask and flow front doors also share :func:`check_options`, which vets a source's options
+before anything runs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -20,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data.signal import Signal
+from ..errors import XincError
 
 #: Upper bound on the bytes the in-memory store keeps before evicting the oldest entries.
 MEMORY_LIMIT_BYTES = 1 << 30
@@ -74,6 +78,21 @@ def annotation_key(kind: str, signal: Signal, source: str, options: dict[str, An
     encoded = json.dumps(options, sort_keys=True, default=str).encode()
     digest = hashlib.sha256(encoded).hexdigest()[:16]
     return f"{kind}-{source}-{signal.content_hash()}-{digest}"
+
+
+def check_options(what: str, source: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Raise XincError listing the accepted options if ``source`` does not take every one of ``options``.
+
+    ``what`` names the source in the message (e.g. ``"mask source 'slic'"``). Sources that take
+    ``**kwargs`` vet their extra options themselves.
+    """
+    parameters = list(inspect.signature(source).parameters.values())[1:]  # after frames
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise XincError(f"{what} has no option(s) {', '.join(unknown)}; its options are: {', '.join(accepted)}")
 
 
 def cached_annotation(

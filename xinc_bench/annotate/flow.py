@@ -27,13 +27,17 @@ import torch.nn.functional as F
 from ..data.signal import Signal
 from ..errors import XincError
 from ..registry import FLOW_SOURCES
-from .cache import annotation_key, cached_annotation
+from .cache import annotation_key, cached_annotation, check_options
 
 #: ``estimate(current[H, W], previous[H, W]) -> [H, W, 2]`` with current(p) ~ previous(p - flow(p)).
 PairEstimator = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-DIS_PRESETS = {"ultrafast": "DISOPTICAL_FLOW_PRESET_ULTRAFAST", "fast": "DISOPTICAL_FLOW_PRESET_FAST",
-               "medium": "DISOPTICAL_FLOW_PRESET_MEDIUM"}
+#: DIS presets by name -> the OpenCV constant's name.
+DIS_PRESETS = {
+    "ultrafast": "DISOPTICAL_FLOW_PRESET_ULTRAFAST",
+    "fast": "DISOPTICAL_FLOW_PRESET_FAST",
+    "medium": "DISOPTICAL_FLOW_PRESET_MEDIUM",
+}
 RAFT_MODELS = ("small", "large")
 #: RAFT's correlation pyramid needs feature maps of at least 16 px at 1/8 resolution.
 RAFT_MIN_SIDE = 128
@@ -69,6 +73,7 @@ def flow_for(
     if source_name == "gt":
         return _ground_truth_flow(signal, options)
     source = _lookup(source_name)
+    check_options(f"flow source {source_name!r}", source, options)
     key = annotation_key("flow", signal, source_name, options)
 
     def compute() -> np.ndarray:
@@ -116,9 +121,10 @@ def _grey_uint8(frames: torch.Tensor) -> np.ndarray:
 def _pairwise(frames: torch.Tensor, estimate: PairEstimator) -> torch.Tensor:
     """Flow ``[T, H, W, 2]`` from ``estimate`` on each (frame t, frame t-1) grey pair; frame 0 zeros."""
     grey = _grey_uint8(frames)
-    zeros = np.zeros((1, *grey.shape[1:], 2), dtype=np.float32)
-    pairs = [estimate(grey[t], grey[t - 1]) for t in range(1, len(grey))]
-    return torch.from_numpy(np.concatenate([zeros, *(pair[None] for pair in pairs)]).astype(np.float32))
+    flow = np.zeros((*grey.shape, 2), dtype=np.float32)
+    for t in range(1, len(grey)):
+        flow[t] = estimate(grey[t], grey[t - 1])
+    return torch.from_numpy(flow)
 
 
 def _opencv() -> Any:
@@ -140,8 +146,8 @@ def dis_flow(frames: torch.Tensor, preset: str = "medium") -> torch.Tensor:
         raise XincError(f"unknown DIS preset {preset!r}; choose one of {', '.join(DIS_PRESETS)}")
     dis = cv2.DISOpticalFlow_create(getattr(cv2, DIS_PRESETS[preset]))
 
-    # OpenCV's flow from I0 to I1 satisfies I0(p) ~ I1(p + f(p)); with I0 = frame t and
-    # I1 = frame t-1 that is -flow_t of the module convention.
+    # OpenCV's flow from I0 to I1 satisfies I0(p) ~ I1(p + f(p)) on I0's grid; with I0 = frame t
+    # and I1 = frame t-1 that is -flow_t of the module convention.
     def estimate(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
         return -dis.calc(current, previous, None)
 
@@ -164,6 +170,7 @@ def farneback_flow(
     """
     cv2 = _opencv()
 
+    # as for DIS: flow from frame t to frame t-1, negated
     def estimate(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
         backward = cv2.calcOpticalFlowFarneback(
             current, previous, None, pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, 0
@@ -237,12 +244,18 @@ def _raft_model(weights: str | Path | None, model: str) -> torch.nn.Module:
         raise XincError(f"flow source 'raft' needs a weights file: {RAFT_HOW_TO}")
     if model not in RAFT_MODELS:
         raise XincError(f"unknown RAFT model {model!r}; choose one of {', '.join(RAFT_MODELS)}")
+    state = _read_raft_weights(Path(weights))
     network = {"small": raft_small, "large": raft_large}[model](weights=None)
-    network.load_state_dict(_raft_state_dict(Path(weights), model, network))
+    if set(state) != set(network.state_dict()):
+        raise XincError(
+            f"RAFT weights {weights} do not belong to raft_{model}; pass the model they were trained as "
+            f"(one of {', '.join(RAFT_MODELS)})"
+        )
+    network.load_state_dict(state)
     return network.eval()
 
 
-def _raft_state_dict(path: Path, model: str, network: torch.nn.Module) -> dict[str, torch.Tensor]:
+def _read_raft_weights(path: Path) -> dict[str, torch.Tensor]:
     """Load RAFT weights as tensors only (``weights_only=True``: no code is unpickled)."""
     if not path.is_file():
         raise XincError(f"RAFT weights file {path} does not exist; {RAFT_HOW_TO}")
@@ -252,9 +265,6 @@ def _raft_state_dict(path: Path, model: str, network: torch.nn.Module) -> dict[s
         raise XincError(
             f"cannot read RAFT weights {path} ({exc}); it is corrupt or not a PyTorch state dict: download it again"
         ) from exc
-    if not isinstance(state, dict) or set(state) != set(network.state_dict()):
-        raise XincError(
-            f"RAFT weights {path} do not belong to raft_{model}; pass the model they were trained as "
-            f"(one of {', '.join(RAFT_MODELS)})"
-        )
+    if not isinstance(state, dict):
+        raise XincError(f"RAFT weights {path} hold a {type(state).__name__}, not a state dict; {RAFT_HOW_TO}")
     return state

@@ -19,7 +19,7 @@ import torch
 from ..data.signal import Signal
 from ..errors import XincError
 from ..registry import MASK_SOURCES
-from .cache import annotation_key, cached_annotation
+from .cache import annotation_key, cached_annotation, check_options
 
 #: SAM backbones accepted as ``model_type``.
 SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
@@ -55,6 +55,7 @@ def masks_for(
     if source_name == "gt":
         return _ground_truth_masks(signal, options)
     source = _lookup(source_name)
+    check_options(f"mask source {source_name!r}", source, options)
     key = annotation_key("masks", signal, source_name, options)
 
     def compute() -> np.ndarray:
@@ -187,24 +188,33 @@ def sam_id_map(records: list[dict[str, Any]], shape: tuple[int, int]) -> np.ndar
 def _sam_generator(
     checkpoint: str | Path | None, model_type: str, device: str, options: dict[str, Any]
 ) -> Any:
-    try:
-        from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
-    except ImportError as exc:
-        raise XincError("mask source 'sam' needs the segment-anything package: pip install segment-anything") from exc
     if checkpoint is None:
         raise XincError(f"mask source 'sam' needs a checkpoint file: {SAM_HOW_TO}")
     if model_type not in SAM_MODEL_TYPES:
         raise XincError(f"unknown SAM model type {model_type!r}; choose one of {', '.join(SAM_MODEL_TYPES)}")
+    try:
+        from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
+    except ImportError as exc:
+        raise XincError("mask source 'sam' needs the segment-anything package: pip install segment-anything") from exc
     accepted = set(inspect.signature(SamAutomaticMaskGenerator.__init__).parameters) - {"self", "model"}
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise XincError(f"unknown SAM generator options {unknown}; accepted options: {', '.join(sorted(accepted))}")
+        raise XincError(
+            f"mask source 'sam' has no option(s) {', '.join(unknown)}; its options are checkpoint, model_type, "
+            f"device and SamAutomaticMaskGenerator's: {', '.join(sorted(accepted))}"
+        )
+    state = _read_sam_checkpoint(Path(checkpoint))
     model = sam_model_registry[model_type](checkpoint=None)
-    model.load_state_dict(_sam_state_dict(Path(checkpoint), model_type, model))
+    if set(state) != set(model.state_dict()):
+        raise XincError(
+            f"SAM checkpoint {checkpoint} does not hold a {model_type} model's weights; pass the "
+            f"model type it was trained as (one of {', '.join(SAM_MODEL_TYPES)})"
+        )
+    model.load_state_dict(state)
     return SamAutomaticMaskGenerator(model.to(device).eval(), **options)
 
 
-def _sam_state_dict(path: Path, model_type: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def _read_sam_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """Load a SAM checkpoint as tensors only (``weights_only=True``: no code is unpickled)."""
     if not path.is_file():
         raise XincError(f"SAM checkpoint {path} does not exist; {SAM_HOW_TO}")
@@ -215,10 +225,6 @@ def _sam_state_dict(path: Path, model_type: str, model: torch.nn.Module) -> dict
             f"cannot read SAM checkpoint {path} ({exc}); it is corrupt or not a PyTorch state dict: "
             "download it again"
         ) from exc
-    expected = set(model.state_dict())
-    if not isinstance(state, dict) or set(state) != expected:
-        raise XincError(
-            f"SAM checkpoint {path} does not hold a {model_type} model's weights; "
-            f"pass the model type it was trained as (one of {', '.join(SAM_MODEL_TYPES)})"
-        )
+    if not isinstance(state, dict):
+        raise XincError(f"SAM checkpoint {path} holds a {type(state).__name__}, not a state dict; {SAM_HOW_TO}")
     return state

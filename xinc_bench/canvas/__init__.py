@@ -1,6 +1,6 @@
 """The implicit neural canvas: tracers, the in-memory canvas, and the canvas file."""
 
-from . import mlp
+from . import ablation, cnn, hooks, mlp
 from .canvas import Canvas
 from .compute import compute_canvas
 from .file import FORMAT, read_canvas, write_canvas

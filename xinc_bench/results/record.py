@@ -86,6 +86,7 @@ def build_record(
         "package": {"name": "xinc-bench", "version": __version__, "git_commit": git_commit()},
         "model": {
             "name": meta.get("model"),
+            "family": meta.get("family"),
             "config": meta.get("model_config", {}),
             "num_parameters": meta.get("num_parameters"),
             "bits_per_pixel": meta.get("bits_per_pixel"),

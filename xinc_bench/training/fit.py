@@ -60,9 +60,12 @@ def fit(
     """Train ``model`` on ``signal`` for ``steps`` optimiser steps, then measure PSNR and SSIM.
 
     Coordinate INRs train full batch (every pixel each step, as in the paper); frame INRs train on
-    ``batch_frames`` frames per step. Deterministic on CPU for a fixed ``seed``.
+    ``batch_frames`` frames per step. Deterministic on CPU for a fixed ``seed``. Models that
+    declare ``needs_frames`` (HNeRV) are given the signal's frames first.
     """
     L.seed_everything(seed, workers=True, verbose=False)
+    if getattr(model, "needs_frames", False):
+        model.set_frames(signal.frames)  # encoder-based INRs (HNeRV) read the frames they embed
     input_kind = getattr(model, "input_kind", "coords")
     if input_kind == "frame":
         dataset = FrameBatches(signal, steps, batch_frames, seed)

@@ -1,0 +1,179 @@
+"""Time and peak memory of the all-layer CNN canvas of nerv-paper, against the reference style.
+
+Each variant runs in its own subprocess, so its peak resident memory (``ru_maxrss``) is its own;
+memory is reported as the peak above the process's resident size just before the variant starts.
+
+* ``forward``: one forward pass per frame (the unit of cost).
+* ``xinc-bench``: the ``cnn`` tracer (:mod:`xinc_bench.canvas.cnn`) on all four layers: kernels
+  in groups, one grouped conv per group, streamed out chunk by chunk.
+* ``per-input-channel``: the reference implementation's style, extended to every layer with the
+  SPEC 4.2 carry rule: per frame and layer, a loop over input channels with one conv each into a
+  ``[C_in, C_conv, h, w]`` tensor, then pixel shuffle, ``repeat`` and masking per sub-lattice, GELU
+  and grouped-conv box filters on the whole ``[C_in, C_conv, H, W]`` layer (2.4 GB for block 1).
+
+Both variants hand every canvas value (float16, as a canvas file stores it) to a sink that keeps
+none of them (a zero-stride array), so the numbers measure computation and working memory, not
+disk writes: the 30-frame float16 canvas of nerv-paper at 128x256 is 47 GB.
+
+Usage: ``python benchmarks/canvas_cnn.py [--frames 30] [--threads N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HEIGHT, WIDTH = 128, 256
+VARIANTS = ("forward", "xinc-bench", "per-input-channel")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _model(num_frames: int) -> nn.Module:
+    from xinc_bench.inrs.nerv import nerv_paper
+
+    torch.manual_seed(0)
+    return nerv_paper(num_frames, HEIGHT, WIDTH).eval()
+
+
+def _sinks(layer_counts: dict[str, int], num_frames: int) -> dict[str, np.ndarray]:
+    """Writable float16 ``[N, T, H, W]`` arrays whose elements all share one value's memory."""
+    return {
+        name: np.lib.stride_tricks.as_strided(
+            np.zeros(1, np.float16), shape=(count, num_frames, HEIGHT, WIDTH), strides=(0, 0, 0, 0)
+        )
+        for name, count in layer_counts.items()
+    }
+
+
+def _box(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """The reference's box filter: a grouped conv with a ``1 / size^2`` kernel per channel."""
+    channels = maps.shape[1]
+    box = nn.Conv2d(channels, channels, size, padding=size // 2, groups=channels, bias=False)
+    box.weight.data = torch.full((channels, 1, size, size), 1.0 / size**2)
+    return box(maps)
+
+
+def _reference_block(
+    per_input: torch.Tensor, upscale: int, carry: tuple[tuple[int, int], ...], head_box: int
+) -> torch.Tensor:
+    """Reference-style placement, GELU and carry of ``[C_in, C_conv, h, w]`` block maps."""
+    c_in, c_conv = per_input.shape[:2]
+    groups = upscale * upscale
+    shuffled = F.pixel_shuffle(per_input, upscale)
+    _, c_out, height, width = shuffled.shape
+    maps = shuffled.repeat(1, groups, 1, 1).view(c_in, groups, c_out, height, width)
+    maps = maps.transpose(1, 2).reshape(c_in, c_conv, height, width)
+    index_map = torch.zeros(height, width, dtype=torch.int8)
+    for dy in range(upscale):
+        for dx in range(upscale):
+            index_map[dy::upscale, dx::upscale] = dy * upscale + dx + 1
+    for s in range(groups):
+        mask = (index_map != s + 1)[None, None].repeat(c_in, c_out, 1, 1)
+        maps[:, s::groups][mask] = 0
+    maps = F.gelu(maps)
+    for size, factor in carry:
+        maps = F.gelu(F.interpolate(_box(maps, size), scale_factor=factor, mode="nearest"))
+    return _box(maps, head_box)
+
+
+@torch.no_grad()
+def per_input_channel_canvas(model: nn.Module, sinks: dict[str, np.ndarray]) -> None:
+    """The reference style, frame by frame: a Python loop over input channels, whole layers in memory."""
+    from xinc_bench.canvas.cnn import canvas_convs
+
+    layers = canvas_convs(model)
+    for t in range(next(iter(sinks.values())).shape[1]):
+        trace = model.trace(torch.tensor([t]))
+        for layer, x in zip(layers, trace.inputs):
+            conv = layer.conv
+            c_in, c_conv = conv.in_channels, conv.out_channels
+            per_input = torch.empty(c_in, c_conv, *x.shape[-2:])
+            for i in range(c_in):
+                single = nn.Conv2d(1, c_conv, conv.kernel_size, padding=conv.padding)
+                single.weight.data = conv.weight[:, i : i + 1]
+                single.bias.data = conv.bias / c_in
+                per_input[i] = single(x[:, i : i + 1])[0]
+            maps = per_input
+            if layer.activation:
+                maps = _reference_block(per_input, layer.upscale, layer.carry, layer.head_box)
+            sinks[layer.name][:, t] = maps.reshape(c_in * c_conv, HEIGHT, WIDTH).half().numpy()
+
+
+def run_variant(variant: str, num_frames: int) -> dict[str, float]:
+    from xinc_bench.registry import TRACERS
+
+    import xinc_bench.canvas.cnn  # noqa: F401  (registers the cnn tracer)
+
+    model = _model(num_frames)
+    tracer = TRACERS.get("cnn")
+    shape = (num_frames, HEIGHT, WIDTH)
+    sinks = _sinks(tracer.layers(model, shape), num_frames)
+    recon = np.empty((*shape, 3), np.float32)
+    baseline = _rss_mb()
+    started = time.perf_counter()
+    with torch.no_grad():
+        if variant == "forward":
+            for t in range(num_frames):
+                model(torch.tensor([t]))
+        elif variant == "xinc-bench":
+            tracer.trace(model, shape, sinks, recon, 16384)
+        elif variant == "per-input-channel":
+            per_input_channel_canvas(model, sinks)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_extra_mb": peak - baseline}
+
+
+def _spawn(variant: str, num_frames: int, threads: int | None) -> dict[str, float]:
+    command = [sys.executable, __file__, "--variant", variant, "--frames", str(num_frames)]
+    if threads:
+        command += ["--threads", str(threads)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=30, help="frames traced (default 30, the paper's video)")
+    parser.add_argument("--threads", type=int, help="torch threads per variant (default: torch's default)")
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args.frames)))
+        return
+    kernels = 18_352 + 3_224 + 2_288 + 66
+    values = kernels * args.frames * HEIGHT * WIDTH
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"nerv-paper all-layer canvas, {args.frames} frames at {HEIGHT}x{WIDTH}: {kernels:,} kernels, "
+          f"{values / 1e9:.1f} G values ({values * 2 / 2**30:.1f} GiB float16, sent to a sink)")
+    results = {variant: _spawn(variant, args.frames, args.threads) for variant in VARIANTS}
+    for name, result in results.items():
+        per_frame = result["seconds"] / args.frames
+        print(f"  {name:<18} {result['seconds']:9.2f} s  {per_frame:7.3f} s/frame   "
+              f"peak +{result['peak_extra_mb']:8.0f} MB")
+    ours, reference = results["xinc-bench"], results["per-input-channel"]
+    print(f"  xinc-bench canvas / forward time: {ours['seconds'] / results['forward']['seconds']:.0f}x")
+    print(f"  per-input-channel / xinc-bench: time {reference['seconds'] / ours['seconds']:.2f}x, "
+          f"peak memory {reference['peak_extra_mb'] / max(ours['peak_extra_mb'], 1):.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The clustering probe on constructed canvases whose answers are known in advance."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import warnings
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from xinc_bench.canvas import Canvas
+from xinc_bench.errors import XincError
+from xinc_bench.probes.base import load_task
+from xinc_bench.probes.clustering import motion_labels, seed_mixing
+from xinc_bench.probes.controls import shuffle_canvas
+
+N, T, H, W = 16, 3, 32, 64
+
+
+def _frames(num_frames: int = 1) -> torch.Tensor:
+    """Smooth grey on the left half, vertical stripes on the right half."""
+    frames = torch.full((num_frames, H, W, 3), 0.5)
+    frames[:, :, W // 2 :: 2] = 0.9
+    frames[:, :, W // 2 + 1 :: 2] = 0.1
+    return frames
+
+
+def _halves(left: int, right: int, num_frames: int = 1) -> torch.Tensor:
+    """``left`` neurons active on the left half, ``right`` on the right half (own scales)."""
+    layer = torch.zeros(left + right, num_frames, H, W)
+    layer[:left, :, :, : W // 2] = 1.0
+    layer[left:, :, :, W // 2 :] = 1.0
+    weights = torch.rand(left + right, generator=torch.Generator().manual_seed(0)) + 0.5
+    return layer * weights[:, None, None, None]
+
+
+def _scatter(num_frames: int, groups: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(1, groups + 1, (num_frames, H, W), generator=generator, dtype=torch.int32)
+
+
+def _run(canvas: Canvas, **params: object) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = load_task("clustering").run(canvas, **params)
+    plt.close("all")
+    return result.scores
+
+
+def test_two_neuron_kinds_are_perfectly_separated() -> None:
+    scores = _run(Canvas(layers={"layer": _halves(8, 8)}, frames=_frames()))
+    assert scores["clusters"] == 2  # six requested, two distinct neuron vectors
+    assert scores["silhouette"] == pytest.approx(1.0)
+    assert "motion_ami" not in scores  # image canvas: no motion clustering
+
+
+def test_shuffled_control_has_no_neuron_kinds() -> None:
+    canvas = Canvas(layers={"layer": _halves(8, 8)}, frames=_frames())
+    assert _run(shuffle_canvas(canvas, seed=0))["silhouette"] < 0.5
+
+
+def test_seed_mixing_is_one_for_shared_kinds_and_zero_for_disjoint_kinds() -> None:
+    shared = [Canvas(layers={"layer": _halves(8, 8)}, frames=_frames()) for _ in range(2)]
+    assert seed_mixing(shared, {}) == pytest.approx(1.0)
+    disjoint = [Canvas(layers={"layer": _halves(left, 16 - left)}, frames=_frames()) for left in (16, 0)]
+    assert seed_mixing(disjoint, {}) == pytest.approx(0.0)
+
+
+def test_seed_mixing_needs_several_matching_canvases() -> None:
+    canvas = Canvas(layers={"layer": _halves(8, 8)}, frames=_frames())
+    with pytest.raises(XincError, match="two or more"):
+        seed_mixing([canvas], {})
+    with pytest.raises(XincError, match="share none"):
+        seed_mixing([canvas, Canvas(layers={"other": _halves(8, 8)}, frames=_frames())], {})
+
+
+def _motion_canvas(shares_follow: str) -> Canvas:
+    """Left half moves right by 2 px per frame; masks scatter 3 segments independently of it.
+
+    The canvas's share vectors are constant per half (``shares_follow="motion"``) or per
+    segment (``"objects"``).
+    """
+    flow = torch.zeros(T, H, W, 2)
+    flow[1:, :, : W // 2, 0] = 2.0
+    masks = _scatter(T, 3, seed=4)
+    region = torch.zeros(T, H, W, dtype=torch.long)
+    region[:, :, W // 2 :] = 1
+    if shares_follow == "objects":
+        region = masks.long() - 1
+    shares = torch.full((3, 4), 0.1)
+    shares[torch.arange(3), torch.arange(3)] = 0.7
+    layer = shares[region].permute(3, 0, 1, 2).contiguous() * 2.0
+    return Canvas(layers={"layer": layer}, frames=_frames(T), masks=masks, flow=flow)
+
+
+def test_pixel_clusters_following_motion_dominate() -> None:
+    scores = _run(_motion_canvas("motion"))
+    assert scores["motion_ami"] == pytest.approx(1.0)
+    assert abs(scores["object_ami"]) < 0.05
+    assert scores["motion_dominance"] > 0.9
+
+
+def test_pixel_clusters_following_objects_do_not() -> None:
+    scores = _run(_motion_canvas("objects"))
+    assert scores["object_ami"] == pytest.approx(1.0)
+    assert scores["motion_dominance"] < -0.9
+
+
+def test_motion_bins_separate_static_speed_and_direction() -> None:
+    flow = torch.tensor([[0.1, 0.0], [1.0, 0.0], [3.0, 0.0], [0.0, 3.0], [-3.0, 0.0]])
+    labels = motion_labels(flow, threshold=0.5, magnitude_bins=2, direction_bins=4)
+    assert labels[0] == 0  # static
+    assert len(set(labels[1:].tolist())) == 4  # slow right, fast right, fast down, fast left
+
+
+def test_motion_clustering_needs_flow_unless_disabled() -> None:
+    canvas = Canvas(layers={"layer": _halves(8, 8, T)}, frames=_frames(T))
+    with pytest.raises(XincError, match="flow"):
+        load_task("clustering").run(canvas)
+    scores = _run(canvas, motion=False)
+    assert "motion_ami" not in scores and scores["silhouette"] == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("finch") is not None, reason="finch-clust is installed")
+def test_finch_without_the_package_is_a_clear_error() -> None:
+    with pytest.raises(XincError, match="finch-clust"):
+        load_task("clustering").run(Canvas(layers={"layer": _halves(8, 8)}, frames=_frames()), method="finch")
+
+
+def test_degenerate_inputs_are_defined() -> None:
+    zero = _run(Canvas(layers={"layer": torch.zeros(N, 1, H, W)}, frames=_frames()))
+    assert math.isnan(zero["silhouette"])
+    flat_image = torch.full((1, H, W, 3), 0.2)
+    assert _run(Canvas(layers={"layer": torch.rand(N, 1, H, W)}, frames=flat_image))["clusters"] >= 2
+    uniform = _run(Canvas(layers={"layer": torch.ones(N, 1, H, W)}, frames=flat_image))
+    assert math.isnan(uniform["silhouette"]) and uniform["clusters"] == 1  # every neuron vector is the same
+    single = _run(Canvas(layers={"layer": torch.rand(1, 1, H, W)}, frames=_frames()))
+    assert math.isnan(single["silhouette"])
+    still = _motion_canvas("motion")
+    still.layers = {"layer": torch.zeros(4, T, H, W)}
+    assert math.isnan(_run(still)["motion_ami"])

@@ -1,0 +1,128 @@
+"""The faithfulness probe on a model whose canvas and ablations are known in advance.
+
+``StripINR`` paints a 16 x 32 image in 8 vertical strips: a fixed (untraced) encoding turns a
+pixel's coordinates into the one-hot code of its strip, and one ``nn.Linear(8, 3)`` maps each
+code to the strip's colour. Its neurons (the Linear's inputs) each own one strip, so the linear
+canvas equals the ablation canvas exactly, and zeroing a strip's neuron blanks that strip only.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from torch import nn
+
+import xinc_bench.canvas.hooks  # noqa: F401  (registers the linear tracers)
+import xinc_bench.canvas.mlp  # noqa: F401  (registers the mlp tracers)
+import xinc_bench.inrs.mlp  # noqa: F401  (registers the MLP zoo)
+from xinc_bench.canvas import Canvas, compute_canvas
+from xinc_bench.data.signal import Signal
+from xinc_bench.errors import XincError
+from xinc_bench.inrs.base import create_inr, signal_coordinates
+from xinc_bench.probes.base import load_task
+from xinc_bench.probes.controls import shuffle_canvas
+from xinc_bench.probes.faithfulness import deletion_region
+
+H, W, STRIPS = 16, 32, 8
+
+
+class StripINR(nn.Module):
+    """``coords[P, 2] -> rgb[P, 3]``: one-hot strip code, then a Linear holding the colours."""
+
+    input_kind = "coords"
+
+    def __init__(self, colours: torch.Tensor) -> None:
+        super().__init__()
+        self.head = nn.Linear(STRIPS, 3)
+        with torch.no_grad():
+            self.head.weight.copy_(colours.T)
+            self.head.bias.zero_()
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        column = torch.round((coords[:, 1] / 2 + 0.5) * (max(H, W) - 1))
+        strip = (column // (W // STRIPS)).long().clamp(0, STRIPS - 1)
+        return self.head(nn.functional.one_hot(strip, STRIPS).float())
+
+
+def _colours() -> torch.Tensor:
+    colours = 0.3 + 0.2 * torch.rand(STRIPS, 3, generator=torch.Generator().manual_seed(0))
+    colours[5] = 0.95  # the strip with the largest total mass, not the one under test
+    return colours
+
+
+def _setup(strip: int = 3) -> tuple[StripINR, Canvas]:
+    model = StripINR(_colours()).eval()
+    with torch.no_grad():
+        frames = model(signal_coordinates(1, H, W)).reshape(1, H, W, 3)
+    masks = torch.zeros(1, H, W, dtype=torch.int32)
+    masks[0, :, strip * (W // STRIPS) : (strip + 1) * (W // STRIPS)] = 1
+    canvas = compute_canvas(model, Signal(frames, "strips", masks=masks), "linear")
+    return model, canvas
+
+
+def _run(canvas: Canvas, model: nn.Module, **params: object) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = load_task("faithfulness").run(canvas, model=model, **params)
+    assert set(result.figures) == {"canvas_vs_ablation", "deletion"}
+    plt.close("all")
+    return result.scores
+
+
+def test_exact_canvas_agrees_with_ablation_and_deletes_locally() -> None:
+    model, canvas = _setup()
+    scores = _run(canvas, model, deletion_fraction=1 / STRIPS)
+    assert scores["ablation_correlation"] == pytest.approx(1.0, abs=1e-6)
+    assert scores["ablation_neuron_correlation"] == pytest.approx(1.0, abs=1e-6)
+    strip = _colours()[3]
+    blanked_psnr = -10 * math.log10(float((strip**2).mean()))
+    assert scores["head/drop_outside"] == pytest.approx(0.0, abs=1e-9)
+    assert scores["head/drop_inside"] == pytest.approx(100.0 - blanked_psnr, rel=1e-4)  # from the MSE floor
+    assert scores["deletion_contrast"] == scores["head/drop_inside"]
+
+
+def test_shuffled_control_deletes_the_wrong_neuron() -> None:
+    model, canvas = _setup()
+    scores = _run(shuffle_canvas(canvas, seed=0), model, deletion_fraction=1 / STRIPS)
+    assert abs(scores["ablation_neuron_correlation"]) < 0.3
+    assert scores["deletion_contrast"] < 0  # the bright strip 5 holds the most shuffled mass
+
+
+def test_centre_region_without_masks() -> None:
+    model, canvas = _setup()
+    canvas.masks = None
+    region = deletion_region(canvas, "auto")
+    assert int(region.sum()) == (H // 2) * (W // 2) and bool(region[0, H // 2, W // 2])
+    scores = _run(canvas, model, deletion_fraction=2 / STRIPS)
+    # the block holds rows 4-11 of strips 2-5; the bright strip 5 and one more go, over all rows:
+    # half of the block's pixels are blanked against a sixth of the outside's
+    assert scores["deletion_contrast"] == pytest.approx(10 * math.log10(3), rel=1e-5)
+
+
+def test_mlp_canvas_layers_map_to_the_model_linears() -> None:
+    torch.manual_seed(0)
+    model = create_inr("ffn-paper", num_frames=1, height=8, width=16).eval()
+    with torch.no_grad():
+        frames = model(signal_coordinates(1, 8, 16)).clamp(0, 1).reshape(1, 8, 16, 3)
+    canvas = compute_canvas(model, Signal(frames, "ffn"), "mlp")
+    scores = _run(canvas, model)
+    assert scores["layer3/ablation_correlation"] == pytest.approx(1.0, abs=1e-4)  # the last layer is exact
+    signed = _run(canvas, model, tracer="mlp-signed")
+    assert signed["layer3/ablation_correlation"] == pytest.approx(1.0, abs=1e-4)
+    assert set(signed) == set(scores)
+
+
+def test_missing_model_and_bad_region_are_clear_errors() -> None:
+    model, canvas = _setup()
+    with pytest.raises(XincError, match="needs the model"):
+        load_task("faithfulness").run(canvas)
+    with pytest.raises(XincError, match="region"):
+        load_task("faithfulness").run(canvas, model=model, region="corner")
+    renamed = Canvas(layers={"strips": canvas.layer("head")}, frames=canvas.frames)
+    with pytest.raises(XincError, match="layer_map"):
+        load_task("faithfulness").run(renamed, model=model)
+    assert _run(renamed, model, layer_map={"strips": "head"})["ablation_correlation"] == pytest.approx(1.0, abs=1e-6)

@@ -1,0 +1,131 @@
+"""The motion probe on constructed video canvases whose answers are known in advance.
+
+A 4-frame 32 x 64 video with three instances: a fast one (segment 1, 4 px per frame, 12.5% of
+the pixels), a slow mover (segment 2, 1 px per frame) and a background drifting by 0.25 px per
+frame (segment 3, below the 0.5 px threshold: static). All values are exact in float32.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from xinc_bench.canvas import Canvas
+from xinc_bench.errors import XincError
+from xinc_bench.probes.base import load_task
+from xinc_bench.probes.controls import shuffle_canvas
+from xinc_bench.probes.motion import contribution_change, instance_cov, moving_instances
+
+N, T, H, W = 16, 4, 32, 64
+
+
+def _scene() -> tuple[torch.Tensor, torch.Tensor]:
+    """masks ``[T, H, W]`` and flow ``[T, H, W, 2]`` (frame 0 zero)."""
+    masks = torch.full((T, H, W), 3, dtype=torch.int32)
+    masks[:, 8:24, 8:24] = 1
+    masks[:, 8:24, 40:56] = 2
+    speed = torch.tensor([0.0, 4.0, 1.0, 0.25])[masks.long()]
+    speed[0] = 0.0
+    flow = torch.stack([speed, torch.zeros_like(speed)], dim=-1)
+    return masks, flow
+
+
+def _integer_weights() -> torch.Tensor:
+    return torch.randint(1, 4, (N,), generator=torch.Generator().manual_seed(0)).float()[:, None, None, None]
+
+
+def _following_motion() -> torch.Tensor:
+    """``C^t_n = B_n + w_n * sum_{s <= t} |flow_s|``: so ``dS_t = (sum_n w_n) |flow_t|`` exactly."""
+    _, flow = _scene()
+    travelled = flow[..., 0].cumsum(dim=0)
+    base = torch.randint(1, 5, (N, 1, H, W), generator=torch.Generator().manual_seed(1)).float()
+    return base + _integer_weights() * travelled[None]
+
+
+def _canvas(layer: torch.Tensor) -> Canvas:
+    masks, flow = _scene()
+    return Canvas(layers={"layer": layer}, frames=torch.rand(T, H, W, 3), masks=masks, flow=flow)
+
+
+def _run(canvas: Canvas, **params: object) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = load_task("motion").run(canvas, **params)
+    assert set(result.figures) == {"change_vs_flow"}
+    plt.close("all")
+    return result.scores
+
+
+def test_change_exactly_on_motion_scores_the_maximum() -> None:
+    scores = _run(_canvas(_following_motion()))
+    assert scores["flow_spearman"] == pytest.approx(1.0)
+    assert scores["flow_top_bottom_ratio"] == pytest.approx(4.0 / 0.25)  # top 10% all fast, bottom 50% background
+    assert scores["moving_instances"] == 2 and scores["static_instances"] == 1
+
+
+def test_change_is_the_summed_absolute_difference() -> None:
+    change = contribution_change(_following_motion())
+    _, flow = _scene()
+    assert torch.equal(change, float(_integer_weights().sum()) * flow[1:, ..., 0])
+
+
+def test_moving_instances_vary_more_over_time() -> None:
+    scores = _run(_canvas(_following_motion()))
+    assert scores["moving_static_cov_ratio"] > 1
+
+
+def test_cov_matches_a_direct_computation() -> None:
+    masks, flow = _scene()
+    layer = _following_motion()
+    labels, moving = moving_instances(masks, torch.linalg.vector_norm(flow, dim=-1), 0.5)
+    assert moving.tolist() == [True, True, False]
+    cov = instance_cov(layer, labels, 3)
+    for n in (0, 7):
+        for k, segment in enumerate((1, 2, 3)):
+            means = torch.stack([layer[n, t][masks[t] == segment].double().mean() for t in range(T)])
+            expected = means.std(unbiased=False) / means.mean()
+            assert float(cov[n, k]) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_shuffled_control_lands_near_chance() -> None:
+    control = _run(shuffle_canvas(_canvas(_following_motion()), seed=0))
+    task = load_task("motion")
+    assert abs(control["flow_spearman"] - task.metrics["flow_spearman"].chance) < 0.1
+    assert abs(control["flow_top_bottom_ratio"] - task.metrics["flow_top_bottom_ratio"].chance) < 0.15
+
+
+def test_static_canvas_has_no_change_and_nan_scores() -> None:
+    still = torch.rand(N, 1, H, W).expand(N, T, H, W).contiguous()
+    scores = _run(_canvas(still))
+    assert math.isnan(scores["flow_spearman"])  # dS is zero everywhere: constant
+    assert math.isnan(scores["moving_static_cov_ratio"])  # CoV 0 on static instances
+
+
+def test_no_motion_anywhere_is_nan() -> None:
+    canvas = _canvas(_following_motion())
+    canvas.flow = torch.zeros(T, H, W, 2)
+    scores = _run(canvas)
+    assert math.isnan(scores["flow_spearman"]) and math.isnan(scores["flow_top_bottom_ratio"])
+
+
+def test_zero_canvas_and_single_neuron_are_defined() -> None:
+    assert math.isnan(_run(_canvas(torch.zeros(N, T, H, W)))["flow_spearman"])
+    single = _run(_canvas(_following_motion()[:1]))
+    assert single["flow_spearman"] == pytest.approx(1.0)
+
+
+def test_missing_inputs_are_clear_errors() -> None:
+    masks, flow = _scene()
+    layer = _following_motion()
+    with pytest.raises(XincError, match="flow"):
+        load_task("motion").run(Canvas(layers={"l": layer}, frames=torch.rand(T, H, W, 3), masks=masks))
+    with pytest.raises(XincError, match="mask"):
+        load_task("motion").run(Canvas(layers={"l": layer}, frames=torch.rand(T, H, W, 3), flow=flow))
+    with pytest.raises(XincError, match="video"):
+        image = Canvas(layers={"l": layer[:, :1]}, frames=torch.rand(1, H, W, 3), masks=masks[:1], flow=flow[:1])
+        load_task("motion").run(image)
+    assert load_task("motion").signal_kinds == ("video",)

@@ -1,0 +1,149 @@
+"""The partitions probe on constructed canvases whose answers are known in advance.
+
+The canvases are 16 neurons over 1 x 32 x 64 pixels with four groups per partition. Masks and
+colours are scattered over the image with exactly equal group areas, so a neuron that owns one
+group of four has deltas (3, 1, 1, 1) on that partition (sample std exactly 1) and nearly
+none on the others.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from xinc_bench.canvas import Canvas
+from xinc_bench.errors import XincError
+from xinc_bench.probes.base import load_task
+from xinc_bench.probes.controls import shuffle_canvas
+from xinc_bench.probes.features import contiguous_grid, gabor_kernels, gabor_responses
+from xinc_bench.probes.partitions import Partition, instance_partition, layer_partitions
+
+N, H, W, K = 16, 32, 64, 4
+PALETTE = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.8, 0.2], [0.2, 0.2, 0.9], [0.9, 0.9, 0.2]])
+
+
+def _scatter(seed: int) -> torch.Tensor:
+    """Labels 0..K-1 scattered over the pixels, each on exactly H * W / K pixels: ``[1, H, W]``."""
+    order = torch.randperm(H * W, generator=torch.Generator().manual_seed(seed))
+    return (order % K).reshape(1, H, W)
+
+
+def _weights() -> torch.Tensor:
+    return torch.rand(N, generator=torch.Generator().manual_seed(0))[:, None, None, None] + 0.5
+
+
+def _owners(labels: torch.Tensor) -> torch.Tensor:
+    """Neuron n is active (with its own scale) exactly on the pixels of group n mod K."""
+    groups = torch.arange(N) % K
+    return (labels[None] == groups[:, None, None, None]).float() * _weights()
+
+
+def _canvas(layer: torch.Tensor, colours: torch.Tensor, masks: torch.Tensor) -> Canvas:
+    return Canvas(layers={"layer": layer}, frames=PALETTE[colours], masks=(masks + 1).int())
+
+
+def _run(canvas: Canvas, **params: object) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = load_task("partitions").run(canvas, **params)
+    assert set(result.figures) == {"partition_sensitivity", "partition_maps"}
+    plt.close("all")
+    return result.scores
+
+
+def test_neurons_owning_contiguous_blocks_are_spatial() -> None:
+    grid = contiguous_grid((1, H, W), K)
+    scores = _run(_canvas(_owners(grid), _scatter(1), _scatter(2)))
+    assert scores["groups"] == K
+    assert scores["s_grid"] == pytest.approx(1.0, abs=1e-9)  # std of (3, 1, 1, 1)
+    assert scores["spatial_agnosticism"] < 0.2
+    assert scores["color_bias"] < 0.2 and scores["edge_bias"] < 0.5
+
+
+def test_neurons_following_colour_clusters_are_colour_biased() -> None:
+    colours = _scatter(1)
+    scores = _run(_canvas(_owners(colours), colours, _scatter(2)))
+    assert scores["s_rgb"] == pytest.approx(1.0, abs=1e-9)  # k-means recovers the 4 colours exactly
+    assert scores["color_bias"] > 5
+    assert scores["spatial_agnosticism"] > 0.8
+    assert scores["object_vs_color"] < 0.2
+
+
+def test_neurons_following_instances_prefer_objects_to_colour() -> None:
+    masks = _scatter(2)
+    scores = _run(_canvas(_owners(masks), _scatter(1), masks))
+    assert scores["s_instances"] == pytest.approx(1.0, abs=1e-9)
+    assert scores["object_vs_color"] > 5
+
+
+def test_strided_reference_grid_calls_blocks_space_agnostic() -> None:
+    """SPEC 8.1: contiguous 16-pixel-wide blocks cover every (y mod 4, x mod 8) cell equally."""
+    canvas = _canvas(_owners(contiguous_grid((1, H, W), K)), _scatter(1), _scatter(2))
+    scores = _run(canvas, grid="strided")
+    assert scores["s_grid"] == pytest.approx(0.0, abs=1e-9)
+    assert scores["spatial_agnosticism"] == pytest.approx(1.0)
+
+
+def test_signed_grid_deltas_follow_the_reference() -> None:
+    canvas = _canvas(_owners(contiguous_grid((1, H, W), K)), _scatter(1), _scatter(2))
+    assert _run(canvas, grid_delta="signed")["s_grid"] == pytest.approx(2.0, abs=1e-9)  # std of (3, -1, -1, -1)
+
+
+def test_other_instance_is_remainder_by_default_and_union_for_reference() -> None:
+    masks = torch.zeros(1, H, W, dtype=torch.int64)
+    masks[0, :8] = 5
+    masks[0, 8:12] = 9
+    ones = torch.ones(1, H * W)
+    remainder = instance_partition(masks).sums(ones)[0].tolist()
+    reference = instance_partition(masks, "reference").sums(ones)[0].tolist()
+    assert remainder == [20 * W, 8 * W, 4 * W]  # unlabelled, segment 5, segment 9
+    assert reference == [8 * W, 4 * W, 12 * W]  # segment 5, segment 9, their union
+
+
+def test_reference_gabor_bank_has_six_filters_and_uint8_responses() -> None:
+    assert len(gabor_kernels("full")) == 24 and len(gabor_kernels("reference")) == 6
+    frames = PALETTE[_scatter(1)]
+    reference = gabor_responses(frames, "reference")
+    assert reference.shape == (1, H, W, 6)
+    assert reference.min() >= 0 and reference.max() <= 255 and np.array_equal(reference, reference.round())
+    assert gabor_responses(frames, "full").min() < 0  # float responses keep their sign (SPEC 8.8)
+
+
+def test_shuffled_control_lands_near_even_sensitivities() -> None:
+    canvas = _canvas(_owners(contiguous_grid((1, H, W), K)), _scatter(1), _scatter(2))
+    control = _run(shuffle_canvas(canvas, seed=0))
+    assert control["s_grid"] < 0.2
+    assert 0.35 < control["spatial_agnosticism"] < 0.75
+
+
+def test_missing_masks_is_a_clear_error() -> None:
+    canvas = Canvas(layers={"layer": torch.rand(N, 1, H, W)}, frames=torch.rand(1, H, W, 3))
+    with pytest.raises(XincError, match="mask"):
+        load_task("partitions").run(canvas)
+
+
+def test_bad_option_is_a_clear_error() -> None:
+    with pytest.raises(XincError, match="grid"):
+        load_task("partitions").run(_canvas(torch.rand(N, 1, H, W), _scatter(1), _scatter(2)), grid="diagonal")
+
+
+def test_degenerate_inputs_are_nan_without_warnings() -> None:
+    zero = _run(_canvas(torch.zeros(N, 1, H, W), _scatter(1), _scatter(2)))
+    assert math.isnan(zero["color_bias"]) and math.isnan(zero["spatial_agnosticism"])
+    flat = _canvas(torch.rand(1, 1, H, W), torch.zeros(1, H, W, dtype=torch.int64), _scatter(2))
+    assert math.isnan(_run(flat)["color_bias"])  # a flat image has one colour cluster
+    one_segment = _canvas(torch.rand(N, 1, H, W), _scatter(1), torch.zeros(1, H, W, dtype=torch.int64))
+    assert math.isnan(_run(one_segment)["spatial_agnosticism"])
+
+
+def test_layer_scores_are_per_neuron_medians() -> None:
+    grid = contiguous_grid((1, H, W), K)
+    partitions = {name: Partition.from_map(grid) for name in ("instances", "rgb", "gabor", "grid")}
+    scores, spreads = layer_partitions(_owners(grid).reshape(N, -1), partitions)
+    assert spreads["grid"].shape == (N,)
+    assert scores["color_bias"] == pytest.approx(1.0) and scores["spatial_agnosticism"] == pytest.approx(0.5)

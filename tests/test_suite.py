@@ -1,0 +1,187 @@
+"""Suites: matrix expansion, sharding, validation, and resuming after a real interrupt."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from xinc_bench.errors import XincError
+from xinc_bench.results.suite import load_suite, parse_shard, run_suite, shard_units
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "configs" / "suites" / "smoke.yaml"
+
+# the zoo, data sources and probes the committed suites name (they register on import)
+for _module in ("inrs.nerv", "inrs.hashgrid", "data.video", "data.synthetic", "canvas.cnn", "probes.clustering",
+                "probes.color", "probes.edges", "probes.faithfulness", "probes.motion", "probes.objects",
+                "probes.partitions"):
+    importlib.import_module(f"xinc_bench.{_module}")
+
+
+def _files(root: Path) -> dict[str, int]:
+    """Relative path -> mtime (ns) of every file below ``root``, staging leftovers of killed runs excluded."""
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    }
+
+
+def _run_until_first_record_then_kill(out: Path, first_record: Path) -> int:
+    """Run the smoke suite in a subprocess and SIGKILL it once ``first_record`` exists."""
+    script = "import torch; torch.set_num_threads(1)\nfrom xinc_bench.results.suite import run_suite\n" \
+             f"run_suite({str(SMOKE)!r}, {str(out)!r})\n"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not first_record.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate()
+    assert first_record.is_file(), f"the suite never wrote its first record:\n{stderr.decode()[-3000:]}"
+    return process.returncode
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The smoke suite killed after its first unit's record, then resumed in this process."""
+    out = tmp_path_factory.mktemp("smoke")
+    first, second = load_suite(SMOKE).units
+    returncode = _run_until_first_record_then_kill(out, out / first.unit_id / "records" / "distribution.json")
+    before = _files(out)
+    summary = run_suite(SMOKE, out)
+    return {"out": out, "units": (first, second), "returncode": returncode, "before": before, "summary": summary}
+
+
+def test_smoke_suite_expands_to_its_two_units() -> None:
+    suite = load_suite("smoke")
+    assert [u.unit_id for u in suite.units] == ["ffn-paper__astronaut__16x32__seed0", "siren-33k__astronaut__16x32__seed0"]
+    ffn, siren = suite.units
+    assert (ffn.steps, ffn.lr, siren.lr, ffn.size, ffn.tasks) == (20, None, 1e-4, (16, 32), ("distribution",))
+
+
+def test_interrupted_suite_resumes_without_redoing_or_losing_anything(resumed: dict) -> None:
+    out, (first, second) = resumed["out"], resumed["units"]
+    assert resumed["returncode"] == -signal.SIGKILL  # it was killed, not finished
+    assert not (out / second.unit_id / "records" / "distribution.json").exists()  # ... before the second unit's record
+    after = _files(out)
+    assert {path: after[path] for path in resumed["before"]} == resumed["before"]  # nothing there was rewritten
+    first_result, second_result = resumed["summary"].units
+    assert first_result.skipped and first_result.records_kept == ["distribution"]
+    assert second_result.fitted and second_result.records_written == ["distribution"]
+    for unit in (first, second):
+        record = json.loads((out / unit.unit_id / "records" / "distribution.json").read_text())
+        assert record["model"]["name"] == unit.model and record["seed"] == 0
+        assert set(record["scores"]) >= {"gini", "neurons_per_pixel_a0.1"}
+    assert sorted(map(str, resumed["summary"].records)) == sorted(
+        str(out / u.unit_id / "records" / "distribution.json") for u in (first, second))
+
+
+def test_rerun_rewrites_only_a_missing_record(resumed: dict, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(resumed["out"], out, copy_function=shutil.copy2)
+    _, second = resumed["units"]
+    record = out / second.unit_id / "records" / "distribution.json"
+    old_scores = json.loads(record.read_text())["scores"]
+    record.unlink()
+    before = _files(out)
+    first_result, second_result = run_suite(SMOKE, out).units
+    assert first_result.skipped
+    assert (second_result.fitted, second_result.canvases, second_result.records_written) == (False, [], ["distribution"])
+    assert _files(out).items() >= before.items()
+    assert json.loads(record.read_text())["scores"] == old_scores  # same canvas, same probe: same numbers
+
+
+def test_rerun_with_other_settings_in_the_same_folder_is_refused(resumed: dict, tmp_path: Path) -> None:
+    changed = tmp_path / "smoke-25.yaml"
+    changed.write_text(SMOKE.read_text().replace("steps: 20", "steps: 25"))
+    with pytest.raises(XincError, match="other settings"):
+        run_suite(changed, resumed["out"])
+
+
+def test_a_shard_runs_only_its_units(tmp_path: Path) -> None:
+    summary = run_suite(SMOKE, tmp_path, shard=(2, 2))
+    assert [r.unit.model for r in summary.units] == ["siren-33k"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["siren-33k__astronaut__16x32__seed0"]
+
+
+@pytest.mark.parametrize("name", ["quick", "paper"])
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+def test_shards_partition_the_matrix(name: str, count: int) -> None:
+    units = load_suite(name).units
+    shards = [shard_units(units, (index, count)) for index in range(1, count + 1)]
+    assert sorted(u.unit_id for shard in shards for u in shard) == sorted(u.unit_id for u in units)
+    assert sum(len(shard) for shard in shards) == len(units)
+    assert [u.unit_id for u in shards[0]] == [u.unit_id for u in units[::count]]
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_quick_suite_covers_the_matched_budget_zoo() -> None:
+    from xinc_bench.inrs import inr_info
+    from xinc_bench.registry import INRS
+
+    units = load_suite("quick").units
+    images = {u.model for u in units if u.frames is None}
+    expected = {n for n in INRS.names() if inr_info(n).signal_kind == "image" and (n == "ffn-paper" or n.endswith("-33k"))}
+    assert images == expected
+    assert {u.data for u in units if u.frames is None} == {"astronaut", "camera"}
+    assert {u.size for u in units if u.frames is None} == {(128, 256)}
+    videos = {u.model for u in units if u.frames is not None}
+    assert videos == {n for n in INRS.names() if inr_info(n).signal_kind == "video"}
+    assert {u.data for u in units if u.frames is not None} == {"synthetic-moving", "bikes"}
+    assert len(units) == 2 * len(expected) + 2 * len(videos)
+
+
+def test_paper_suite_uses_the_paper_settings() -> None:
+    units = load_suite("paper").units
+    ffn = [u for u in units if u.model == "ffn-paper"]
+    assert ffn and all((u.steps, u.size) == (1000, (128, 256)) for u in ffn)
+    nerv = [u for u in units if u.model == "nerv-paper"]
+    assert [(u.data, str(u.frames), u.size) for u in nerv] == [("bikes", "0:30", (128, 256))]
+
+
+@pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        ("{size: 16x32, data: [astronaut], models: [no-such-inr]}", "no-such-inr"),
+        ("{size: 16x32, data: [bikes], models: [ffn-paper]}", "image INR but bikes is a video"),
+        ("{size: 16x32, data: [no-such-data], models: [ffn-paper]}", "unknown data source"),
+        ("{size: 16x32, data: [astronaut], models: [ffn-paper], stepz: 3}", "unknown keys \\['stepz'\\]"),
+        ("{size: 16x32, data: [astronaut], models: {ffn-paper: {steps: 0}}}", "steps must be a positive integer"),
+        ("{size: 16x32, data: [astronaut], models: [ffn-paper], tasks: [no-such-task]}", "unknown task"),
+        ("{size: sixteen, data: [astronaut], models: [ffn-paper]}", "invalid size"),
+    ],
+)
+def test_bad_suite_files_are_refused_with_the_fix(tmp_path: Path, group: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: bad\ngroups:\n  - {group}\n")
+    with pytest.raises(XincError, match=message):
+        load_suite(path)
+
+
+def test_a_unit_listed_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    group = "  - {size: 16x32, data: [astronaut], models: [ffn-paper]}\n"
+    path.write_text("name: twice\ngroups:\n" + group + group)
+    with pytest.raises(XincError, match="same unit twice: ffn-paper__astronaut__16x32__seed0"):
+        load_suite(path)
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0"])
+def test_bad_shards_are_refused(text: str) -> None:
+    with pytest.raises(XincError, match="invalid shard"):
+        parse_shard(text)
+
+
+def test_shard_text_is_one_based() -> None:
+    assert parse_shard("1/2") == (1, 2) and parse_shard(" 2 / 2 ") == (2, 2)

@@ -1,0 +1,314 @@
+"""The ``clustering`` probe (SPEC 5.7, after the XINC reference): kinds of neurons, and what
+groups pixels in video canvases.
+
+**Neuron clustering** (ref). The pixels are cut into ``pixel_clusters`` (32) k-means clusters of
+their Gabor responses. Each neuron with a nonzero map is min-max normalised over its pixels and
+described by its mean normalised ``|C|`` in each pixel cluster; these vectors are clustered into
+``neuron_clusters`` (6) groups by k-means (fixed seed) or FINCH (``method: finch``, needs the
+``finch-clust`` package; the FINCH partition whose cluster count is closest to
+``neuron_clusters`` is used). ``silhouette`` is the silhouette score of that clustering (NaN with
+fewer than two clusters or fewer than three neurons). :func:`seed_mixing` measures, over canvases
+of several seeds, how evenly seeds mix within clusters.
+
+**Motion clustering** (video canvases; ``motion: false`` skips it). The pixels ``(t, p)`` of
+frames ``t >= 1`` with ``S > 0`` (at most ``max_pixels``, drawn with the seed) are clustered into
+``motion_clusters`` (8) groups by their share vectors ``f(t, p) = |C(t, p)| / S(t, p)``.
+``motion_ami`` is the adjusted mutual information of these clusters with binned motion (static
+below ``motion_threshold`` px, else ``flow_magnitude_bins`` quantile bins of the speed times
+``flow_direction_bins`` direction sectors) and ``object_ami`` with the masks;
+``motion_dominance = motion_ami - object_ami``. Image canvases report no motion scores.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..canvas.canvas import Canvas
+from ..errors import XincError
+from ..registry import PROBES
+from .base import ProbeResult
+from .features import (
+    GABOR_BANKS,
+    choice,
+    collect_scores,
+    finite_mean,
+    gabor_clusters,
+    group_sums,
+    kmeans_centres,
+    kmeans_labels,
+    magnitudes,
+    nearest_centre,
+    pyplot,
+    require_flow,
+    require_masks,
+)
+
+METHODS = ("kmeans", "finch")
+
+
+def neuron_vectors(
+    mags: torch.Tensor, pixel_labels: torch.Tensor, num_clusters: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference neuron vectors ``[N', K]`` of the neurons with a nonzero map, and their indices.
+
+    Each map of ``mags[N, P]`` is min-max normalised over its pixels (a constant map becomes zero),
+    then averaged over the pixels of each cluster of ``pixel_labels[P]``.
+    """
+    alive = torch.nonzero(mags.sum(dim=1) > 0).reshape(-1)
+    maps = mags[alive]
+    low = maps.amin(dim=1, keepdim=True)
+    span = maps.amax(dim=1, keepdim=True) - low
+    normalised = torch.where(span > 0, (maps - low) / torch.where(span > 0, span, 1.0), 0.0)
+    areas = torch.bincount(pixel_labels, minlength=num_clusters).double()
+    return group_sums(normalised, pixel_labels, num_clusters) / areas, alive
+
+
+def cluster_neurons(vectors: np.ndarray, num_clusters: int, method: str, seed: int) -> np.ndarray:
+    """Cluster label of each neuron vector ``[N', D]``: ``[N']`` int64."""
+    if vectors.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    if method == "finch":
+        return _finch(vectors, num_clusters)
+    return kmeans_labels(vectors, num_clusters, seed)
+
+
+def silhouette(vectors: np.ndarray, labels: np.ndarray) -> float:
+    """Silhouette score (Euclidean); NaN unless ``2 <= clusters <= neurons - 1``."""
+    from sklearn.metrics import silhouette_score
+
+    count = len(np.unique(labels))
+    if count < 2 or count > vectors.shape[0] - 1:
+        return math.nan
+    return float(silhouette_score(vectors, labels))
+
+
+def motion_labels(flow: torch.Tensor, threshold: float, magnitude_bins: int, direction_bins: int) -> torch.Tensor:
+    """Binned motion of each flow vector ``[..., 2]``: 0 = static, else 1 + speed bin x direction bin."""
+    speed = torch.linalg.vector_norm(flow, dim=-1)
+    moving = speed > threshold
+    levels = np.linspace(0, 1, magnitude_bins + 1)[1:-1]
+    edges = np.quantile(speed[moving].double().numpy(), levels) if bool(moving.any()) else np.zeros(0)
+    speed_bin = torch.bucketize(speed.double(), torch.from_numpy(np.asarray(edges, dtype=np.float64)), right=True)
+    angle = torch.atan2(flow[..., 1], flow[..., 0]) % (2 * math.pi)
+    direction_bin = (angle / (2 * math.pi) * direction_bins).long().clamp(max=direction_bins - 1)
+    return torch.where(moving, 1 + speed_bin * direction_bins + direction_bin, 0)
+
+
+def pixel_sample(total: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """Indices of at most ``limit`` pixels with ``total > 0``, drawn with ``seed`` (sorted)."""
+    candidates = torch.nonzero(total > 0).reshape(-1)
+    if candidates.numel() <= limit:
+        return candidates
+    chosen = torch.randperm(candidates.numel(), generator=torch.Generator().manual_seed(seed))[:limit]
+    return candidates[chosen].sort().values
+
+
+def layer_motion_clustering(
+    layer: torch.Tensor, motion: torch.Tensor, objects: torch.Tensor, settings: dict[str, Any]
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """AMI of share-vector pixel clusters with motion and with objects for one layer ``[N, T, H, W]``.
+
+    ``motion`` and ``objects`` are the flat labels ``[(T - 1) H W]`` of frames ``t >= 1``. Also
+    returns the centres (None when no pixel has contribution) for the cluster-map figure.
+    """
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    mags = magnitudes(layer[:, 1:])
+    total = mags.sum(dim=0)
+    chosen = pixel_sample(total, settings["max_pixels"], settings["seed"])
+    if chosen.numel() == 0:
+        return {"motion_ami": math.nan, "object_ami": math.nan, "motion_dominance": math.nan}, None
+    shares = (mags[:, chosen] / total[chosen]).T.numpy()
+    centres = kmeans_centres(shares, settings["motion_clusters"], settings["seed"])
+    clusters = nearest_centre(shares, centres)
+    motion_ami = float(adjusted_mutual_info_score(motion[chosen].numpy(), clusters))
+    object_ami = float(adjusted_mutual_info_score(objects[chosen].numpy(), clusters))
+    return {"motion_ami": motion_ami, "object_ami": object_ami, "motion_dominance": motion_ami - object_ami}, centres
+
+
+def seed_mixing(canvases: Sequence[Canvas], params: dict[str, Any]) -> float:
+    """How evenly models trained with different seeds mix within neuron clusters.
+
+    The canvases (one per seed, same signal and layers) are described with the pixel clusters of
+    the first canvas's frames; each layer's neurons of all seeds are clustered together. Per
+    cluster, the entropy of its neurons' seeds is divided by ``log(number of seeds)``; the
+    size-weighted mean over clusters is averaged over layers. 1 = every cluster mixes all seeds
+    evenly, 0 = every cluster holds one seed's neurons.
+
+    Args:
+        canvases: two or more canvases of the same signal.
+        params: ``pixel_clusters``, ``neuron_clusters``, ``method``, ``seed``, ``gabor_bank`` as
+            for the probe.
+    """
+    if len(canvases) < 2:
+        raise XincError(f"seed mixing needs canvases of two or more seeds, got {len(canvases)}")
+    shape = canvases[0].shape
+    if any(c.shape != shape for c in canvases):
+        raise XincError(f"seed mixing needs canvases of the same signal; shapes differ: {[c.shape for c in canvases]}")
+    layers = [name for name in canvases[0].layer_names if all(name in c.layer_names for c in canvases)]
+    if not layers:
+        raise XincError("seed mixing needs canvases with layers of the same names; these share none")
+    settings = _neuron_settings(params)
+    pixel_labels = _pixel_clusters(canvases[0], settings)
+    count = int(pixel_labels.max()) + 1
+    values = []
+    for name in layers:
+        per_seed = [neuron_vectors(magnitudes(c.layer(name)), pixel_labels, count)[0].numpy() for c in canvases]
+        seeds = np.concatenate([np.full(len(v), s) for s, v in enumerate(per_seed)])
+        vectors = np.concatenate(per_seed)
+        clusters = cluster_neurons(vectors, settings["neuron_clusters"], settings["method"], settings["seed"])
+        values.append(_normalised_seed_entropy(clusters, seeds, len(canvases)))
+    return finite_mean(values)
+
+
+@PROBES.register("clustering")
+def clustering(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
+    """SPEC 5.7 for every layer; headline scores are means over layers.
+
+    Params:
+        pixel_clusters (32), neuron_clusters (6), method (``kmeans`` | ``finch``), seed (0),
+        gabor_bank (``full`` | ``reference``); video: motion (true), motion_clusters (8),
+        motion_threshold (0.5), flow_magnitude_bins (3), flow_direction_bins (8), max_pixels (65536).
+    """
+    settings = _neuron_settings(params)
+    pixel_labels = _pixel_clusters(canvas, settings)
+    count = int(pixel_labels.max()) + 1
+    per_layer: dict[str, dict[str, float]] = {}
+    cluster_maps: dict[str, list[torch.Tensor]] = {}
+    for name in canvas.layer_names:
+        mags = magnitudes(canvas.layer(name))
+        vectors, alive = neuron_vectors(mags, pixel_labels, count)
+        labels = cluster_neurons(vectors.numpy(), settings["neuron_clusters"], settings["method"], settings["seed"])
+        per_layer[name] = {"silhouette": silhouette(vectors.numpy(), labels), "clusters": float(len(np.unique(labels)))}
+        cluster_maps[name] = _cluster_mean_maps(mags[alive], labels, canvas.shape)
+    figures = {"neuron_clusters": _neuron_figure(cluster_maps)}
+    if canvas.shape[0] > 1 and bool(params.get("motion", True)):
+        motion_scores, figures["motion_clusters"] = _motion_clustering(canvas, params, settings["seed"])
+        for name, values in motion_scores.items():
+            per_layer[name].update(values)
+    return ProbeResult(scores=collect_scores(per_layer), figures=figures)
+
+
+def _neuron_settings(params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "pixel_clusters": int(params.get("pixel_clusters", 32)),
+        "neuron_clusters": int(params.get("neuron_clusters", 6)),
+        "method": choice(params, "method", METHODS),
+        "seed": int(params.get("seed", 0)),
+        "gabor_bank": choice(params, "gabor_bank", GABOR_BANKS),
+    }
+
+
+def _pixel_clusters(canvas: Canvas, settings: dict[str, Any]) -> torch.Tensor:
+    labels = gabor_clusters(canvas.frames, settings["pixel_clusters"], settings["seed"], settings["gabor_bank"])
+    return labels.reshape(-1)
+
+
+def _motion_clustering(canvas: Canvas, params: dict[str, Any], seed: int) -> tuple[dict[str, dict[str, float]], Any]:
+    """Motion-clustering scores of every layer and the cluster-map figure."""
+    flow = require_flow(canvas, "clustering (motion clustering; or set motion: false)")
+    masks = require_masks(canvas, "clustering (motion clustering; or set motion: false)")
+    settings = {
+        "motion_clusters": int(params.get("motion_clusters", 8)),
+        "max_pixels": int(params.get("max_pixels", 65536)),
+        "seed": seed,
+    }
+    motion = motion_labels(
+        flow[1:],
+        float(params.get("motion_threshold", 0.5)),
+        int(params.get("flow_magnitude_bins", 3)),
+        int(params.get("flow_direction_bins", 8)),
+    )
+    objects = masks[1:]
+    scores: dict[str, dict[str, float]] = {}
+    frame = int(torch.linalg.vector_norm(flow[1:], dim=-1).flatten(1).mean(dim=1).argmax()) + 1
+    maps: dict[str, np.ndarray] = {}
+    for name in canvas.layer_names:
+        layer = canvas.layer(name)
+        scores[name], centres = layer_motion_clustering(layer, motion.reshape(-1), objects.reshape(-1), settings)
+        if centres is not None:
+            maps[name] = _frame_clusters(layer[:, frame], centres)
+    return scores, _motion_figure(maps, motion[frame - 1], masks[frame], frame)
+
+
+def _frame_clusters(frame: torch.Tensor, centres: np.ndarray) -> np.ndarray:
+    """Nearest share-vector centre of each pixel of one frame ``[N, H, W]`` (-1 where S = 0)."""
+    mags = frame.abs().reshape(frame.shape[0], -1)
+    total = mags.sum(dim=0)
+    labels = np.full(total.numel(), -1, dtype=np.int64)
+    active = total > 0
+    if bool(active.any()):
+        labels[active.numpy()] = nearest_centre((mags[:, active] / total[active]).T.numpy(), centres)
+    return labels.reshape(frame.shape[1:])
+
+
+def _finch(vectors: np.ndarray, num_clusters: int) -> np.ndarray:
+    try:
+        from finch import FINCH
+    except ImportError as exc:
+        raise XincError(
+            "method: finch needs the finch-clust package; install it with `pip install finch-clust`"
+        ) from exc
+    if vectors.shape[0] < 3:
+        return np.zeros(vectors.shape[0], dtype=np.int64)
+    partitions, counts, _ = FINCH(vectors, verbose=False)
+    best = int(np.argmin(np.abs(np.asarray(counts) - num_clusters)))
+    return np.unique(partitions[:, best], return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+
+def _normalised_seed_entropy(clusters: np.ndarray, seeds: np.ndarray, num_seeds: int) -> float:
+    """Size-weighted mean over clusters of the seed entropy divided by ``log(num_seeds)``."""
+    if clusters.size == 0:
+        return math.nan
+    table = np.zeros((int(clusters.max()) + 1, num_seeds))
+    np.add.at(table, (clusters, seeds), 1.0)
+    sizes = table.sum(axis=1, keepdims=True)
+    share = table / sizes
+    logs = np.log(np.where(share > 0, share, 1.0))
+    entropy = -(share * logs).sum(axis=1) / math.log(num_seeds)
+    return float((entropy * sizes[:, 0]).sum() / sizes.sum())
+
+
+def _cluster_mean_maps(mags: torch.Tensor, labels: np.ndarray, shape: tuple[int, int, int]) -> list[torch.Tensor]:
+    """Mean min-max normalised frame-0 map ``[H, W]`` of each neuron cluster."""
+    _, height, width = shape
+    first = mags[:, : height * width]
+    low = first.amin(dim=1, keepdim=True)
+    span = first.amax(dim=1, keepdim=True) - low
+    normalised = torch.where(span > 0, (first - low) / torch.where(span > 0, span, 1.0), 0.0)
+    index = torch.from_numpy(labels)
+    return [normalised[index == k].mean(dim=0).reshape(height, width) for k in np.unique(labels)]
+
+
+def _neuron_figure(cluster_maps: dict[str, list[torch.Tensor]]) -> Any:
+    """Rows = layers, columns = neuron clusters: each cluster's mean normalised map (frame 0)."""
+    plt = pyplot()
+    columns = max([len(maps) for maps in cluster_maps.values()] + [1])
+    rows = len(cluster_maps)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 1.8 * rows), squeeze=False)
+    for row, (name, maps) in zip(axes, cluster_maps.items()):
+        for k, axis in enumerate(row):
+            if k < len(maps):
+                axis.imshow(maps[k].numpy(), cmap="magma")
+                axis.set_title(f"{name} cluster {k}", fontsize=8)
+            axis.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def _motion_figure(maps: dict[str, np.ndarray], motion: torch.Tensor, masks: torch.Tensor, frame: int) -> Any:
+    """One frame: binned motion, masks, and each layer's share-vector pixel clusters."""
+    plt = pyplot()
+    panels = [("binned motion", motion.numpy()), ("masks", masks.numpy())]
+    panels += [(f"{name}: pixel clusters", labels) for name, labels in maps.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 2.2), squeeze=False)
+    for axis, (title, image) in zip(axes[0], panels):
+        axis.imshow(image, cmap="tab20", interpolation="nearest")
+        axis.set_title(f"{title} (frame {frame})", fontsize=8)
+        axis.axis("off")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,236 @@
+"""The ``faithfulness`` probe (SPEC 5.8): does a tracer's canvas agree with ablation?
+
+The ground truth is the ``ablation`` tracer (SPEC 4.3): the contribution of neuron n to pixel p is
+the model output minus the output with n zeroed, summed over RGB. The probe needs the model
+(``params["model"]``, an ``nn.Module`` in eval mode, passed by the runner). The canvas under test
+is the probed canvas itself, or, when ``params["tracer"]`` names another tracer than the one
+that made it, that tracer's canvas computed on the model.
+
+Per layer, with ``|C|`` the canvas under test and ``|A|`` the ablation canvas:
+
+* ``ablation_correlation``: Pearson correlation of ``|C|`` and ``|A|`` over all (neuron, pixel)
+  entries (per layer also ``signed_correlation`` of C and A without absolute values);
+* ``ablation_neuron_correlation``: the median over neurons of the Pearson correlation of
+  ``|C_n|`` and ``|A_n|`` over pixels (neurons with a constant map in either are left out);
+* ``deletion_contrast``: the ``k = max(1, round(deletion_fraction N))`` neurons with the most
+  canvas mass inside a region are zeroed together; the PSNR (output clamped to [0, 1], against
+  the frames; MSE floored at 1e-10) drops by ``drop_inside`` dB in the region and ``drop_outside``
+  dB outside it; ``deletion_contrast = drop_inside - drop_outside`` (per layer also both drops).
+  The region is the largest segment of the masks (``region: auto`` with masks, or ``segment``)
+  or the centre block of half the height and width of every frame (``auto`` without masks, or
+  ``centre``).
+
+Canvas layers are matched to ablation layers by name; canvases of the ``mlp`` tracers name
+layer ``layerK`` after the input of the model's ``linears[K - 1]``, which is mapped
+automatically; any other naming needs ``params["layer_map"]`` (canvas layer -> module name).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..canvas.ablation import ablate_output
+from ..canvas.canvas import Canvas
+from ..errors import XincError
+from ..registry import PROBES, TRACERS
+from .base import ProbeResult
+from .features import collect_scores, finite_median, magnitudes, pearson, pearson_rows, pyplot
+
+REGIONS = ("auto", "segment", "centre")
+_MSE_FLOOR = 1e-10
+_SCATTER_POINTS = 200_000
+
+
+def ablation_layer_names(
+    model: nn.Module, shape: tuple[int, int, int], layers: list[str], layer_map: dict[str, str] | None
+) -> dict[str, str]:
+    """Canvas layer -> ablation layer (qualified module name) for every canvas layer."""
+    ablatable = TRACERS.get("ablation").layers(model, shape)
+    return {layer: _ablation_name(model, layer, ablatable, layer_map or {}) for layer in layers}
+
+
+def ablation_canvas(
+    model: nn.Module, shape: tuple[int, int, int], counts: dict[str, int], chunk_size: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The ablation canvas ``[N, T, H, W]`` of the named layers and the plain reconstruction ``[T, H, W, 3]``."""
+    tracer = TRACERS.get("ablation")
+    available = tracer.layers(model, shape)
+    for name, count in counts.items():
+        if name not in available:
+            raise XincError(
+                f"the model has no ablatable layer {name!r} (it has {', '.join(available)}); pass "
+                "params layer_map={canvas layer: module name}"
+            )
+        if available[name] != count:
+            raise XincError(
+                f"the canvas layer for {name!r} has {count} neurons but the model's layer has "
+                f"{available[name]}; probe a canvas computed from this model"
+            )
+    arrays = {name: np.empty((count, *shape), np.float32) for name, count in counts.items()}
+    recon = np.empty((*shape, 3), np.float32)
+    tracer.trace(model, shape, arrays, recon, chunk_size)
+    return {name: torch.from_numpy(array) for name, array in arrays.items()}, torch.from_numpy(recon)
+
+
+def agreement(canvas_layer: torch.Tensor, ablation: torch.Tensor) -> dict[str, float]:
+    """Correlation scores of one canvas layer with its ablation canvas (both ``[N, T, H, W]``)."""
+    tested, truth = magnitudes(canvas_layer), magnitudes(ablation)
+    return {
+        "ablation_correlation": pearson(tested, truth),
+        "ablation_neuron_correlation": finite_median(pearson_rows(tested, truth)),
+        "signed_correlation": pearson(canvas_layer.reshape(-1), ablation.reshape(-1)),
+    }
+
+
+def deletion_region(canvas: Canvas, region: str) -> torch.Tensor:
+    """Boolean region ``[T, H, W]`` of the deletion test."""
+    num_frames, height, width = canvas.shape
+    if region == "segment" or (region == "auto" and canvas.masks is not None):
+        if canvas.masks is None:
+            raise XincError("region: segment needs masks; compute the canvas with a mask source or use region: centre")
+        ids, counts = torch.unique(canvas.masks[canvas.masks != 0], return_counts=True)
+        if ids.numel():
+            return canvas.masks == ids[counts.argmax()]
+    inside = torch.zeros(num_frames, height, width, dtype=torch.bool)
+    inside[:, height // 4 : height // 4 + max(1, height // 2), width // 4 : width // 4 + max(1, width // 2)] = True
+    return inside
+
+
+def psnr(output: torch.Tensor, frames: torch.Tensor, where: torch.Tensor) -> float:
+    """PSNR (dB, peak 1) of ``output.clamp(0, 1)`` against ``frames`` on the pixels ``where`` ``[T, H, W]``."""
+    error = ((output.clamp(0, 1) - frames) ** 2)[where].double().mean()
+    return float(10 * torch.log10(1.0 / error.clamp(min=_MSE_FLOOR)))
+
+
+def deletion(
+    model: nn.Module,
+    layer: str,
+    canvas_layer: torch.Tensor,
+    frames: torch.Tensor,
+    base: torch.Tensor,
+    region: torch.Tensor,
+    fraction: float,
+) -> tuple[dict[str, float], torch.Tensor]:
+    """Deletion scores of one layer and the output with its top-k region neurons zeroed.
+
+    Args:
+        model: the INR; ``layer`` its ablation layer name.
+        canvas_layer: the tested canvas ``[N, T, H, W]`` of that layer.
+        frames: the signal ``[T, H, W, 3]``; ``base`` the plain output ``[T, H, W, 3]``.
+        region: boolean ``[T, H, W]``; ``fraction``: share of neurons zeroed (at least one).
+    """
+    num_neurons = canvas_layer.shape[0]
+    if bool(region.all()) or not bool(region.any()):
+        return {"deletion_contrast": math.nan, "drop_inside": math.nan, "drop_outside": math.nan}, base
+    mass = (canvas_layer.abs() * region).sum(dim=(1, 2, 3))
+    count = min(num_neurons, max(1, round(fraction * num_neurons)))
+    chosen = torch.sort(mass, descending=True, stable=True).indices[:count]
+    ablated = ablate_output(model, layer, chosen, tuple(frames.shape[:3]))
+    inside = psnr(base, frames, region) - psnr(ablated, frames, region)
+    outside = psnr(base, frames, ~region) - psnr(ablated, frames, ~region)
+    return {"deletion_contrast": inside - outside, "drop_inside": inside, "drop_outside": outside}, ablated
+
+
+@PROBES.register("faithfulness")
+def faithfulness(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
+    """SPEC 5.8 for every layer; headline scores are means over layers.
+
+    Params:
+        model: the INR the canvas was computed from (required).
+        tracer: tracer whose canvas is tested (default: the probed canvas).
+        layer_map: canvas layer -> ablation layer name (default: automatic, see module doc).
+        deletion_fraction (0.1), region (``auto`` | ``segment`` | ``centre``), chunk_size (16384).
+    """
+    model = params.get("model")
+    if not isinstance(model, nn.Module):
+        raise XincError(
+            "the faithfulness probe needs the model that made the canvas: pass params model=<nn.Module> "
+            "(the command line passes the checkpoint given with --checkpoint)"
+        )
+    region_name = params.get("region", "auto")
+    if region_name not in REGIONS:
+        raise XincError(f"parameter region={region_name!r} is not one of {', '.join(REGIONS)}")
+    model.eval()
+    chunk_size = int(params.get("chunk_size", 16384))
+    tested = _tested_canvas(canvas, model, params.get("tracer"), chunk_size)
+    names = ablation_layer_names(model, canvas.shape, list(tested), params.get("layer_map"))
+    counts = {names[name]: layer.shape[0] for name, layer in tested.items()}
+    truth, base = ablation_canvas(model, canvas.shape, counts, chunk_size)
+    region = deletion_region(canvas, region_name)
+    fraction = float(params.get("deletion_fraction", 0.1))
+    per_layer: dict[str, dict[str, float]] = {}
+    ablated: dict[str, torch.Tensor] = {}
+    for name, layer in tested.items():
+        scores, ablated[name] = deletion(model, names[name], layer, canvas.frames, base, region, fraction)
+        per_layer[name] = {**agreement(layer, truth[names[name]]), **scores}
+    figures = {
+        "canvas_vs_ablation": _scatter_figure(tested, {n: truth[names[n]] for n in tested}),
+        "deletion": _deletion_figure(base, ablated, region),
+    }
+    return ProbeResult(scores=collect_scores(per_layer), figures=figures)
+
+
+def _ablation_name(model: nn.Module, layer: str, ablatable: dict[str, int], layer_map: dict[str, str]) -> str:
+    """``layer_map``'s entry, the same name, or for ``layerK`` of an MLP the name of ``linears[K - 1]``.
+
+    A name that matches nothing is returned as it is; :func:`ablation_canvas` then reports it.
+    """
+    if layer in layer_map:
+        return layer_map[layer]
+    match = re.fullmatch(r"layer(\d+)", layer)
+    linears = getattr(model, "linears", None)
+    if layer in ablatable or match is None or linears is None or not 1 <= int(match.group(1)) <= len(linears):
+        return layer
+    qualified = {module: name for name, module in model.named_modules()}
+    return qualified[linears[int(match.group(1)) - 1]]
+
+
+def _tested_canvas(canvas: Canvas, model: nn.Module, tracer: str | None, chunk_size: int) -> dict[str, torch.Tensor]:
+    """The layers under test: the probed canvas, or ``tracer``'s canvas computed on the model."""
+    if tracer is None or tracer == canvas.metadata.get("tracer"):
+        return {name: canvas.layer(name) for name in canvas.layer_names}
+    implementation = TRACERS.get(tracer)
+    counts = implementation.layers(model, canvas.shape)
+    arrays = {name: np.empty((count, *canvas.shape), np.float32) for name, count in counts.items()}
+    implementation.trace(model, canvas.shape, arrays, np.empty((*canvas.shape, 3), np.float32), chunk_size)
+    return {name: torch.from_numpy(array) for name, array in arrays.items()}
+
+
+def _scatter_figure(tested: dict[str, torch.Tensor], truth: dict[str, torch.Tensor]) -> Any:
+    """Per layer, a 2-D histogram of ``|C|`` against ``|A|`` (at most 200,000 random entries)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(tested), figsize=(3.4 * len(tested), 3.0), squeeze=False)
+    for axis, name in zip(axes[0], tested):
+        x, y = tested[name].abs().reshape(-1), truth[name].abs().reshape(-1)
+        if x.numel() > _SCATTER_POINTS:
+            chosen = torch.randperm(x.numel(), generator=torch.Generator().manual_seed(0))[:_SCATTER_POINTS]
+            x, y = x[chosen], y[chosen]
+        axis.hexbin(x.numpy(), y.numpy(), gridsize=40, bins="log", cmap="viridis", mincnt=1)
+        axis.set_xlabel("|C| (canvas)", fontsize=8)
+        axis.set_ylabel("|A| (ablation)", fontsize=8)
+        axis.set_title(name, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _deletion_figure(base: torch.Tensor, ablated: dict[str, torch.Tensor], region: torch.Tensor) -> Any:
+    """Frame 0: the region over the reconstruction, then per layer the output change after deletion."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(ablated) + 1, figsize=(3.4 * (len(ablated) + 1), 2.4), squeeze=False)
+    axes[0][0].imshow(base[0].clamp(0, 1).numpy())
+    axes[0][0].contour(region[0].float().numpy(), levels=[0.5], colors="red", linewidths=1)
+    axes[0][0].set_title("deletion region", fontsize=9)
+    for axis, (name, output) in zip(axes[0][1:], ablated.items()):
+        shown = axis.imshow((output[0] - base[0]).abs().sum(dim=-1).numpy(), cmap="magma")
+        axis.set_title(f"{name}: |change| after deletion", fontsize=9)
+        fig.colorbar(shown, ax=axis, fraction=0.03)
+    for axis in axes[0]:
+        axis.axis("off")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,190 @@
+"""The ``motion`` probe (SPEC 5.6, video): do changes in the canvas follow motion?
+
+For each layer and frame ``t >= 1``, ``dS_t(p) = sum_n | |C^t_n(p)| - |C^{t-1}_n(p)| |`` and
+``F_t(p) = ||flow_t(p)||`` (the flow from t-1 to t). Frames with motion are those where some
+pixel moves by more than ``motion_threshold`` pixels; their pixels are pooled.
+
+* ``flow_spearman``: Spearman correlation of dS with F over the pooled pixels.
+* ``flow_top_bottom_ratio``: mean dS on the top ``top_fraction`` (10%) of pooled pixels by F over
+  the mean dS on the bottom ``bottom_fraction`` (50%).
+* ``moving_static_cov_ratio``: instances are the segments of ``canvas.masks``; an instance moves
+  when its mean F (over its pixels in frames ``t >= 1``) exceeds ``motion_threshold``. Per neuron
+  and instance, the coefficient of variation (population std / mean) over the frames containing
+  the instance (at least two) of the neuron's mean ``|C|`` on the instance; per neuron, its mean
+  over moving instances divided by its mean over static instances; median over neurons.
+
+Undefined values (no frame with motion, constant dS or F, no moving or no static instance, an
+all-zero layer) are NaN. A canvas whose changes ignore motion scores 0, 1 and 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..canvas.canvas import Canvas
+from ..registry import PROBES
+from .base import ProbeResult
+from .features import (
+    collect_scores,
+    finite_median,
+    group_sums,
+    pyplot,
+    relabel,
+    require_flow,
+    require_masks,
+    require_video,
+    safe_ratio,
+    spearman,
+    top_fraction_mask,
+)
+
+
+def contribution_change(layer: torch.Tensor) -> torch.Tensor:
+    """``dS[T - 1, H, W]`` of a layer ``[N, T, H, W]`` (frame t - 1 -> t at index t - 1)."""
+    previous = layer[:, 0].abs()
+    changes = []
+    for t in range(1, layer.shape[1]):
+        current = layer[:, t].abs()
+        changes.append((current - previous).abs().sum(dim=0))
+        previous = current
+    return torch.stack(changes)
+
+
+def flow_magnitude(flow: torch.Tensor) -> torch.Tensor:
+    """``F[T, H, W]``: the length of each flow vector ``flow[T, H, W, 2]``."""
+    return torch.linalg.vector_norm(flow.float(), dim=-1)
+
+
+def change_vs_flow(change: torch.Tensor, speed: torch.Tensor, top: float, bottom: float) -> dict[str, float]:
+    """Spearman and top/bottom ratio of pooled dS ``[P']`` against pooled F ``[P']``."""
+    if change.numel() == 0 or float(speed.max() - speed.min()) <= 0:
+        return {"flow_spearman": math.nan, "flow_top_bottom_ratio": math.nan}
+    fast = top_fraction_mask(speed, top)
+    slow = top_fraction_mask(speed, bottom, largest=False)
+    change = change.double()
+    return {
+        "flow_spearman": spearman(change, speed),
+        "flow_top_bottom_ratio": safe_ratio(float(change[fast].mean()), float(change[slow].mean())),
+    }
+
+
+def moving_instances(masks: torch.Tensor, speed: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Instance index per pixel ``[T, H, W]`` (-1 = unlabelled) and whether each instance moves ``[K]``.
+
+    An instance's speed is its mean F over its pixels in frames ``t >= 1``; one that appears only
+    in frame 0 counts as static.
+    """
+    labels, ids = relabel(masks)
+    if bool((ids == 0).any()):
+        labels = labels - 1
+        ids = ids[1:]
+    count = len(ids)
+    later = labels[1:].reshape(-1)
+    index = torch.where(later < 0, count, later)
+    total = torch.zeros(count + 1, dtype=torch.float64).index_add_(0, index, speed[1:].reshape(-1).double())
+    area = torch.bincount(index, minlength=count + 1).double()
+    mean_speed = torch.where(area > 0, total / area.clamp(min=1), 0.0)[:count]
+    return labels, mean_speed > threshold
+
+
+def instance_cov(layer: torch.Tensor, labels: torch.Tensor, count: int) -> torch.Tensor:
+    """Coefficient of variation over time of each neuron's mean ``|C|`` on each instance: ``[N, K]``.
+
+    NaN where the instance is in fewer than two frames or the neuron's mean on it is zero.
+    """
+    num_neurons, num_frames = layer.shape[:2]
+    frame_offset = torch.arange(num_frames)[:, None, None] * (count + 1)
+    index = (torch.where(labels < 0, count, labels) + frame_offset).reshape(-1)
+    groups = num_frames * (count + 1)
+    sums = group_sums(layer.reshape(num_neurons, -1).abs(), index, groups).reshape(num_neurons, num_frames, count + 1)
+    areas = torch.bincount(index, minlength=groups).reshape(num_frames, count + 1).double()
+    sums, areas = sums[..., :count], areas[:, :count]
+    present = areas > 0
+    frames_present = present.sum(dim=0)
+    means = sums / areas.clamp(min=1)
+    average = (means * present).sum(dim=1) / frames_present.clamp(min=1)
+    variance = (((means - average[:, None]) ** 2) * present).sum(dim=1) / frames_present.clamp(min=1)
+    valid = (frames_present >= 2)[None, :] & (average > 0)
+    return torch.where(valid, variance.sqrt() / torch.where(valid, average, 1.0), math.nan)
+
+
+def cov_ratio(cov: torch.Tensor, moving: torch.Tensor) -> float:
+    """Median over neurons of mean CoV on moving / mean CoV on static instances."""
+    moving_cov = _nan_mean(cov[:, moving])
+    static_cov = _nan_mean(cov[:, ~moving])
+    valid = torch.isfinite(moving_cov) & torch.isfinite(static_cov) & (static_cov > 0)
+    ratio = torch.where(valid, moving_cov / torch.where(valid, static_cov, 1.0), math.nan)
+    return finite_median(ratio)
+
+
+def layer_motion(
+    layer: torch.Tensor, speed: torch.Tensor, labels: torch.Tensor, moving: torch.Tensor, params: dict[str, float]
+) -> tuple[dict[str, float], torch.Tensor]:
+    """Motion scores of one layer ``[N, T, H, W]``, and its ``dS[T - 1, H, W]`` for figures.
+
+    Args:
+        speed: flow magnitude ``[T, H, W]``; labels: instance index ``[T, H, W]`` (-1 = unlabelled);
+        moving: ``[K]`` whether each instance moves; params: motion_threshold, top_fraction,
+        bottom_fraction.
+    """
+    change = contribution_change(layer)
+    active = speed[1:].flatten(1).amax(dim=1) > params["motion_threshold"]
+    scores = change_vs_flow(
+        change[active].reshape(-1), speed[1:][active].reshape(-1), params["top_fraction"], params["bottom_fraction"]
+    )
+    scores["moving_static_cov_ratio"] = cov_ratio(instance_cov(layer, labels, len(moving)), moving)
+    return scores, change
+
+
+@PROBES.register("motion")
+def motion(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
+    """SPEC 5.6 for every layer; headline scores are means over layers.
+
+    Params:
+        motion_threshold: pixels per frame above which a frame or an instance moves (0.5).
+        top_fraction / bottom_fraction: flow quantiles compared (0.1 / 0.5).
+    """
+    require_video(canvas, "motion")
+    speed = flow_magnitude(require_flow(canvas, "motion"))
+    settings = {
+        "motion_threshold": float(params.get("motion_threshold", 0.5)),
+        "top_fraction": float(params.get("top_fraction", 0.1)),
+        "bottom_fraction": float(params.get("bottom_fraction", 0.5)),
+    }
+    labels, moving = moving_instances(require_masks(canvas, "motion"), speed, settings["motion_threshold"])
+    per_layer: dict[str, dict[str, float]] = {}
+    changes: dict[str, torch.Tensor] = {}
+    for name in canvas.layer_names:
+        per_layer[name], changes[name] = layer_motion(canvas.layer(name), speed, labels, moving, settings)
+    scores = collect_scores(per_layer)
+    scores.update(moving_instances=float(moving.sum()), static_instances=float((~moving).sum()))
+    return ProbeResult(scores=scores, figures={"change_vs_flow": _figure(changes, speed)})
+
+
+def _nan_mean(values: torch.Tensor) -> torch.Tensor:
+    """Mean over dim 1 of the finite entries, NaN for rows without any: ``[N]``."""
+    finite = torch.isfinite(values)
+    count = finite.sum(dim=1)
+    total = torch.where(finite, values, 0.0).sum(dim=1)
+    return torch.where(count > 0, total / count.clamp(min=1), math.nan)
+
+
+def _figure(changes: dict[str, torch.Tensor], speed: torch.Tensor) -> Any:
+    """The frame with the most motion: flow magnitude, then dS_t of each layer."""
+    plt = pyplot()
+    t = int(speed[1:].flatten(1).mean(dim=1).argmax()) + 1
+    fig, axes = plt.subplots(1, len(changes) + 1, figsize=(3.6 * (len(changes) + 1), 2.4), squeeze=False)
+    shown = axes[0][0].imshow(speed[t].numpy(), cmap="viridis")
+    axes[0][0].set_title(f"|flow| at frame {t}", fontsize=9)
+    fig.colorbar(shown, ax=axes[0][0], fraction=0.03)
+    for axis, (name, change) in zip(axes[0][1:], changes.items()):
+        shown = axis.imshow(change[t - 1].numpy(), cmap="magma")
+        axis.set_title(f"{name}: dS_t", fontsize=9)
+        fig.colorbar(shown, ax=axis, fraction=0.03)
+    for axis in axes[0]:
+        axis.axis("off")
+    fig.tight_layout()
+    return fig

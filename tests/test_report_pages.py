@@ -145,9 +145,9 @@ def test_run_report_page(runs: Path, tmp_path: Path, browser: HeadlessChromium) 
     assert browser.evaluate("document.querySelectorAll('.grid img').length") == 3 * NEURONS_PER_LAYER
     captions = browser.evaluate("Array.from(document.querySelectorAll('figcaption')).map(c => c.textContent)")
     assert captions[:2] == ["target, frame 0", "reconstruction, frame 0"]
-    # headline scores with the random-init control beside each
+    # headline scores with both controls beside each
     header = browser.evaluate("Array.from(document.querySelectorAll('table.scores th')).map(th => th.textContent)")
-    assert header == ["metric", "direction", "score", "random_init", "chance"]
+    assert header == ["metric", "direction", "score", "random_init", "shuffled", "chance"]
     gini_row = browser.evaluate(
         "Array.from(document.querySelectorAll('table.scores tr')).find(r => r.cells[0].textContent === 'gini')"
         ".cells[1].textContent"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -15,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from xinc_bench.errors import XincError
-from xinc_bench.results.suite import load_suite, parse_shard, run_suite, shard_units
+from xinc_bench.results.suite import (
+    add_suite_arguments,
+    load_suite,
+    parse_shard,
+    run_suite,
+    shard_units,
+    suite_main,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "suites" / "smoke.yaml"
@@ -73,7 +81,7 @@ def test_smoke_suite_expands_to_its_two_units() -> None:
 def test_interrupted_suite_resumes_without_redoing_or_losing_anything(resumed: dict) -> None:
     out, (first, second) = resumed["out"], resumed["units"]
     assert resumed["returncode"] == -signal.SIGKILL  # it was killed, not finished
-    assert not (out / second.unit_id / "records" / "distribution.json").exists()  # ... before the second unit's record
+    assert f"{second.unit_id}/records/distribution.json" not in resumed["before"]  # ... before the second unit's record
     after = _files(out)
     assert {path: after[path] for path in resumed["before"]} == resumed["before"]  # nothing there was rewritten
     first_result, second_result = resumed["summary"].units
@@ -98,7 +106,9 @@ def test_rerun_rewrites_only_a_missing_record(resumed: dict, tmp_path: Path) -> 
     first_result, second_result = run_suite(SMOKE, out).units
     assert first_result.skipped
     assert (second_result.fitted, second_result.canvases, second_result.records_written) == (False, [], ["distribution"])
-    assert _files(out).items() >= before.items()
+    figures = f"{second.unit_id}/records/distribution_figures/"  # rewritten with their record
+    assert {k: v for k, v in _files(out).items() if k in before and not k.startswith(figures)} == \
+        {k: v for k, v in before.items() if not k.startswith(figures)}
     assert json.loads(record.read_text())["scores"] == old_scores  # same canvas, same probe: same numbers
 
 
@@ -185,3 +195,45 @@ def test_bad_shards_are_refused(text: str) -> None:
 
 def test_shard_text_is_one_based() -> None:
     assert parse_shard("1/2") == (1, 2) and parse_shard(" 2 / 2 ") == (2, 2)
+
+
+def test_a_failing_task_is_reported_and_the_rest_goes_on(tmp_path: Path) -> None:
+    from xinc_bench.probes.base import ProbeResult
+    from xinc_bench.registry import PROBES
+
+    def needs_depth(canvas, params):  # a probe asking for what the signal lacks
+        raise XincError("the needs-depth probe needs depth maps; give a signal with depth")
+
+    if "test-needs-depth" not in PROBES:
+        PROBES.add("test-needs-depth", needs_depth)
+    task = tmp_path / "depth.yaml"
+    task.write_text("name: depth\nversion: 1\nprobe: test-needs-depth\nmetrics: {score: {higher_is_better: true}}\n")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: failing\ntasks: [{task}, distribution]\n"
+                     "groups:\n  - {size: 16x32, steps: 5, data: [astronaut], models: [ffn-paper]}\n")
+    summary = run_suite(suite, tmp_path / "out")
+    (result,) = summary.units
+    assert result.records_written == ["distribution"]
+    assert result.failed == {str(task): "the needs-depth probe needs depth maps; give a signal with depth"}
+    assert summary.failed == {result.unit.unit_id: result.failed}
+    assert not (result.run_dir / "records" / "depth.json").exists()
+    assert ProbeResult  # the probe interface the failing probe stands in for
+    again = run_suite(suite, tmp_path / "out").units[0]  # a rerun retries only the failed task
+    assert (again.records_kept, list(again.failed)) == (["distribution"], [str(task)])
+    assert suite_main(_suite_args([str(suite), "--out", str(tmp_path / "out")])) == 1
+
+
+def _suite_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_suite_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_suite_command_resumes_a_complete_suite(resumed: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _files(resumed["out"])
+    assert suite_main(_suite_args(["smoke", "--out", str(resumed["out"]), "--shard", "1/2", "--no-progress"])) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"suite smoke: 1 of 2 units -> {resumed['out']}",
+        f"  {resumed['units'][0].unit_id}: complete, kept (0.0 s)",
+    ]
+    assert _files(resumed["out"]) == before

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--tracer", default=None, help="tracer name (default: the model's; xinc-bench list tracers)")
         sub.add_argument("--masks", default=None, help="mask source: gt, felzenszwalb, slic or sam (default: gt if the data has masks, else felzenszwalb)")
         sub.add_argument("--flow", default=None, help="flow source for videos: gt, dis, farneback or raft (default: gt if known, else dis)")
+        sub.add_argument("--sam-checkpoint", type=Path, default=None, help="segment-anything checkpoint for --masks sam")
+        sub.add_argument("--sam-model-type", default="vit_b", help="vit_b, vit_l or vit_h (default vit_b)")
+        sub.add_argument("--raft-weights", type=Path, default=None, help="torchvision RAFT weights for --flow raft")
+        sub.add_argument("--raft-model", default="small", help="small or large (default small)")
 
     def add_training(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--model", required=True, help="registered INR name, path/to/file.py:Class or module:Class")
@@ -109,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _annotation_options(args: argparse.Namespace) -> dict:
+    """Mask and flow sources with their options, as ``canvas_run`` takes them."""
+    mask_options = {"checkpoint": args.sam_checkpoint, "model_type": args.sam_model_type} if args.masks == "sam" else {}
+    flow_options = {"weights": args.raft_weights, "model": args.raft_model} if args.flow == "raft" else {}
+    return {"mask_source": args.masks, "flow_source": args.flow, "mask_options": mask_options, "flow_options": flow_options}
+
+
 def _cmd_list(args: argparse.Namespace) -> None:
     from .probes.base import available_tasks, load_task
     from .registry import DATA_SOURCES, INRS, TRACERS
@@ -145,7 +156,7 @@ def _cmd_canvas(args: argparse.Namespace) -> None:
 
     canvas = canvas_run(args.checkpoint, args.size, out=args.out, frames=args.frames, data_spec=args.data,
                         tracer=args.tracer, dtype=torch.float16 if args.float16 else torch.float32,
-                        mask_source=args.masks, flow_source=args.flow)
+                        **_annotation_options(args))
     layers = ", ".join(f"{name} [{canvas.layer(name).shape[0]}]" for name in canvas.layer_names)
     print(f"canvas of {canvas.metadata.get('model')} ({canvas.metadata.get('tracer')}): {layers}; "
           f"checks {canvas.metadata.get('checks')} -> {args.out}")
@@ -163,8 +174,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from .pipeline import run_all
 
     records = run_all(args.model, args.data, args.size, out=args.out, frames=args.frames, steps=args.steps,
-                      lr=args.lr, seed=args.seed, tracer=args.tracer, mask_source=args.masks,
-                      flow_source=args.flow, progress_bar=not args.no_progress)
+                      lr=args.lr, seed=args.seed, tracer=args.tracer, progress_bar=not args.no_progress,
+                      **_annotation_options(args))
     print()
     for record in records:
         _print_scores(record)

@@ -118,6 +118,8 @@ def canvas_run(
     dtype: torch.dtype = torch.float32,
     mask_source: str | None = None,
     flow_source: str | None = None,
+    mask_options: dict[str, Any] | None = None,
+    flow_options: dict[str, Any] | None = None,
 ) -> Canvas:
     """Compute the canvas of a checkpoint at ``size`` and stream it into ``out``.
 
@@ -141,10 +143,10 @@ def canvas_run(
         recon = render(model, placeholder)
         signal = Signal(recon.clamp(0, 1), name="reconstruction", source={"source": "model reconstruction"})
     annotations = {"masks": mask_source or ("gt" if signal.masks is not None else "felzenszwalb")}
-    signal.masks = masks_for(signal, mask_source)
+    signal.masks = masks_for(signal, mask_source, **(mask_options or {}))
     if signal.num_frames > 1:
         annotations["flow"] = flow_source or ("gt" if signal.flow is not None else "dis")
-        signal.flow = flow_for(signal, flow_source)
+        signal.flow = flow_for(signal, flow_source, **(flow_options or {}))
     recon = render(model, signal)
     psnr, ssim = fidelity(recon, signal.frames)
     num_parameters = count_parameters(model)
@@ -315,6 +317,8 @@ def run_all(
     tracer: str | None = None,
     mask_source: str | None = None,
     flow_source: str | None = None,
+    mask_options: dict[str, Any] | None = None,
+    flow_options: dict[str, Any] | None = None,
     progress_bar: bool = True,
 ) -> list[dict[str, Any]]:
     """Fit, compute the canvas and its random-init control, run every applicable task.
@@ -325,7 +329,8 @@ def run_all(
     out = Path(out)
     fit_run(model_spec, data_spec, size, out=out, frames=frames, steps=steps, lr=lr, seed=seed,
             progress_bar=progress_bar)
-    annotations = {"tracer": tracer, "mask_source": mask_source, "flow_source": flow_source}
+    annotations = {"tracer": tracer, "mask_source": mask_source, "flow_source": flow_source,
+                   "mask_options": mask_options, "flow_options": flow_options}
     canvas = canvas_run(out, size, out=out / CANVAS_NAME, frames=frames, **annotations)
     canvas_run(out / INIT_DIR, size, out=out / INIT_DIR / CANVAS_NAME, frames=frames, **annotations)
     return [

@@ -44,8 +44,8 @@ RAFT_MIN_SIDE = 128
 
 RAFT_HOW_TO = (
     "download torchvision's RAFT weights (e.g. raft_small_C_T_V2-01064c6d.pth from "
-    "Raft_Small_Weights.C_T_V2.url) and pass `--raft-weights PATH --raft-model small`, or set the "
-    "config keys `flow.raft.weights` and `flow.raft.model`"
+    "Raft_Small_Weights.C_T_V2.url) and pass `--flow raft --raft-weights PATH --raft-model small` "
+    "(in Python: flow_for(signal, 'raft', weights=PATH, model='small'))"
 )
 
 

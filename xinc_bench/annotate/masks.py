@@ -26,8 +26,8 @@ SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
 
 SAM_HOW_TO = (
     "download a segment-anything checkpoint (e.g. sam_vit_b_01ec64.pth) and pass "
-    "`--sam-checkpoint PATH --sam-model-type vit_b`, or set the config keys "
-    "`masks.sam.checkpoint` and `masks.sam.model_type`"
+    "`--masks sam --sam-checkpoint PATH --sam-model-type vit_b` (in Python: "
+    "masks_for(signal, 'sam', checkpoint=PATH, model_type='vit_b'))"
 )
 
 

@@ -96,8 +96,9 @@ class CheckResult:
         summary = ", ".join(f"{counts[s]} {s}" for s in ("ok", "improved", "regressed", "changed", "missing", "new")
                             if s in counts)
         verdict = "PASSED" if self.passed else f"FAILED: {int(self.table['fails'].sum())} failing"
-        header = (f"xinc-bench check {verdict} ({len(self.table)} values in {self.table[ROW_KEYS].drop_duplicates().shape[0]} "
-                  f"rows against {self.baseline}{', strict' if self.strict else ''}: {summary})")
+        rows = len(self.table[ROW_KEYS].drop_duplicates())
+        header = (f"xinc-bench check {verdict} ({len(self.table)} values in {rows} rows against "
+                  f"{self.baseline}{', strict' if self.strict else ''}: {summary})")
         shown = self.table if show_all else self.table[self.table["status"] != "ok"]
         if shown.empty:
             return header
@@ -221,7 +222,8 @@ def _read_baseline(path: Path) -> pd.DataFrame:
         raise XincError(f"cannot read baseline {path} ({exc}); give a CSV written by `xinc-bench leaderboard`") from exc
     missing = [key for key in ROW_KEYS if key not in table.columns]
     if missing:
-        raise XincError(f"baseline {path} lacks the leaderboard columns {missing}; give a CSV written by `xinc-bench leaderboard`")
+        raise XincError(f"baseline {path} lacks the leaderboard columns {missing}; "
+                        "give a CSV written by `xinc-bench leaderboard`")
     return table
 
 
@@ -240,7 +242,7 @@ def _metric_directions(columns: pd.Index) -> dict[str, bool | None]:
     directions: dict[str, bool | None] = {c: d for c, d in FIDELITY.items() if c in columns}
     for column in columns:
         match = _METRIC_COLUMN.match(str(column))
-        if match and not str(column).endswith(" rank"):
+        if match:
             directions[str(column)] = _ARROWS[match["arrow"]]
     return directions
 
@@ -270,7 +272,8 @@ def _compare(
             status = _status(old, new, allowed + slack * abs(old), higher_is_better)
             fails = status in FAILING or (strict and status == "improved")
             records.append((*key, name, old, new, new - old, allowed, status, fails))
-    return pd.DataFrame(records, columns=ROW_KEYS + ["metric", "baseline", "current", "delta", "tolerance", "status", "fails"])
+    columns = ROW_KEYS + ["metric", "baseline", "current", "delta", "tolerance", "status", "fails"]
+    return pd.DataFrame(records, columns=columns)
 
 
 def _status(old: float, new: float, allowed: float, higher_is_better: bool | None) -> str:

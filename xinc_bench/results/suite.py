@@ -66,7 +66,7 @@ class SuiteUnit:
         steps: optimiser steps.
         lr: learning rate (``None``: the model's default).
         tracer: tracer name (``None``: the model's).
-        tasks: the tasks this unit runs (already filtered to its signal kind).
+        tasks: the tasks this unit runs (names or task YAML paths), filtered to its signal kind.
         float16: store the canvases as float16.
     """
 
@@ -84,7 +84,8 @@ class SuiteUnit:
     @property
     def unit_id(self) -> str:
         """Directory name of the unit: ``<model>__<data>__<H>x<W>[__f<start>-<stop>]__seed<seed>``."""
-        parts = [self.model, Path(self.data).stem if _is_path(self.data) else self.data, f"{self.size[0]}x{self.size[1]}"]
+        data = Path(self.data).stem if _is_path(self.data) else self.data
+        parts = [self.model, data, f"{self.size[0]}x{self.size[1]}"]
         if self.frames is not None:
             stop = "" if self.frames.stop is None else self.frames.stop
             step = "" if self.frames.step == 1 else f"-{self.frames.step}"
@@ -131,6 +132,8 @@ class UnitResult:
         records_written: tasks whose records were written now.
         records_kept: tasks whose records were already there and were kept.
         seconds: wall time spent on the unit now.
+        failed: step (``fit``, ``canvas``) or task -> the :class:`XincError` message that stopped it;
+            nothing of a failed step is written, so the next run of the suite retries it.
     """
 
     unit: SuiteUnit
@@ -140,11 +143,12 @@ class UnitResult:
     records_written: list[str]
     records_kept: list[str]
     seconds: float
+    failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def skipped(self) -> bool:
         """True when the unit was already complete and nothing was run."""
-        return not (self.fitted or self.canvases or self.records_written)
+        return not (self.fitted or self.canvases or self.records_written or self.failed)
 
 
 @dataclass
@@ -157,10 +161,15 @@ class SuiteSummary:
     units: list[UnitResult] = field(default_factory=list)
 
     @property
+    def failed(self) -> dict[str, dict[str, str]]:
+        """Unit id -> failed step or task -> message, for the units with failures."""
+        return {result.unit.unit_id: result.failed for result in self.units if result.failed}
+
+    @property
     def records(self) -> list[Path]:
         """Every record file of the shard's units (written now or kept)."""
         return [
-            result.run_dir / "records" / f"{task}.json"
+            result.run_dir / "records" / f"{_task_stem(task)}.json"
             for result in self.units
             for task in result.records_written + result.records_kept
         ]
@@ -172,6 +181,7 @@ class SuiteSummary:
             state = "kept (complete)" if result.skipped else (
                 f"{'fit, ' if result.fitted else ''}{len(result.canvases)} canvases, "
                 f"{len(result.records_written)} records new, {len(result.records_kept)} kept"
+                + (f", {len(result.failed)} failed" if result.failed else "")
             )
             lines.append(f"  {result.unit.unit_id:<52} {state:<44} {result.seconds:7.1f} s")
         return "\n".join(lines)
@@ -182,11 +192,13 @@ def suite_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
-            raise XincError(f"suite file {path} does not exist; give a suite name ({', '.join(available_suites())}) or a YAML path")
+            raise XincError(f"suite file {path} does not exist; give a suite name "
+                            f"({', '.join(available_suites())}) or a YAML path")
         return path
     path = SUITES_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise XincError(f"unknown suite {str(name_or_path)!r}. Known suites: {', '.join(available_suites()) or '(none)'}")
+        known = ", ".join(available_suites()) or "(none)"
+        raise XincError(f"unknown suite {str(name_or_path)!r}. Known suites: {known}")
     return path
 
 
@@ -250,7 +262,9 @@ def run_unit(unit: SuiteUnit, run_dir: Path, *, progress_bar: bool = False) -> U
 
     Steps: fit (skipped when the checkpoint, its random-init twin and ``recon.png`` are all there),
     the canvas and the twin's canvas, then one record per task. Retraining (when the checkpoint
-    was incomplete) recomputes everything downstream of it.
+    was incomplete) recomputes everything downstream of it. A step or task that raises
+    :class:`XincError` (a probe that needs what this model or signal lacks, say) is reported in
+    ``failed`` and the rest goes on; other exceptions propagate.
 
     Raises:
         XincError: ``run_dir`` holds a checkpoint trained with other settings.
@@ -261,27 +275,38 @@ def run_unit(unit: SuiteUnit, run_dir: Path, *, progress_bar: bool = False) -> U
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    fitted = not all((run_dir / name).is_file() for name in _FIT_OUTPUTS)
-    if fitted:
-        fit_run(unit.model, unit.data, unit.size, out=run_dir, frames=unit.frames, steps=unit.steps, lr=unit.lr,
-                seed=unit.seed, progress_bar=progress_bar)
-    else:
+    result = UnitResult(unit, run_dir, fitted=not all((run_dir / name).is_file() for name in _FIT_OUTPUTS),
+                        canvases=[], records_written=[], records_kept=[], seconds=0.0)
+    if not result.fitted:
         _check_same_settings(unit, run_dir)
-    canvases = []
-    for model_dir in (run_dir, run_dir / INIT_DIR):
-        if fitted or not (model_dir / CANVAS_NAME).is_file():
-            canvas_run(model_dir, unit.size, out=model_dir / CANVAS_NAME, frames=unit.frames, tracer=unit.tracer,
-                       dtype=torch.float16 if unit.float16 else torch.float32)
-            canvases.append(str((model_dir / CANVAS_NAME).relative_to(run_dir)))
-    written, kept = [], []
+    stage = "fit"
+    try:
+        if result.fitted:
+            fit_run(unit.model, unit.data, unit.size, out=run_dir, frames=unit.frames, steps=unit.steps, lr=unit.lr,
+                    seed=unit.seed, progress_bar=progress_bar)
+        stage = "canvas"
+        for model_dir in (run_dir, run_dir / INIT_DIR):
+            if result.fitted or not (model_dir / CANVAS_NAME).is_file():
+                canvas_run(model_dir, unit.size, out=model_dir / CANVAS_NAME, frames=unit.frames, tracer=unit.tracer,
+                           dtype=torch.float16 if unit.float16 else torch.float32)
+                result.canvases.append(str((model_dir / CANVAS_NAME).relative_to(run_dir)))
+    except XincError as exc:
+        result.failed[stage] = str(exc)
+        result.seconds = time.perf_counter() - started
+        return result
     for task in unit.tasks:
-        record = run_dir / RECORDS_DIR / f"{task}.json"
-        if record.is_file() and not (fitted or canvases):
-            kept.append(task)
+        record = run_dir / RECORDS_DIR / f"{_task_stem(task)}.json"
+        if record.is_file() and not (result.fitted or result.canvases):
+            result.records_kept.append(task)
             continue
-        probe_run(run_dir / CANVAS_NAME, task, out=record, control_canvas=run_dir / INIT_DIR / CANVAS_NAME)
-        written.append(task)
-    return UnitResult(unit, run_dir, fitted, canvases, written, kept, time.perf_counter() - started)
+        try:
+            probe_run(run_dir / CANVAS_NAME, task, out=record, control_canvas=run_dir / INIT_DIR / CANVAS_NAME)
+        except XincError as exc:
+            result.failed[task] = str(exc)
+            continue
+        result.records_written.append(task)
+    result.seconds = time.perf_counter() - started
+    return result
 
 
 def run_suite(
@@ -302,8 +327,8 @@ def run_suite(
         shard: ``(i, n)``, 1-based: run only the units with index ``k % n == i - 1`` (split a suite
             across machines; the shards together cover every unit exactly once).
         progress_bar: show Lightning's training progress bar.
-        wandb: ``"disabled"`` (default), ``"offline"`` or ``"online"``: log every unit that did new
-            work to Weights & Biases (see :mod:`xinc_bench.results.wandb_logging`), runs grouped
+        wandb: ``"disabled"`` (default), ``"offline"`` or ``"online"``: log every unit that wrote new
+            records to Weights & Biases (see :mod:`xinc_bench.results.wandb_logging`), runs grouped
             under the suite's name, saved under ``out``.
         wandb_project: W&B project name.
         on_unit: called with each unit's result as soon as the unit finishes.
@@ -314,12 +339,15 @@ def run_suite(
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     units = shard_units(suite.units, shard)
     out = Path(out)
+    for unit in units:  # refuse a folder of other runs before writing anything into it
+        if all((out / unit.unit_id / name).is_file() for name in _FIT_OUTPUTS):
+            _check_same_settings(unit, out / unit.unit_id)
     _write_manifest(out / "suite.json", {"name": suite.name, "description": suite.description,
                                          "source": str(suite.path), "units": [u.describe() for u in suite.units]})
     summary = SuiteSummary(suite, out, shard)
     for unit in units:
         result = run_unit(unit, out / unit.unit_id, progress_bar=progress_bar)
-        if wandb != "disabled" and not result.skipped:
+        if wandb != "disabled" and result.records_written:
             log_run(result.run_dir, wandb, project=wandb_project, name=unit.unit_id, group=suite.name, save_dir=out)
         summary.units.append(result)
         if on_unit is not None:
@@ -331,7 +359,8 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``xinc-bench suite``: SUITE, --out, --shard, --wandb, --wandb-project, --no-progress."""
     parser.add_argument("suite", help=f"suite name ({', '.join(available_suites())}) or a suite YAML file")
     parser.add_argument("--out", type=Path, required=True, help="results folder (one run directory per unit)")
-    parser.add_argument("--shard", default=None, help="run shard i of n only, 1-based, e.g. 1/2 and 2/2 on two machines")
+    parser.add_argument("--shard", default=None,
+                        help="run shard i of n only, 1-based, e.g. 1/2 and 2/2 on two machines")
     parser.add_argument("--wandb", choices=["disabled", "offline", "online"], default="disabled",
                         help="Weights & Biases logging of each unit (default disabled)")
     parser.add_argument("--wandb-project", default="xinc-bench", help="W&B project (default xinc-bench)")
@@ -339,7 +368,9 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def suite_main(args: argparse.Namespace) -> int:
-    """``xinc-bench suite``: run (or resume) a suite; prints one line per unit. Returns 0.
+    """``xinc-bench suite``: run (or resume) a suite; prints one line per unit and every failure.
+
+    Returns 0 when every step and task of the shard succeeded, 1 when some failed (rerun to retry).
 
     Raises:
         XincError: bad suite file, shard or settings (the CLI turns it into exit code 2).
@@ -352,9 +383,15 @@ def suite_main(args: argparse.Namespace) -> int:
     def report(result: UnitResult) -> None:
         state = "complete, kept" if result.skipped else f"{len(result.records_written)} records written"
         print(f"  {result.unit.unit_id}: {state} ({result.seconds:.1f} s)", flush=True)
+        for step, message in result.failed.items():
+            print(f"    FAILED {step}: {message}", flush=True)
 
-    run_suite(suite, args.out, shard, progress_bar=not args.no_progress, wandb=args.wandb,
-              wandb_project=args.wandb_project, on_unit=report)
+    summary = run_suite(suite, args.out, shard, progress_bar=not args.no_progress, wandb=args.wandb,
+                        wandb_project=args.wandb_project, on_unit=report)
+    if summary.failed:
+        print(f"{sum(map(len, summary.failed.values()))} steps failed in {len(summary.failed)} units; "
+              "fix the cause and run the same command again to retry them (finished work is kept)")
+        return 1
     return 0
 
 
@@ -444,7 +481,8 @@ def _check_data(source: str, kind: str, model: str, where: str) -> None:
     else:
         raise XincError(f"{where}: unknown data source {source!r}; see `xinc-bench list data`")
     if data_kind is not None and data_kind != kind:
-        raise XincError(f"{where}: {model} is a {kind} INR but {source} is a {data_kind}; move it to a group of {kind} data")
+        raise XincError(f"{where}: {model} is a {kind} INR but {source} is a {data_kind}; "
+                        f"move it to a group of {kind} data")
 
 
 def _suite_tasks(raw: Any, where: str) -> tuple[str, ...] | None:
@@ -484,6 +522,11 @@ def _check_same_settings(unit: SuiteUnit, run_dir: Path) -> None:
             f"{run_dir} holds a run with other settings (model, data, size, frames, steps, seed = {stored}, "
             f"lr {training.get('lr')}) than the suite's {wanted}, lr {unit.lr}; give a fresh --out or delete {run_dir}"
         )
+
+
+def _task_stem(task: str) -> str:
+    """The record file stem of a task given by name or by YAML path."""
+    return Path(task).stem if Path(task).suffix in (".yaml", ".yml") else task
 
 
 def _reject_unknown(mapping: dict[str, Any], allowed: set[str], where: str) -> None:

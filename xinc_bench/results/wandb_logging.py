@@ -120,7 +120,8 @@ def summary_values(config: dict[str, Any], records: dict[str, dict[str, Any]]) -
     for task, record in records.items():
         summary.update({f"{task}/{metric}": value for metric, value in record["scores"].items() if _is_number(value)})
         for control, scores in record.get("controls", {}).items():
-            summary.update({f"{task}/{control}/{metric}": value for metric, value in scores.items() if _is_number(value)})
+            summary.update({f"{task}/{control}/{metric}": value
+                            for metric, value in scores.items() if _is_number(value)})
         summary[f"records/{task}"] = record
     return summary
 
@@ -158,7 +159,8 @@ def _images(run_dir: Path, records: dict[str, dict[str, Any]], image: Any) -> di
         canvas = read_canvas(run_dir / "canvas.safetensors")
         for layer in canvas.layer_names:
             thumbnail = canvas_thumbnail(canvas.layer(layer)[:, 0].numpy())
-            images[f"canvas/{layer}"] = image(thumbnail, caption=f"{layer}: largest {THUMBNAIL_NEURONS} neurons, frame 0")
+            caption = f"{layer}: largest {THUMBNAIL_NEURONS} neurons, frame 0"
+            images[f"canvas/{layer}"] = image(thumbnail, caption=caption)
     for task in records:
         for figure in sorted((run_dir / "records" / f"{task}_figures").glob("*.png")):
             images[f"figures/{task}/{figure.stem}"] = image(str(figure), caption=f"{task}: {figure.stem}")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 SCRIPT = Path(sys.executable).with_name("xinc-bench")
@@ -96,3 +97,25 @@ def test_bad_inputs_give_one_clear_line(run_dir: Path, tmp_path: Path, reference
         _assert_bad_input(xinc("fit", "--model", "ffn-paper", "--data", "astronaut", "--size", size,
                                "--out", tmp_path / "r"), "invalid size")
     assert not out.exists() and not (tmp_path / "r").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_suite_run_then_check_against_its_leaderboard(tmp_path: Path) -> None:
+    out = tmp_path / "records"
+    result = xinc("suite", "run", "smoke", "--out", out, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "ffn-paper__astronaut__16x32__seed0: 1 records written" in result.stdout
+    resumed = xinc("suite", "run", "smoke", "--out", out, "--shard", "2/2", "--no-progress")
+    assert resumed.returncode == 0 and "siren-33k__astronaut__16x32__seed0: complete, kept" in resumed.stdout
+    board = xinc("leaderboard", out, "--out", tmp_path / "boards", "--name", "smoke")
+    assert board.returncode == 0, board.stderr
+    baseline = tmp_path / "boards" / "smoke.csv"
+    passed = xinc("check", "--records", out, "--baseline", baseline)
+    assert passed.returncode == 0 and "xinc-bench check PASSED" in passed.stdout
+    table = pd.read_csv(baseline)
+    table["psnr_db"] += 3.0  # the baseline was 3 dB better: a regression
+    table.to_csv(baseline, index=False)
+    failed = xinc("check", "--records", out, "--baseline", baseline, "--tolerance", "psnr_db=0.5")
+    assert failed.returncode == 1, failed.stderr
+    assert "FAILED: 2 failing" in failed.stdout and "regressed" in failed.stdout
+    _assert_bad_input(xinc("suite", "run", "quik", "--out", out), "unknown suite 'quik'")
+    _assert_bad_input(xinc("suite", "run", "smoke", "--out", out, "--shard", "3/2"), "invalid shard")

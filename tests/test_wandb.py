@@ -152,3 +152,23 @@ def test_suite_logs_each_new_unit(tmp_path: Path, offline: Path) -> None:
     assert logged["summary"]["distribution/gini"] == pytest.approx(record["scores"]["gini"])
     run_suite("smoke", tmp_path / "out", shard=(1, 2), wandb="offline")  # complete: nothing new to log
     assert len(list((tmp_path / "out" / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_fit_command_logs_an_offline_run(tmp_path: Path, offline: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("xinc-bench")
+    out = tmp_path / "run"
+    result = subprocess.run([str(script), "fit", "--model", "ffn-paper", "--data", "astronaut", "--size", "16x32",
+                             "--steps", "20", "--out", str(out), "--no-progress", "--wandb", "offline"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (folder,) = (out / "wandb").glob("offline-run-*")
+    assert f"W&B run -> {folder}" in result.stdout
+    logged = read_wandb_file(next(folder.glob("run-*.wandb")))
+    config = json.loads((out / "model.json").read_text())
+    assert logged["config"]["model"] == "ffn-paper" and logged["config"]["training"]["steps"] == 20
+    assert [row["trainer/global_step"] for row in logged["history"] if "loss" in row] == [19]
+    assert logged["summary"]["fidelity/psnr"] == pytest.approx(config["fidelity"]["psnr"])
+    assert logged["summary"]["recon"]["_type"] == "image-file"

@@ -1,6 +1,7 @@
-"""The ``xinc-bench`` command line: list, fit, canvas, probe, run.
+"""The ``xinc-bench`` command line: list, fit, canvas, probe, run, suite, leaderboard, report, check.
 
-Exit codes: 0 on success, 2 on bad input (one line on stderr naming the problem and the fix).
+Exit codes: 0 on success, 2 on bad input (one line on stderr naming the problem and the fix),
+1 when ``check`` finds a regression or a ``suite run`` step failed (rerun to retry).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Callable, Sequence
 import torch
 
 from .errors import XincError
+from .results.check import add_check_arguments, check_main
+from .results.suite import add_suite_arguments, suite_main
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -75,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--out", type=Path, required=True, help="run directory")
         sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        sub.add_argument("--wandb", choices=["disabled", "offline", "online"], default="disabled",
+                         help="log training curves, fidelity, scores and figures to Weights & Biases (default disabled)")
+        sub.add_argument("--wandb-project", default="xinc-bench", help="W&B project (default xinc-bench)")
 
     fit = commands.add_parser("fit", help="train an INR on a signal and write a checkpoint")
     add_training(fit)
@@ -99,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_training(run)
     add_annotations(run)
     run.set_defaults(handler=_cmd_run)
+
+    suite = commands.add_parser("suite", help="run a benchmark suite (models x data x seeds x tasks), resumably")
+    suite_commands = suite.add_subparsers(dest="suite_command", required=True, metavar="ACTION")
+    suite_run = suite_commands.add_parser("run", help="run (or resume) a suite, or one shard of it")
+    add_suite_arguments(suite_run)
+    suite_run.set_defaults(handler=suite_main)
+    suite_list = suite_commands.add_parser("list", help="list the suites in configs/suites/ and their sizes")
+    suite_list.set_defaults(handler=_cmd_suite_list)
+
+    checking = commands.add_parser("check", help="compare records with a baseline leaderboard; exit 1 on a regression")
+    add_check_arguments(checking)
+    checking.set_defaults(handler=check_main)
 
     board = commands.add_parser("leaderboard", help="build CSV, Markdown and HTML leaderboards from a records folder")
     board.add_argument("records", type=Path, help="folder of run directories / records (searched recursively)")
@@ -145,8 +163,13 @@ def _cmd_list(args: argparse.Namespace) -> None:
 def _cmd_fit(args: argparse.Namespace) -> None:
     from .pipeline import fit_run
 
+    from .results.wandb_logging import log_run, make_logger
+
+    logger = make_logger(args.wandb, args.wandb_project, _run_name(args), args.out)
     summary = fit_run(args.model, args.data, args.size, out=args.out, frames=args.frames, steps=args.steps,
-                      lr=args.lr, seed=args.seed, progress_bar=not args.no_progress)
+                      lr=args.lr, seed=args.seed, progress_bar=not args.no_progress, logger=logger)
+    if logger:
+        print(f"W&B run -> {log_run(args.out, args.wandb, logger=logger)}")
     print(f"{summary.model}: PSNR {summary.psnr:.2f} dB, SSIM {summary.ssim:.4f}, "
           f"{summary.num_parameters:,} parameters ({summary.bits_per_pixel:.2f} bpp) -> {summary.run_dir}")
 
@@ -172,10 +195,14 @@ def _cmd_probe(args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> None:
     from .pipeline import run_all
+    from .results.wandb_logging import log_run, make_logger
 
+    logger = make_logger(args.wandb, args.wandb_project, _run_name(args), args.out)
     records = run_all(args.model, args.data, args.size, out=args.out, frames=args.frames, steps=args.steps,
                       lr=args.lr, seed=args.seed, tracer=args.tracer, progress_bar=not args.no_progress,
-                      **_annotation_options(args))
+                      logger=logger, **_annotation_options(args))
+    if logger:
+        print(f"W&B run -> {log_run(args.out, args.wandb, logger=logger)}")
     print()
     for record in records:
         _print_scores(record)
@@ -183,6 +210,18 @@ def _cmd_run(args: argparse.Namespace) -> None:
         fidelity = records[0]["fidelity"]
         print(f"\n{args.model} on {args.data}: PSNR {fidelity.get('psnr', float('nan')):.2f} dB, "
               f"SSIM {fidelity.get('ssim', float('nan')):.4f}; records in {args.out / 'records'}")
+
+
+def _run_name(args: argparse.Namespace) -> str:
+    return f"{args.model}-{Path(args.data).stem}-seed{args.seed}"
+
+
+def _cmd_suite_list(args: argparse.Namespace) -> None:
+    from .results.suite import available_suites, load_suite
+
+    for name in available_suites():
+        suite = load_suite(name)
+        print(f"{name:<8} {len(suite.units):>3} units  {suite.path}")
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> None:
@@ -223,13 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_lightning()
-    handler: Callable[[argparse.Namespace], None] = args.handler
+    handler: Callable[[argparse.Namespace], int | None] = args.handler
     try:
-        handler(args)
+        return handler(args) or 0
     except XincError as exc:
         print(f"xinc-bench: error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 def _quiet_lightning() -> None:

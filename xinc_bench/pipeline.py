@@ -60,12 +60,14 @@ def fit_run(
     lr: float | None = None,
     seed: int = 0,
     progress_bar: bool = True,
+    logger: Any = False,
 ) -> FitSummary:
     """Train ``model_spec`` on ``data_spec`` and write ``out/model.safetensors`` + ``model.json``.
 
     Also writes the random-initialised twin (same seed, untrained) to ``out/init/`` and the
     reconstruction as ``out/recon.png``. Learning rate defaults to the model's ``default_lr``
-    or the paper's 9e-4.
+    or the paper's 9e-4. ``logger`` is a Lightning logger for the training curves (e.g. from
+    :func:`xinc_bench.results.wandb_logging.make_logger`), ``False`` for none.
     """
     name = resolve_inr(model_spec)
     info = inr_info(name)
@@ -79,7 +81,8 @@ def fit_run(
     twin = copy.deepcopy(model)
     lr = lr if lr is not None else float(getattr(model, "default_lr", 9e-4))
     schedule = getattr(model, "default_schedule", "constant")
-    result = fit(model, signal, steps=steps, lr=lr, schedule=schedule, seed=seed, progress_bar=progress_bar)
+    result = fit(model, signal, steps=steps, lr=lr, schedule=schedule, seed=seed, progress_bar=progress_bar,
+                 logger=logger)
     num_parameters = count_parameters(model)
     config = {
         "model": model_spec,
@@ -320,15 +323,17 @@ def run_all(
     mask_options: dict[str, Any] | None = None,
     flow_options: dict[str, Any] | None = None,
     progress_bar: bool = True,
+    logger: Any = False,
 ) -> list[dict[str, Any]]:
     """Fit, compute the canvas and its random-init control, run every applicable task.
 
     Writes ``out/model.safetensors``, ``out/canvas.safetensors``, ``out/init/canvas.safetensors``
-    and one record per task in ``out/records/``. Returns the records.
+    and one record per task in ``out/records/``. Returns the records. ``logger``: as in
+    :func:`fit_run`.
     """
     out = Path(out)
     fit_run(model_spec, data_spec, size, out=out, frames=frames, steps=steps, lr=lr, seed=seed,
-            progress_bar=progress_bar)
+            progress_bar=progress_bar, logger=logger)
     annotations = {"tracer": tracer, "mask_source": mask_source, "flow_source": flow_source,
                    "mask_options": mask_options, "flow_options": flow_options}
     canvas = canvas_run(out, size, out=out / CANVAS_NAME, frames=frames, **annotations)

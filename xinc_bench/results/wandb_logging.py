@@ -87,8 +87,11 @@ def log_run(
     Returns:
         the local folder of the W&B run (``.../wandb/<offline-run-...>``), or ``None`` if disabled.
 
+    A run directory without records yet (after ``xinc-bench fit``) logs its config, fidelity and
+    reconstruction.
+
     Raises:
-        XincError: ``run_dir`` has no ``model.json`` or no records.
+        XincError: ``run_dir`` has no ``model.json``.
     """
     if check_mode(mode) == "disabled":
         return None
@@ -173,8 +176,6 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]
     if not config_path.is_file():
         raise XincError(f"{run_dir} is not a run directory (no model.json); give a RUN_DIR written by `xinc-bench run`")
     record_paths = sorted((run_dir / "records").glob("*.json"))
-    if not record_paths:
-        raise XincError(f"{run_dir} has no records/*.json to log; run the probes first (`xinc-bench run` or `probe`)")
     try:
         config = json.loads(config_path.read_text())
         records = {path.stem: json.loads(path.read_text()) for path in record_paths}

@@ -17,9 +17,10 @@ import yaml
 from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
+from ..resources import bundled_dir
 
-#: where the task YAML files live (the repository's top-level ``tasks/``)
-TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
+#: where the task YAML files live (the checkout's top-level ``tasks/``, or its installed copy)
+TASKS_DIR = bundled_dir("tasks", "tasks")
 
 
 @dataclass

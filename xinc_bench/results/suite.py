@@ -41,9 +41,10 @@ import yaml
 
 from ..data import FrameRange, parse_frames, parse_size
 from ..errors import XincError
+from ..resources import bundled_dir
 
-#: where the committed suites live (``configs/suites/`` at the repository's top level)
-SUITES_DIR = Path(__file__).resolve().parents[2] / "configs" / "suites"
+#: where the committed suites live (the checkout's ``configs/suites/``, or its installed copy)
+SUITES_DIR = bundled_dir("configs/suites", "suites")
 
 #: the files a finished ``fit_run`` leaves in a run directory
 _FIT_OUTPUTS = ("model.safetensors", "model.json", "init/model.safetensors", "init/model.json", "recon.png")

@@ -189,10 +189,10 @@ def probe_run(
     started = time.perf_counter()
     result = task.run(canvas, **_model_params(task, canvas))
     probe_seconds = time.perf_counter() - started
-    controls = {"shuffled": _headline(task, task.run(shuffle_canvas(canvas, seed=0), **_model_params(task, canvas)).scores)}
+    controls = {"shuffled": _control_scores(task, shuffle_canvas(canvas, seed=0), _model_params(task, canvas))}
     if control_canvas is not None:
         twin = read_canvas(Path(control_canvas))
-        controls["random_init"] = _headline(task, task.run(twin, **_model_params(task, twin)).scores)
+        controls["random_init"] = _control_scores(task, twin, _model_params(task, twin))
     out = Path(out)
     figure_dir = out.with_name(f"{out.stem}_figures")
     with _staging(figure_dir) as stage:
@@ -232,6 +232,16 @@ def _check_applicable(task: Task, canvas: Canvas) -> None:
     kind = "image" if canvas.shape[0] == 1 else "video"
     if kind not in task.signal_kinds:
         raise XincError(f"task {task.name!r} applies to {', '.join(task.signal_kinds)} canvases, not to this {kind}")
+
+
+def _control_scores(task: Task, canvas: Canvas, params: dict[str, Any]) -> dict[str, float]:
+    """Headline scores of a control canvas; its figures are closed unsaved."""
+    import matplotlib.pyplot as plt
+
+    result = task.run(canvas, **params)
+    for figure in result.figures.values():
+        plt.close(figure)
+    return _headline(task, result.scores)
 
 
 def _headline(task: Task, scores: dict[str, float]) -> dict[str, float]:

@@ -102,3 +102,25 @@ def test_wire_canvas_follows_the_convention(trained_wire: WireMLP, image: Signal
             expected = np.maximum(expected, 0.0)
         actual = canvas.layer(f"layer{index + 1}").reshape(a.shape[1], -1).numpy()
         np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("generic", "dedicated"), [("linear", "mlp"), ("linear-signed", "mlp-signed")])
+def test_generic_hook_tracer_equals_the_dedicated_wire_canvas(trained_wire: WireMLP, image: Signal, generic: str,
+                                                              dedicated: str) -> None:
+    hooks = compute_canvas(trained_wire, image, generic)
+    mlp = compute_canvas(trained_wire, image, dedicated)
+    assert hooks.layer_names == ["linears.0", "linears.1", "linears.2", "linears.3"]  # linears.0: the coordinates
+    for k in (2, 3, 4):
+        torch.testing.assert_close(hooks.layer(f"linears.{k - 1}"), mlp.layer(f"layer{k}"), rtol=0, atol=1e-5)
+
+
+def test_wire_ablation_of_the_last_layer_is_the_linear_canvas_without_its_bias_share(
+    trained_wire: WireMLP, image: Signal
+) -> None:
+    # Zeroing neuron j of the last (complex) layer removes exactly Re(a_j sum_k W[k, j]) from the
+    # real output summed over RGB; the linear canvas adds the bias share Re(sum_k b[k]) / N to it.
+    ablation = compute_canvas(trained_wire, image, "ablation")
+    linear = compute_canvas(trained_wire, image, "linear")
+    last = trained_wire.linears[-1]
+    bias_share = float(last.bias.detach().real.sum()) / last.in_features
+    torch.testing.assert_close(ablation.layer("linears.3"), linear.layer("linears.3") - bias_share, rtol=0, atol=1e-5)

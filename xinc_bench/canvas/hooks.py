@@ -1,13 +1,16 @@
 """The generic linear-decomposition tracer for any ``nn.Module`` INR (SPEC 4.3).
 
-Forward hooks on the model's ``nn.Linear`` and ``nn.Conv2d`` modules see each layer's input
-while the model runs; no tracing code is needed from the INR's author. Every traced module
+Forward hooks on the model's ``nn.Linear`` and ``nn.Conv2d`` modules (and on modules that declare
+``linear_map = True``, see :func:`is_traced`) see each layer's input while the model runs; no
+tracing code is needed from the INR's author. Every traced module
 is a canvas layer (named by its qualified name in ``named_modules()``) whose neurons are its
 input units: the input features of a Linear, the input channels of a Conv2d.
 
 The SPEC 4.1 rule is applied to each traced module ``l`` with its own weights:
 
 * Linear (weight ``W[K, N]``, bias ``b[K]``): ``sum_k c_jk(p) = a_j(p) sum_k W[k, j] + sum_k b[k] / N``.
+  A complex linear map (WIRE) contributes the real part of that, its share of the real output
+  the network emits (the convention of :mod:`xinc_bench.canvas.mlp`).
 * Conv2d (weight ``W[O, I, kh, kw]``): input channel ``i``'s conv map summed over output
   channels, ``sum_o (W[o, i] * z_i)(p) + sum_o b[o] / I``. By linearity this is one depthwise
   convolution of ``z_i`` with the kernel ``sum_o W[o, i]`` (same stride, padding, dilation and
@@ -25,8 +28,8 @@ module consumed and produced, so in-place operations that run later in the forwa
 cases are refused by :func:`survey_model` before any tracing: a traced module called more than
 once per forward (a reused Linear, or a reused block holding one), a module that modifies its
 own input in place, and a forward whose output has the wrong shape. The linear tracer also
-refuses a model running other modules with parameters after its last Linear / Conv2d (WIRE's
-complex layers), since that layer then does not produce the output.
+refuses a model running other modules with parameters after its last traced module (a hash
+table, say), since that layer then does not produce the output.
 """
 
 from __future__ import annotations
@@ -46,6 +49,16 @@ from ..registry import TRACERS
 from .tracer import Tracer
 
 TRACED_TYPES = (nn.Linear, nn.Conv2d)
+
+
+def is_traced(module: nn.Module) -> bool:
+    """Whether the hook tracers treat ``module`` as a layer whose input units are neurons.
+
+    ``nn.Linear`` and ``nn.Conv2d`` are; so is any module that declares ``linear_map = True``: a
+    linear map over its input's last dimension with ``in_features``, ``weight[K, N]`` and
+    ``bias[K]`` attributes, real or complex (WIRE's :class:`~xinc_bench.inrs.mlp.ComplexLinear`).
+    """
+    return isinstance(module, TRACED_TYPES) or bool(getattr(module, "linear_map", False))
 
 #: batch of the safety probe: pixels for coordinate INRs, frames for frame INRs
 PROBE_BATCH = {"coords": 16, "frame": 2}
@@ -161,8 +174,8 @@ class ModelSurvey:
 
     Attributes:
         layers: the traced modules in call order.
-        untraced: leaf modules holding parameters that are not Linear / Conv2d (WIRE's complex
-            Linear, a hash table, ...), in call order: their input units are not canvas neurons.
+        untraced: leaf modules holding parameters that are not traced (a hash table, an
+            embedding, ...), in call order: their input units are not canvas neurons.
         after_last: those of ``untraced`` that run after the last traced module, which then
             does not produce the output.
     """
@@ -216,7 +229,7 @@ def survey_model(model: nn.Module, shape: tuple[int, int, int]) -> ModelSurvey:
     handles = []
     untraced_names = set()
     for name, module in model.named_modules():
-        if isinstance(module, TRACED_TYPES):
+        if is_traced(module):
             handles.append(module.register_forward_pre_hook(before(name)))
             handles.append(module.register_forward_hook(after(name, traced=True)))
         elif not list(module.children()) and list(module.parameters(recurse=False)):
@@ -261,14 +274,14 @@ def run_forward(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def _describe_layer(name: str, module: nn.Module, inputs: torch.Tensor, kind: str, rows: int) -> TracedLayer:
-    is_linear = isinstance(module, nn.Linear)
+    is_linear = not isinstance(module, nn.Conv2d)
     num_neurons = module.in_features if is_linear else module.in_channels
     batched = inputs.ndim >= 2 and inputs.shape[0] == rows
     if kind == "coords":
         spatial = is_linear and inputs.ndim == 2 and batched
     else:
         spatial = inputs.ndim == 4 and batched
-    return TracedLayer(name, module, num_neurons, -1 if is_linear else 1, spatial and not inputs.is_complex(), batched)
+    return TracedLayer(name, module, num_neurons, -1 if is_linear else 1, spatial, batched)
 
 
 def linear_contributions(layer: TracedLayer, inputs: torch.Tensor) -> torch.Tensor:
@@ -284,8 +297,9 @@ def linear_contributions(layer: TracedLayer, inputs: torch.Tensor) -> torch.Tens
     """
     module = layer.module
     bias_share = module.bias.sum() / layer.num_neurons if module.bias is not None else 0.0
-    if isinstance(module, nn.Linear):
+    if not isinstance(module, nn.Conv2d):
         contribution = inputs * module.weight.sum(dim=0) + bias_share
+        contribution = contribution.real if contribution.is_complex() else contribution
         return contribution.permute(0, 3, 1, 2) if contribution.ndim == 4 else contribution
     return _summed_kernel_conv(module, inputs) + bias_share
 
@@ -304,8 +318,9 @@ def _summed_kernel_conv(conv: nn.Conv2d, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def output_unit_sum(layer: TracedLayer, output: torch.Tensor) -> torch.Tensor:
-    """A traced module's output summed over its output units: ``[R]`` or ``[R, h', w']``."""
-    return output.sum(dim=-1) if isinstance(layer.module, nn.Linear) else output.sum(dim=1)
+    """A traced module's output summed over its output units (real part): ``[R]`` or ``[R, h', w']``."""
+    total = output.sum(dim=1) if isinstance(layer.module, nn.Conv2d) else output.sum(dim=-1)
+    return total.real if total.is_complex() else total
 
 
 def to_grid(maps: torch.Tensor, grid: PixelGrid) -> torch.Tensor:
@@ -330,7 +345,7 @@ class LinearTracer(Tracer):
         signed: if True, earlier layers are not passed through ReLU (``linear-signed``).
 
     Layers whose input has no pixel layout (a Linear on a per-frame vector in a frame INR,
-    a Conv2d inside a coordinate INR) or is complex are not canvas layers; ``trace`` lists
+    a Conv2d inside a coordinate INR) are not canvas layers; ``trace`` lists
     them under ``skipped_layers`` in its checks, and other modules with parameters under
     ``untraced_modules``. The ablation tracer covers the skipped layers.
 

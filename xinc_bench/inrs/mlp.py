@@ -115,8 +115,11 @@ class ComplexLinear(nn.Module):
     Storing two real tensors keeps checkpoints, optimisers and :func:`count_parameters` in real
     numbers (a complex weight counts as two parameters, as in the WIRE paper's budget). The
     initialisation is PyTorch's for a complex ``nn.Linear``: real and imaginary parts of weight
-    and bias each ``U(-1/sqrt(N), 1/sqrt(N))``.
+    and bias each ``U(-1/sqrt(N), 1/sqrt(N))``. ``linear_map = True`` lets the generic hook and
+    ablation tracers (:mod:`xinc_bench.canvas.hooks`) treat its input units as neurons.
     """
+
+    linear_map = True
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()

@@ -168,6 +168,27 @@ def top_neurons(layer: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     return indices, shares
 
 
+#: longest side, in pixels, of the probe-figure previews on a leaderboard page
+PREVIEW_SIDE = 900
+
+
+def save_preview(source: Path, destination: Path, max_side: int = PREVIEW_SIDE) -> Path:
+    """A downscaled WebP copy of the image ``source``, at ``destination`` with suffix ``.webp``.
+
+    A leaderboard shows every probe figure of every row, so it keeps previews (about a tenth of
+    the PNGs' size, which matters for a committed leaderboard); run reports keep the originals.
+    """
+    from PIL import Image
+
+    destination = destination.with_suffix(".webp")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as picture:
+        preview = picture.convert("RGB")
+    preview.thumbnail((max_side, max_side))
+    preview.save(destination, "WEBP", quality=80, method=4)
+    return destination
+
+
 def copy_file(source: Path, destination: Path) -> Path:
     """Copy ``source`` to ``destination`` byte for byte (creating folders)."""
     destination.parent.mkdir(parents=True, exist_ok=True)

@@ -37,12 +37,12 @@ import pandas as pd
 
 from ..errors import XincError
 from .html import (
-    copy_file,
     escape,
     format_number,
     image,
     page,
     save_map_png,
+    save_preview,
     save_rgb_png,
     slug,
     staged_directory,
@@ -409,7 +409,7 @@ def _scalar(value: Any) -> Any:
 
 
 def _render_pictures(df: pd.DataFrame, stage: Path, assets: str) -> dict[str, dict[str, Any]]:
-    """Render thumbnails and copy figures of every row into ``stage/<row id>/``.
+    """Render thumbnails and figure previews (:func:`save_preview`) of every row into ``stage/<row id>/``.
 
     Returns per row id: ``thumbnails`` (list of (link, caption)) and ``figures`` (task -> list of
     (link, caption)), links relative to the page (``<assets>/<row id>/...``).
@@ -428,7 +428,7 @@ def _render_pictures(df: pd.DataFrame, stage: Path, assets: str) -> dict[str, di
         folder = stage / rid
         thumbnails = _thumbnails(read_canvas(Path(source["canvas"])), folder) if source["canvas"] else []
         figures = {
-            task: [(link(copy_file(p, folder / slug(task) / p.name)), f"{task}: {p.stem}") for p in map(Path, paths)]
+            task: [(link(save_preview(p, folder / slug(task) / p.name)), f"{task}: {p.stem}") for p in map(Path, paths)]
             for task, paths in sorted(source["figures"].items())
         }
         pictures[rid] = {"thumbnails": [(link(path), caption) for path, caption in thumbnails], "figures": figures}

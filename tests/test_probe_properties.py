@@ -105,6 +105,7 @@ def test_scores_do_not_depend_on_neuron_order(seed: int, neurons: int) -> None:
 
 @PROPERTY_SETTINGS
 @given(seed=st.integers(0, 10_000), neurons=st.integers(1, 6), factor=st.floats(1e-3, 1e3))
+@example(seed=867, neurons=2, factor=13.0)  # near-equal float32 changes once swapped ranks in motion/flow_spearman
 def test_scaling_every_contribution_changes_nothing(seed: int, neurons: int, factor: float) -> None:
     scene, layer = _scene(seed), _layer(seed, neurons)
     _assert_same(_quietly(lambda: _all_scores(layer, scene)), _quietly(lambda: _all_scores(layer * factor, scene)))

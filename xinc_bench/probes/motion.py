@@ -43,11 +43,15 @@ from .features import (
 
 
 def contribution_change(layer: torch.Tensor) -> torch.Tensor:
-    """``dS[T - 1, H, W]`` of a layer ``[N, T, H, W]`` (frame t - 1 -> t at index t - 1)."""
-    previous = layer[:, 0].abs()
+    """``dS[T - 1, H, W]`` of a layer ``[N, T, H, W]`` (frame t - 1 -> t at index t - 1), in float64.
+
+    Accumulating in float64 keeps the ranks of nearly equal changes stable (the Spearman score
+    must not depend on the canvas's scale); one frame at a time bounds the memory.
+    """
+    previous = layer[:, 0].double().abs()
     changes = []
     for t in range(1, layer.shape[1]):
-        current = layer[:, t].abs()
+        current = layer[:, t].double().abs()
         changes.append((current - previous).abs().sum(dim=0))
         previous = current
     return torch.stack(changes)

@@ -17,7 +17,7 @@ import warnings
 from typing import Callable
 
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from xinc_bench.probes.clustering import cluster_neurons, neuron_vectors, silhouette

@@ -29,7 +29,8 @@ from xinc_bench.probes.objects import instance_labels, layer_objects
 from xinc_bench.probes.partitions import Partition, instance_partition, layer_partitions
 
 T, H, W = 2, 8, 16
-PROPERTY_SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: every run checks the same examples, so a CI result is reproducible (widen max_examples locally to explore)
+PROPERTY_SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _scene(seed: int) -> dict[str, torch.Tensor]:

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..errors import XincError
 from ..registry import TRACERS
-from .tracer import Tracer
+from .tracer import Tracer, select_canvas_layers
 
 
 _TORCH_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}
@@ -202,14 +202,7 @@ class CNNTracer(Tracer):
 
     def layers(self, model: nn.Module, shape: tuple[int, int, int]) -> dict[str, int]:
         counts = {layer.name: layer.num_kernels for layer in canvas_convs(model)}
-        selected = getattr(model, "canvas_layers", None) or list(counts)
-        unknown = [name for name in selected if name not in counts]
-        if unknown:
-            raise XincError(
-                f"{type(model).__name__}.canvas_layers names {unknown}, which the cnn tracer does not trace; "
-                f"choose among {', '.join(counts)}"
-            )
-        return {name: counts[name] for name in selected}
+        return select_canvas_layers(model, counts, "cnn")
 
     @torch.no_grad()
     def trace(

@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import XincError
 from ..inrs.base import signal_coordinates
 from ..registry import TRACERS
-from .tracer import Tracer
+from .tracer import Tracer, select_canvas_layers
 
 
 def _require_trace(model: nn.Module) -> None:
@@ -74,8 +74,7 @@ class MLPTracer(Tracer):
     def layers(self, model: nn.Module, shape: tuple[int, int, int]) -> dict[str, int]:
         _require_trace(model)
         counts = {f"layer{i + 1}": linear.in_features for i, linear in enumerate(model.linears)}
-        selected = getattr(model, "canvas_layers", None) or list(counts)
-        return {name: counts[name] for name in selected}
+        return select_canvas_layers(model, counts, "mlp")
 
     @torch.no_grad()
     def trace(

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ..errors import XincError
+
 
 class Tracer(ABC):
     """Computes the contribution of each neuron of each traced layer to each output pixel."""
@@ -39,3 +41,19 @@ class Tracer(ABC):
         Returns:
             The exactness checks that ran, e.g. ``{"output_sum_max_rel_error": 3e-7}``.
         """
+
+
+def select_canvas_layers(model: nn.Module, counts: dict[str, int], tracer: str) -> dict[str, int]:
+    """The layers of ``counts`` the model asks for in ``canvas_layers`` (default: all of them).
+
+    Raises:
+        XincError: ``canvas_layers`` names a layer the tracer does not trace.
+    """
+    selected = getattr(model, "canvas_layers", None) or list(counts)
+    unknown = [name for name in selected if name not in counts]
+    if unknown:
+        raise XincError(
+            f"{type(model).__name__}.canvas_layers names {unknown}, which the {tracer} tracer does not trace; "
+            f"choose among {', '.join(counts)}"
+        )
+    return {name: counts[name] for name in selected}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ UNIT = SuiteUnit(model="ffn-paper", data="astronaut", seed=0, size=(16, 32), fra
 _BLOCK = 32768  # the .wandb file is a LevelDB-style log of 32 KiB blocks holding protobuf records
 
 
-def read_wandb_file(path: Path) -> dict[str, Any]:
-    """Config, history rows and final summary of an offline run's ``run-<id>.wandb`` file."""
+def _wandb_records(path: Path) -> list[Any]:
+    """Every protobuf record of a ``.wandb`` file written so far."""
     from wandb.proto import wandb_internal_pb2
 
     data = path.read_bytes()
@@ -40,12 +41,30 @@ def read_wandb_file(path: Path) -> dict[str, Any]:
             pending = b""
         elif kind in (2, 3):  # first or middle fragment
             pending += chunk
-    config: dict[str, Any] = {}
-    history: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {}
+    records = []
     for payload in payloads:
         record = wandb_internal_pb2.Record()
         record.ParseFromString(payload)
+        records.append(record)
+    return records
+
+
+def read_wandb_file(path: Path, timeout: float = 30.0) -> dict[str, Any]:
+    """Config, history rows and final summary of an offline run's ``run-<id>.wandb`` file.
+
+    W&B's service process writes the file asynchronously; it is read once it holds the run's
+    ``exit`` record (waiting up to ``timeout`` seconds), so a slow writer is not mistaken for
+    missing data.
+    """
+    deadline = time.monotonic() + timeout
+    records = _wandb_records(path)
+    while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        records = _wandb_records(path)
+    config: dict[str, Any] = {}
+    history: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "config":
             for item in record.config.update:

@@ -1,11 +1,31 @@
-"""The in-memory implicit neural canvas: per-layer contribution maps plus the signal."""
+"""The in-memory implicit neural canvas: per-layer contribution maps plus the signal.
+
+A layer can be far larger than memory (the paper NeRV's block 1 over 30 frames at 128x256 is
+72 GB as float32), so a layer is either a tensor or a :class:`LayerSource` that reads a range of
+frames on demand. Probes read big layers frame chunk by frame chunk through
+:meth:`Canvas.frame_chunks`, whose size is bounded by :data:`CHUNK_BYTES`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
 
 import torch
+
+#: default upper bound of one float32 frame chunk handed to a probe (at least one frame is read)
+CHUNK_BYTES = 1 << 30
+
+
+@runtime_checkable
+class LayerSource(Protocol):
+    """A lazily read layer ``[N, T, H, W]``: its shape and a reader of a range of frames."""
+
+    shape: tuple[int, int, int, int]
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Frames ``start:stop`` of the layer, ``[N, stop - start, H, W]`` (any float dtype)."""
+        ...
 
 
 @dataclass
@@ -13,32 +33,65 @@ class Canvas:
     """Contributions ``C[N, T, H, W]`` of every neuron of every traced layer to every pixel.
 
     Attributes:
-        layers: layer name -> ``[N, T, H, W]`` tensor, or a zero-argument callable that loads it
-            (lazy file-backed canvases); insertion order is network order.
+        layers: layer name -> ``[N, T, H, W]`` tensor or :class:`LayerSource` (lazy, e.g.
+            file-backed); insertion order is network order.
         frames: ``[T, H, W, 3]`` float32 in [0, 1], the signal the model represents.
         recon: optional ``[T, H, W, 3]`` reconstruction.
         masks: optional ``[T, H, W]`` int32 segment ids (0 = unlabelled).
         flow: optional ``[T, H, W, 2]`` motion from t-1 to t.
         metadata: model, tracer, data and fidelity descriptions (JSON-serialisable).
+        chunk_bytes: upper bound of one float32 chunk yielded by :meth:`frame_chunks`.
     """
 
-    layers: Mapping[str, torch.Tensor | Callable[[], torch.Tensor]]
+    layers: Mapping[str, torch.Tensor | LayerSource]
     frames: torch.Tensor
     recon: torch.Tensor | None = None
     masks: torch.Tensor | None = None
     flow: torch.Tensor | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    chunk_bytes: int = CHUNK_BYTES
 
     @property
     def layer_names(self) -> list[str]:
         """Traced layers in network order."""
         return list(self.layers)
 
+    def layer_shape(self, name: str) -> tuple[int, int, int, int]:
+        """``(N, T, H, W)`` of one layer, without reading it."""
+        return tuple(self.layers[name].shape)  # type: ignore[return-value]
+
     def layer(self, name: str) -> torch.Tensor:
-        """The ``[N, T, H, W]`` canvas of one layer, as float32."""
+        """The whole ``[N, T, H, W]`` canvas of one layer, as float32 (see :meth:`frame_chunks`)."""
+        return self.layer_frames(name, 0, self.layer_shape(name)[1])
+
+    def layer_frames(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Frames ``start:stop`` of one layer, ``[N, stop - start, H, W]`` float32."""
         value = self.layers[name]
-        tensor = value() if callable(value) else value
-        return tensor.float()
+        if isinstance(value, torch.Tensor):
+            return value[:, start:stop].float()
+        return value.read(start, stop).float()
+
+    def frames_per_chunk(self, name: str) -> int:
+        """How many frames of layer ``name`` fit in :attr:`chunk_bytes` as float32 (at least 1)."""
+        num_neurons, _, height, width = self.layer_shape(name)
+        return max(1, self.chunk_bytes // max(1, 4 * num_neurons * height * width))
+
+    def frame_chunks(self, name: str, overlap: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(start, chunk)`` over layer ``name`` in frame order, ``chunk`` float32 ``[N, t, H, W]``.
+
+        Args:
+            overlap: frames each chunk repeats from the end of the previous one (1 for probes
+                that compare consecutive frames); ``start`` is the first frame of the chunk.
+        """
+        num_frames = self.layer_shape(name)[1]
+        step = max(1, self.frames_per_chunk(name) - overlap)
+        start = 0
+        while True:
+            stop = min(num_frames, start + step + overlap)
+            yield start, self.layer_frames(name, start, stop)
+            if stop >= num_frames:
+                return
+            start = stop - overlap
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -119,23 +119,24 @@ def _file_metadata(canvas: Canvas) -> dict[str, str]:
 
 
 def write_canvas(canvas: Canvas, path: Path, dtype: torch.dtype = torch.float32) -> Path:
-    """Write an in-memory :class:`Canvas` to ``path`` (atomic)."""
-    np_dtype = np.float16 if dtype == torch.float16 else np.float32
-    tensors: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    """Write a :class:`Canvas` to ``path`` (atomic), layer by layer and frame chunk by frame chunk."""
+    np_dtype = np.dtype(np.float16 if dtype == torch.float16 else np.float32)
+    tensors: dict[str, tuple[tuple[int, ...], np.dtype]] = {
+        f"canvas.{name}": (canvas.layer_shape(name), np_dtype) for name in canvas.layer_names
+    }
     arrays: dict[str, np.ndarray] = {}
-    for name in canvas.layer_names:
-        layer = canvas.layer(name)
-        tensors[f"canvas.{name}"] = (tuple(layer.shape), np.dtype(np_dtype))
-        arrays[f"canvas.{name}"] = layer
     for name in ("frames", "recon", "masks", "flow"):
         value = getattr(canvas, name)
         if value is not None:
-            np_value = value.detach().cpu().numpy()
-            tensors[name] = (tuple(np_value.shape), np_value.dtype)
-            arrays[name] = value
+            arrays[name] = value.detach().cpu().numpy()
+            tensors[name] = (arrays[name].shape, arrays[name].dtype)
     with CanvasWriter(path, tensors, _file_metadata(canvas)) as writer:
+        for name in canvas.layer_names:
+            target = writer.array(f"canvas.{name}")
+            for start, chunk in canvas.frame_chunks(name):
+                target[:, start : start + chunk.shape[1]] = chunk.numpy()
         for name, value in arrays.items():
-            writer.array(name)[...] = value.detach().cpu().numpy()
+            writer.array(name)[...] = value
         return writer.commit()
 
 
@@ -164,21 +165,39 @@ def read_canvas(path: Path) -> Canvas:
     if missing:
         raise XincError(f"canvas file {path} lacks tensors {missing}; the file is incomplete")
 
-    def load(name: str) -> torch.Tensor:
-        return handle.get_tensor(name)
-
     def optional(name: str) -> torch.Tensor | None:
-        return load(name) if name in keys else None
+        return handle.get_tensor(name) if name in keys else None
 
+    frames = handle.get_tensor("frames")
+    layers = {n: FileLayer(handle, f"canvas.{n}") for n in layer_names}
+    for name, layer in layers.items():
+        if len(layer.shape) != 4 or layer.shape[1:] != tuple(frames.shape[:3]):
+            raise XincError(f"canvas file {path}: layer {name!r} has shape {list(layer.shape)}, expected "
+                            f"[N, {', '.join(str(d) for d in frames.shape[:3])}] to match its frames; the file is corrupt")
     parsed = {k: _maybe_json(v) for k, v in metadata.items() if k not in ("format", "layers")}
     return Canvas(
-        layers={n: (lambda n=n: load(f"canvas.{n}")) for n in layer_names},
-        frames=load("frames"),
+        layers=layers,
+        frames=frames,
         recon=optional("recon"),
         masks=optional("masks"),
         flow=optional("flow"),
         metadata=parsed,
     )
+
+
+class FileLayer:
+    """One layer of an open canvas file, read a frame range at a time (a :class:`LayerSource`)."""
+
+    def __init__(self, handle: Any, key: str) -> None:
+        self._handle = handle
+        self._key = key
+        self.shape: tuple[int, int, int, int] = tuple(handle.get_slice(key).get_shape())  # type: ignore[assignment]
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Frames ``start:stop``, ``[N, stop - start, H, W]`` in the file's dtype."""
+        if start == 0 and stop >= self.shape[1]:
+            return self._handle.get_tensor(self._key)
+        return self._handle.get_slice(self._key)[:, start:stop]
 
 
 def _maybe_json(value: str) -> Any:

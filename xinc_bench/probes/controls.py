@@ -9,8 +9,6 @@ reference printed beside the real scores.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from ..canvas.canvas import Canvas
@@ -31,14 +29,37 @@ def shuffle_layer(layer: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return out.reshape(layer.shape)
 
 
+class ShuffledLayer:
+    """The spatial-shuffle control of one layer, computed frame by frame when read.
+
+    Frame ``t`` always uses the generator seeded with ``(seed, t)``, so a frame reads the same
+    whatever chunk it is read in.
+    """
+
+    def __init__(self, canvas: Canvas, name: str, seed: int) -> None:
+        self._canvas = canvas
+        self._name = name
+        self._seed = seed
+        self.shape = canvas.layer_shape(name)
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Frames ``start:stop`` of the shuffled layer, ``[N, stop - start, H, W]`` float32."""
+        source = self._canvas.layer_frames(self._name, start, stop)
+        shuffled = [
+            shuffle_layer(source[:, i : i + 1], torch.Generator().manual_seed(self._seed * 100_003 + start + i))
+            for i in range(source.shape[1])
+        ]
+        return torch.cat(shuffled, dim=1)
+
+
 def shuffle_canvas(canvas: Canvas, seed: int = 0) -> Canvas:
     """The spatial-shuffle control of ``canvas``: same frames, masks and flow, shuffled maps.
 
-    Layers are shuffled lazily when read; layer ``i`` always uses the generator seeded with
-    ``(seed, i)``, so reading a layer twice gives the same shuffled map.
+    Layers are shuffled lazily, frame by frame, when read (see :class:`ShuffledLayer`), so the
+    control of a canvas too big for memory is read in frame chunks like the canvas itself.
     """
-    layers: dict[str, Callable[[], torch.Tensor]] = {
-        name: _lazy_shuffle(canvas, name, seed * 1_000_003 + index) for index, name in enumerate(canvas.layer_names)
+    layers = {
+        name: ShuffledLayer(canvas, name, seed * 1_000_003 + index) for index, name in enumerate(canvas.layer_names)
     }
     metadata = {**canvas.metadata, "control": "spatial_shuffle", "shuffle_seed": seed}
     return Canvas(
@@ -48,12 +69,5 @@ def shuffle_canvas(canvas: Canvas, seed: int = 0) -> Canvas:
         masks=canvas.masks,
         flow=canvas.flow,
         metadata=metadata,
+        chunk_bytes=canvas.chunk_bytes,
     )
-
-
-def _lazy_shuffle(canvas: Canvas, name: str, seed: int) -> Callable[[], torch.Tensor]:
-    def load() -> torch.Tensor:
-        generator = torch.Generator().manual_seed(seed)
-        return shuffle_layer(canvas.layer(name), generator)
-
-    return load

@@ -86,3 +86,16 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
     save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"), metadata={"format": "something"})
     with pytest.raises(XincError, match="is not a canvas file"):
         read_canvas(tmp_path / "other.safetensors")
+
+
+def test_a_canvas_the_disk_cannot_hold_is_refused_before_writing(tmp_path) -> None:
+    import numpy as np
+
+    from xinc_bench.canvas.compute import check_disk_space
+    from xinc_bench.errors import XincError
+
+    petabyte_layer = {"canvas.block1": ((2**20, 30, 1024, 2048), np.dtype(np.float16))}
+    with pytest.raises(XincError, match=r"needs 122880\.0 GiB but .* GiB free.*--float16"):
+        check_disk_space(tmp_path / "runs" / "canvas.safetensors", petabyte_layer)
+    assert list(tmp_path.iterdir()) == []
+    check_disk_space(tmp_path / "canvas.safetensors", {"canvas.l": ((4, 1, 8, 8), np.dtype(np.float32))})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,10 @@ import pytest
 SCRIPT = Path(sys.executable).with_name("xinc-bench")
 
 
-def xinc(*args: str | Path) -> subprocess.CompletedProcess:
+def xinc(*args: str | Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "xinc_bench.cli"]
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=600)
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,30 @@ def test_fit_canvas_probe_as_separate_commands(run_dir: Path, tmp_path: Path) ->
     result = xinc("probe", "--canvas", canvas, "--task", "distribution", "--out", record_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(record_path.read_text())["data"]["height"] == 16
+
+
+@pytest.mark.slow
+def test_run_of_the_paper_nerv_on_a_video_end_to_end(tmp_path: Path) -> None:
+    """`xinc-bench run --model nerv-paper` on a short clip: every video task, float16 canvases read
+    back in frame chunks (a chunk budget of one frame), kernel ablation for faithfulness."""
+    out = tmp_path / "nerv"
+    result = xinc("run", "--model", "nerv-paper", "--data", "synthetic-moving", "--size", "16x32",
+                  "--frames", "0:4", "--steps", "40", "--float16", "--out", out, "--no-progress",
+                  env_extra={"XINC_CHUNK_BYTES": "1"})
+    assert result.returncode == 0, result.stderr
+    records = {path.stem: json.loads(path.read_text()) for path in (out / "records").glob("*.json")}
+    assert set(records) == {"clustering", "color", "distribution", "edges", "faithfulness", "motion", "objects",
+                            "partitions"}
+    from safetensors import safe_open
+
+    with safe_open(str(out / "canvas.safetensors"), framework="pt") as handle:
+        assert handle.get_slice("canvas.block1").get_dtype() == "F16"
+        assert handle.get_slice("canvas.block1").get_shape() == [18_352, 4, 16, 32]
+    faithfulness = records["faithfulness"]["scores"]
+    assert faithfulness["head/ablation_correlation"] > 0.9  # the head canvas is exact up to the output map
+    for name, record in records.items():
+        assert set(record["controls"]) == {"shuffled", "random_init"}, name
+    assert records["motion"]["scores"]["flow_spearman"] == records["motion"]["scores"]["flow_spearman"]  # not NaN
 
 
 def test_list_commands() -> None:

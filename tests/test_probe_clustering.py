@@ -13,7 +13,8 @@ import torch
 from xinc_bench.canvas import Canvas
 from xinc_bench.errors import XincError
 from xinc_bench.probes.base import load_task
-from xinc_bench.probes.clustering import motion_labels, seed_mixing
+from xinc_bench.probes.clustering import motion_labels, pixel_sample, sample_limit, seed_mixing, share_vectors
+from xinc_bench.probes.features import layer_total
 from xinc_bench.probes.controls import shuffle_canvas
 
 N, T, H, W = 16, 3, 32, 64
@@ -106,6 +107,25 @@ def test_pixel_clusters_following_objects_do_not() -> None:
     scores = _run(_motion_canvas("objects"))
     assert scores["object_ami"] == pytest.approx(1.0)
     assert scores["motion_dominance"] < -0.9
+
+
+def test_share_vectors_of_a_sample_are_gathered_from_one_frame_chunks() -> None:
+    canvas = _motion_canvas("motion")
+    canvas.layers = {"layer": torch.rand(5, T, H, W, generator=torch.Generator().manual_seed(2))}
+    canvas.chunk_bytes = 1  # one frame per chunk
+    total = layer_total(canvas, "layer")[1:].reshape(-1)
+    chosen = pixel_sample(total, 300, seed=0)
+    mags = canvas.layer("layer")[:, 1:].reshape(5, -1).abs()
+    expected = (mags[:, chosen].double() / total[chosen]).T.float()
+    assert torch.equal(share_vectors(canvas, "layer", chosen, total), expected)
+
+
+def test_max_share_values_caps_the_sample_of_wide_layers_only() -> None:
+    settings = {"max_pixels": 1000, "max_share_values": 40_000}
+    assert sample_limit(settings, 8) == 1000 and sample_limit(settings, 100) == 400
+    assert sample_limit({**settings, "max_share_values": None}, 100) == 1000
+    scores = _run(_motion_canvas("motion"), max_share_values=4 * 500)  # 500 of 4,096 pixels
+    assert scores["motion_ami"] == pytest.approx(1.0)
 
 
 def test_motion_bins_separate_static_speed_and_direction() -> None:

@@ -62,7 +62,7 @@ def test_sign_of_contribution_is_ignored_and_inverse_anticorrelates() -> None:
 def test_one_channel_neurons_follow_their_channel() -> None:
     frames = torch.rand(1, H, W, 3, generator=torch.Generator().manual_seed(1))
     layer = frames[..., 0].expand(N, 1, H, W) * _weights()  # every neuron follows red only
-    scores = layer_color(layer, frames)
+    scores = layer_color(Canvas(layers={"layer": layer}, frames=frames), "layer")
     assert scores["neuron_red_correlation"] == pytest.approx(1.0, abs=1e-6)
     assert abs(scores["neuron_green_correlation"]) < 0.1
     assert abs(scores["neuron_blue_correlation"]) < 0.1

@@ -83,7 +83,8 @@ def test_flat_signal_and_zero_canvas_are_nan_without_warnings() -> None:
     assert math.isnan(flat["edge_error_ratio"]) and math.isnan(flat["edge_contribution_ratio"])
     zero = _run(torch.zeros(N, 1, H, W), _square())
     assert math.isnan(zero["edge_contribution_ratio"])
-    every_pixel_an_edge = layer_edges(torch.rand(1, 1, H, W), _square(), torch.ones(H * W, dtype=torch.bool))
+    every_pixel = torch.ones(H * W, dtype=torch.bool)
+    every_pixel_an_edge = layer_edges(torch.rand(1, H, W, dtype=torch.float64), _square(), every_pixel)
     assert math.isnan(every_pixel_an_edge["edge_error_ratio"])
 
 

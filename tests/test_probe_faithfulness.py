@@ -126,3 +126,51 @@ def test_missing_model_and_bad_region_are_clear_errors() -> None:
     with pytest.raises(XincError, match="layer_map"):
         load_task("faithfulness").run(renamed, model=model)
     assert _run(renamed, model, layer_map={"strips": "head"})["ablation_correlation"] == pytest.approx(1.0, abs=1e-6)
+
+
+def _nerv_canvas(output_activation: str) -> tuple[nn.Module, Canvas]:
+    from xinc_bench.inrs.nerv import NeRV
+
+    torch.manual_seed(1)
+    model = NeRV(3, 16, 32, stem_width=8, widths=(6, 5, 4), output_activation=output_activation).eval()
+    frames = torch.rand(3, 16, 32, 3, generator=torch.Generator().manual_seed(0))
+    return model, compute_canvas(model, Signal(frames, "noise"), "cnn")
+
+
+def test_kernel_canvas_of_a_linear_head_equals_its_kernel_ablation() -> None:
+    """With an identity output map the head is the last linear step: zeroing kernel (i, o) removes
+    exactly its canvas map, so the head's canvas and its kernel ablation agree exactly."""
+    model, canvas = _nerv_canvas("identity")
+    scores = _run(canvas, model, max_neurons=7)  # a sample of 7 of the 12 head kernels
+    assert scores["head/signed_correlation"] == pytest.approx(1.0, abs=1e-6)
+    assert scores["head/ablation_neuron_correlation"] == pytest.approx(1.0, abs=1e-6)
+    assert all(math.isfinite(scores[f"{layer}/ablation_correlation"]) for layer in ("block1", "block2", "block3"))
+    assert math.isfinite(scores["deletion_contrast"])
+
+
+def test_kernel_ablation_zeroes_weight_and_bias_share_and_restores_the_model() -> None:
+    from xinc_bench.canvas.cnn import kernel_ablated_output, render_frames
+
+    model, canvas = _nerv_canvas("identity")
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    kernels = torch.tensor([0, 5, 11])  # head kernels (i, o) = (0, 0), (1, 2), (3, 2)
+    ablated = kernel_ablated_output(model, "head", kernels, 3)
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+    removed = canvas.layer("head")[kernels]  # [3, T, H, W] maps of those kernels, channels 0, 2, 2
+    change = render_frames(model, 3) - ablated
+    assert torch.allclose(change[..., 0], removed[0], atol=1e-5)
+    assert torch.allclose(change[..., 1], torch.zeros_like(change[..., 1]), atol=1e-6)
+    assert torch.allclose(change[..., 2], removed[1] + removed[2], atol=1e-5)
+    with pytest.raises(XincError, match="out of range"):
+        kernel_ablated_output(model, "head", torch.tensor([12]), 3)
+
+
+def test_scores_do_not_depend_on_the_frame_chunk_size() -> None:
+    import dataclasses
+
+    model, canvas = _nerv_canvas("tanh")
+    whole = _run(canvas, model, max_neurons=16)
+    frame_by_frame = _run(dataclasses.replace(canvas, chunk_bytes=1), model, max_neurons=16)
+    assert frame_by_frame.keys() == whole.keys()
+    for name, value in whole.items():
+        assert frame_by_frame[name] == pytest.approx(value, rel=1e-9, nan_ok=True), name

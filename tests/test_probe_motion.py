@@ -68,9 +68,19 @@ def test_change_exactly_on_motion_scores_the_maximum() -> None:
 
 
 def test_change_is_the_summed_absolute_difference() -> None:
-    change = contribution_change(_following_motion())
+    change = contribution_change(_canvas(_following_motion()), "layer")
     _, flow = _scene()
     assert torch.equal(change, float(_integer_weights().sum()) * flow[1:, ..., 0])
+
+
+def test_change_and_cov_read_frame_by_frame_are_those_of_the_whole_layer() -> None:
+    masks, flow = _scene()
+    layer = torch.randn(N, T, H, W, generator=torch.Generator().manual_seed(5))
+    labels, _ = moving_instances(masks, torch.linalg.vector_norm(flow, dim=-1), 0.5)
+    whole, chunked = _canvas(layer), _canvas(layer)
+    chunked.chunk_bytes = 1  # one frame per chunk, two with the overlap
+    assert torch.equal(contribution_change(whole, "layer"), contribution_change(chunked, "layer"))
+    assert torch.equal(instance_cov(whole, "layer", labels, 3), instance_cov(chunked, "layer", labels, 3))
 
 
 def test_moving_instances_vary_more_over_time() -> None:
@@ -83,7 +93,7 @@ def test_cov_matches_a_direct_computation() -> None:
     layer = _following_motion()
     labels, moving = moving_instances(masks, torch.linalg.vector_norm(flow, dim=-1), 0.5)
     assert moving.tolist() == [True, True, False]
-    cov = instance_cov(layer, labels, 3)
+    cov = instance_cov(_canvas(layer), "layer", labels, 3)
     for n in (0, 7):
         for k, segment in enumerate((1, 2, 3)):
             means = torch.stack([layer[n, t][masks[t] == segment].double().mean() for t in range(T)])

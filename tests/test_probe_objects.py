@@ -76,7 +76,8 @@ def test_uniform_canvas_matches_the_declared_chance() -> None:
 
 def test_profiles_are_area_normalised() -> None:
     labels, ids = instance_labels(_masks())
-    profile = profiles(torch.ones(3, H * W), labels, len(ids))
+    canvas = Canvas(layers={"layer": torch.ones(3, 1, H, W)}, frames=torch.rand(1, H, W, 3))
+    profile = profiles(canvas, "layer", labels, len(ids))
     assert torch.allclose(profile, torch.full((3, 4), 0.25, dtype=torch.float64))  # despite unequal areas
 
 

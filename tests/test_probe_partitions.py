@@ -98,9 +98,8 @@ def test_other_instance_is_remainder_by_default_and_union_for_reference() -> Non
     masks = torch.zeros(1, H, W, dtype=torch.int64)
     masks[0, :8] = 5
     masks[0, 8:12] = 9
-    ones = torch.ones(1, H * W)
-    remainder = instance_partition(masks).sums(ones)[0].tolist()
-    reference = instance_partition(masks, "reference").sums(ones)[0].tolist()
+    remainder = instance_partition(masks).areas.tolist()
+    reference = instance_partition(masks, "reference").areas.tolist()
     assert remainder == [20 * W, 8 * W, 4 * W]  # unlabelled, segment 5, segment 9
     assert reference == [8 * W, 4 * W, 12 * W]  # segment 5, segment 9, their union
 
@@ -144,6 +143,6 @@ def test_degenerate_inputs_are_nan_without_warnings() -> None:
 def test_layer_scores_are_per_neuron_medians() -> None:
     grid = contiguous_grid((1, H, W), K)
     partitions = {name: Partition.from_map(grid) for name in ("instances", "rgb", "gabor", "grid")}
-    scores, spreads = layer_partitions(_owners(grid).reshape(N, -1), partitions)
+    scores, spreads = layer_partitions(_canvas(_owners(grid), _scatter(1), _scatter(2)), "layer", partitions)
     assert spreads["grid"].shape == (N,)
     assert scores["color_bias"] == pytest.approx(1.0) and scores["spatial_agnosticism"] == pytest.approx(0.5)

@@ -20,6 +20,7 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from xinc_bench.canvas import Canvas
 from xinc_bench.probes.clustering import cluster_neurons, neuron_vectors, silhouette
 from xinc_bench.probes.color import layer_color
 from xinc_bench.probes.edges import edge_mask, layer_edges
@@ -52,7 +53,7 @@ def _layer(seed: int, neurons: int) -> torch.Tensor:
 def _all_scores(layer: torch.Tensor, scene: dict[str, torch.Tensor]) -> dict[str, float]:
     """Every per-layer score of every probe (except neuron clustering) for one layer."""
     frames, masks, flow = scene["frames"], scene["masks"], scene["flow"]
-    mags = layer.reshape(layer.shape[0], -1).abs()
+    canvas = Canvas(layers={"layer": layer}, frames=frames, masks=masks)
     grid = contiguous_grid((T, H, W), 4)
     partitions = {
         "instances": instance_partition(masks),
@@ -65,19 +66,20 @@ def _all_scores(layer: torch.Tensor, scene: dict[str, torch.Tensor]) -> dict[str
     instances, moving = moving_instances(masks, speed, 0.5)
     motion_settings = {"motion_threshold": 0.5, "top_fraction": 0.1, "bottom_fraction": 0.5}
     scores: dict[str, float] = {}
-    scores.update({f"color/{k}": v for k, v in layer_color(layer, frames).items()})
-    scores.update({f"edges/{k}": v for k, v in layer_edges(layer, frames, edge_mask(frames, 0.1)).items()})
-    scores.update({f"partitions/{k}": v for k, v in layer_partitions(mags, partitions)[0].items()})
-    objects = layer_objects(mags, labels, torch.tensor([0, 0, 1]), len(ids))[0]
+    scores.update({f"color/{k}": v for k, v in layer_color(canvas, "layer").items()})
+    edge_scores = layer_edges(layer.abs().sum(dim=0, dtype=torch.float64), frames, edge_mask(frames, 0.1))
+    scores.update({f"edges/{k}": v for k, v in edge_scores.items()})
+    scores.update({f"partitions/{k}": v for k, v in layer_partitions(canvas, "layer", partitions)[0].items()})
+    objects = layer_objects(canvas, "layer", labels, torch.tensor([0, 0, 1]), len(ids))[0]
     scores.update({f"objects/{k}": v for k, v in objects.items()})
-    motion = layer_motion(layer, speed, instances, moving, motion_settings)[0]
+    motion = layer_motion(canvas, "layer", speed, instances, moving, motion_settings)[0]
     scores.update({f"motion/{k}": v for k, v in motion.items()})
     return scores
 
 
 def _clustering_score(layer: torch.Tensor) -> float:
-    pixels = contiguous_grid((T, H, W), 6).reshape(-1)
-    vectors, _ = neuron_vectors(layer.reshape(layer.shape[0], -1).abs(), pixels, 6)
+    canvas = Canvas(layers={"layer": layer}, frames=torch.zeros(T, H, W, 3))
+    vectors, _ = neuron_vectors(canvas, "layer", contiguous_grid((T, H, W), 6), 6)
     return silhouette(vectors.numpy(), cluster_neurons(vectors.numpy(), 3, "kmeans", 0))
 
 

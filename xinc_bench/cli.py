@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--sam-model-type", default="vit_b", help="vit_b, vit_l or vit_h (default vit_b)")
         sub.add_argument("--raft-weights", type=Path, default=None, help="torchvision RAFT weights for --flow raft")
         sub.add_argument("--raft-model", default="small", help="small or large (default small)")
+        sub.add_argument("--float16", action="store_true", help="store the canvas as float16 (half the disk)")
 
     def add_training(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--model", required=True, help="registered INR name, path/to/file.py:Class or module:Class")
@@ -90,7 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     canvas.add_argument("--checkpoint", type=Path, required=True, help="RUN_DIR, its model.safetensors, or a paper .ckpt")
     add_signal(canvas, data_required=False)
     add_annotations(canvas)
-    canvas.add_argument("--float16", action="store_true", help="store contributions as float16")
     canvas.add_argument("--out", type=Path, required=True, help="canvas file (.safetensors)")
     canvas.set_defaults(handler=_cmd_canvas)
 
@@ -180,7 +180,7 @@ def _cmd_canvas(args: argparse.Namespace) -> None:
     canvas = canvas_run(args.checkpoint, args.size, out=args.out, frames=args.frames, data_spec=args.data,
                         tracer=args.tracer, dtype=torch.float16 if args.float16 else torch.float32,
                         **_annotation_options(args))
-    layers = ", ".join(f"{name} [{canvas.layer(name).shape[0]}]" for name in canvas.layer_names)
+    layers = ", ".join(f"{name} [{canvas.layer_shape(name)[0]}]" for name in canvas.layer_names)
     print(f"canvas of {canvas.metadata.get('model')} ({canvas.metadata.get('tracer')}): {layers}; "
           f"checks {canvas.metadata.get('checks')} -> {args.out}")
 
@@ -200,7 +200,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     logger = make_logger(args.wandb, args.wandb_project, _run_name(args), args.out)
     records = run_all(args.model, args.data, args.size, out=args.out, frames=args.frames, steps=args.steps,
                       lr=args.lr, seed=args.seed, tracer=args.tracer, progress_bar=not args.no_progress,
-                      logger=logger, **_annotation_options(args))
+                      dtype=torch.float16 if args.float16 else torch.float32, logger=logger,
+                      **_annotation_options(args))
     if logger:
         print(f"W&B run -> {log_run(args.out, args.wandb, logger=logger)}")
     print()

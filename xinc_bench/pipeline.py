@@ -332,20 +332,22 @@ def run_all(
     flow_source: str | None = None,
     mask_options: dict[str, Any] | None = None,
     flow_options: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
     progress_bar: bool = True,
     logger: Any = False,
 ) -> list[dict[str, Any]]:
     """Fit, compute the canvas and its random-init control, run every applicable task.
 
     Writes ``out/model.safetensors``, ``out/canvas.safetensors``, ``out/init/canvas.safetensors``
-    and one record per task in ``out/records/``. Returns the records. ``logger``: as in
-    :func:`fit_run`.
+    (stored as ``dtype``) and one record per task in ``out/records/``. Returns the records.
+    ``logger``: as in :func:`fit_run`. Probes read the canvases in frame chunks, so memory stays
+    bounded whatever the canvas size; the disk must hold both canvases.
     """
     out = Path(out)
     fit_run(model_spec, data_spec, size, out=out, frames=frames, steps=steps, lr=lr, seed=seed,
             progress_bar=progress_bar, logger=logger)
     annotations = {"tracer": tracer, "mask_source": mask_source, "flow_source": flow_source,
-                   "mask_options": mask_options, "flow_options": flow_options}
+                   "mask_options": mask_options, "flow_options": flow_options, "dtype": dtype}
     canvas = canvas_run(out, size, out=out / CANVAS_NAME, frames=frames, **annotations)
     canvas_run(out / INIT_DIR, size, out=out / INIT_DIR / CANVAS_NAME, frames=frames, **annotations)
     return [

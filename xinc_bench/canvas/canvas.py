@@ -3,18 +3,32 @@
 A layer can be far larger than memory (the paper NeRV's block 1 over 30 frames at 128x256 is
 72 GB as float32), so a layer is either a tensor or a :class:`LayerSource` that reads a range of
 frames on demand. Probes read big layers frame chunk by frame chunk through
-:meth:`Canvas.frame_chunks`, whose size is bounded by :data:`CHUNK_BYTES`.
+:meth:`Canvas.frame_chunks`, whose size is bounded by :func:`default_chunk_bytes` (1 GiB, or the
+environment variable ``XINC_CHUNK_BYTES``).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
 
 import torch
 
+from ..errors import XincError
+
 #: default upper bound of one float32 frame chunk handed to a probe (at least one frame is read)
 CHUNK_BYTES = 1 << 30
+
+
+def default_chunk_bytes() -> int:
+    """The frame-chunk budget: ``XINC_CHUNK_BYTES`` from the environment, else :data:`CHUNK_BYTES`."""
+    value = os.environ.get("XINC_CHUNK_BYTES")
+    if value is None:
+        return CHUNK_BYTES
+    if not value.isdigit() or int(value) < 1:
+        raise XincError(f"XINC_CHUNK_BYTES={value!r} is not a positive number of bytes; unset it or give e.g. 1073741824")
+    return int(value)
 
 
 @runtime_checkable
@@ -40,7 +54,8 @@ class Canvas:
         masks: optional ``[T, H, W]`` int32 segment ids (0 = unlabelled).
         flow: optional ``[T, H, W, 2]`` motion from t-1 to t.
         metadata: model, tracer, data and fidelity descriptions (JSON-serialisable).
-        chunk_bytes: upper bound of one float32 chunk yielded by :meth:`frame_chunks`.
+        chunk_bytes: upper bound of one float32 chunk yielded by :meth:`frame_chunks` (default:
+            :func:`default_chunk_bytes`).
     """
 
     layers: Mapping[str, torch.Tensor | LayerSource]
@@ -49,7 +64,7 @@ class Canvas:
     masks: torch.Tensor | None = None
     flow: torch.Tensor | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    chunk_bytes: int = CHUNK_BYTES
+    chunk_bytes: int = field(default_factory=default_chunk_bytes)
 
     @property
     def layer_names(self) -> list[str]:

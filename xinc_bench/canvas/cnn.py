@@ -262,6 +262,46 @@ class CNNTracer(Tracer):
         return summed
 
 
+@torch.no_grad()
+def kernel_ablated_output(model: nn.Module, layer: str, kernels: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """The model's output ``[T, H, W, 3]`` with a set of kernels of canvas layer ``layer`` zeroed together.
+
+    Zeroing kernel ``n = i * C_conv + o`` removes exactly what its canvas map ``m_io`` stands for:
+    the weight ``W[o, i]`` and its bias share ``b[o] / C_in``. This is the ablation ground truth of
+    a kernel neuron (SPEC 4.3), used by the faithfulness probe on ``cnn`` canvases.
+    """
+    convs = {conv.name: conv for conv in canvas_convs(model)}
+    if layer not in convs:
+        raise XincError(f"{type(model).__name__} has no canvas layer {layer!r}; its layers are {', '.join(convs)}")
+    conv = convs[layer].conv
+    kernels = torch.as_tensor(kernels, dtype=torch.long).reshape(-1)
+    if kernels.numel() and (kernels.min() < 0 or kernels.max() >= convs[layer].num_kernels):
+        raise XincError(f"kernel indices out of range for layer {layer!r}, which has {convs[layer].num_kernels} kernels")
+    inputs, outputs = kernels // conv.out_channels, kernels % conv.out_channels
+    weight = conv.weight.detach().clone()
+    bias = None if conv.bias is None else conv.bias.detach().clone()
+    try:
+        conv.weight[outputs, inputs] = 0.0
+        if bias is not None:
+            conv.bias.index_add_(0, outputs, -bias[outputs] / conv.in_channels)
+        return render_frames(model, num_frames)
+    finally:
+        conv.weight.copy_(weight)
+        if bias is not None:
+            conv.bias.copy_(bias)
+
+
+@torch.no_grad()
+def render_frames(model: nn.Module, num_frames: int, frames_per_batch: int = 4) -> torch.Tensor:
+    """The output ``[T, H, W, 3]`` of a frame decoder for frames ``0..T-1``."""
+    device = model.head.weight.device
+    outputs = [
+        model(torch.arange(start, min(start + frames_per_batch, num_frames), device=device)).cpu()
+        for start in range(0, num_frames, frames_per_batch)
+    ]
+    return torch.cat(outputs).permute(0, 2, 3, 1).contiguous()
+
+
 @contextmanager
 def _float32_convolutions() -> Iterator[None]:
     """Run cuDNN convolutions in full float32 (CUDA's default TF32 keeps 10 mantissa bits).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from ..data.signal import Signal
+from ..errors import XincError
 from ..registry import TRACERS
 from .canvas import Canvas
 from .file import CanvasWriter, _file_metadata, read_canvas
@@ -60,6 +62,7 @@ def compute_canvas(
     tensors: dict[str, tuple[tuple[int, ...], np.dtype]] = {
         f"canvas.{n}": ((c, *shape), np_dtype) for n, c in layer_counts.items()
     }
+    check_disk_space(Path(out), tensors)
     tensors["frames"] = ((*shape, 3), np.dtype(np.float32))
     tensors["recon"] = ((*shape, 3), np.dtype(np.float32))
     if signal.masks is not None:
@@ -81,3 +84,22 @@ def compute_canvas(
         writer.set_metadata(_file_metadata(Canvas(layers=dict.fromkeys(layer_counts), frames=signal.frames, metadata=meta)))
         writer.commit()
     return read_canvas(Path(out))
+
+
+def check_disk_space(out: Path, tensors: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """Refuse to start a canvas file that the disk cannot hold (a full disk would kill the writer midway).
+
+    Raises:
+        XincError: naming the size needed, the space free and the ways to shrink the canvas.
+    """
+    needed = sum(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize for shape, dtype in tensors.values())
+    folder = Path(out).resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise XincError(
+            f"the canvas needs {needed / 2**30:.1f} GiB but {folder} has {free / 2**30:.1f} GiB free; free some "
+            "space, write it elsewhere, store float16 (--float16 halves it), or trace fewer frames, a smaller "
+            "--size or fewer layers (the model's canvas_layers)"
+        )

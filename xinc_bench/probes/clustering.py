@@ -17,6 +17,12 @@ frames ``t >= 1`` with ``S > 0`` (at most ``max_pixels``, drawn with the seed) a
 below ``motion_threshold`` px, else ``flow_magnitude_bins`` quantile bins of the speed times
 ``flow_direction_bins`` direction sectors) and ``object_ami`` with the masks;
 ``motion_dominance = motion_ami - object_ami``. Image canvases report no motion scores.
+
+Layers are read in frame chunks. The sampled share vectors are held in memory (``max_pixels x N``
+float32, and k-means works on float64 copies of them, about 8x that at its peak), so
+``max_share_values`` caps the sample of a layer of N neurons at ``max_share_values // N`` pixels
+(the task sets 2^28: layers up to 4,096 neurons keep all ``max_pixels``; the paper NeRV's block 1,
+18,352 kernels, gets 14,627 pixels and about 10 GiB). Unset, there is no cap.
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ from .features import (
     group_sums,
     kmeans_centres,
     kmeans_labels,
-    magnitudes,
+    layer_extrema,
+    layer_total,
+    magnitude_chunks,
     nearest_centre,
     pyplot,
     require_flow,
@@ -51,20 +59,27 @@ METHODS = ("kmeans", "finch")
 
 
 def neuron_vectors(
-    mags: torch.Tensor, pixel_labels: torch.Tensor, num_clusters: int
+    canvas: Canvas, name: str, pixel_labels: torch.Tensor, num_clusters: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference neuron vectors ``[N', K]`` of the neurons with a nonzero map, and their indices.
+    """Reference neuron vectors ``[N', K]`` of layer ``name``'s neurons with a nonzero map, and their indices.
 
-    Each map of ``mags[N, P]`` is min-max normalised over its pixels (a constant map becomes zero),
-    then averaged over the pixels of each cluster of ``pixel_labels[P]``.
+    Each map ``|C_n|`` is min-max normalised over all its pixels (a constant map becomes zero),
+    then averaged over the pixels of each cluster of ``pixel_labels[T, H, W]``. Two passes over
+    the layer's frame chunks: the per-neuron extrema, then the sums of the normalised maps (in
+    float32, as a whole-layer normalisation, accumulated in float64).
     """
-    alive = torch.nonzero(mags.sum(dim=1) > 0).reshape(-1)
-    maps = mags[alive]
-    low = maps.amin(dim=1, keepdim=True)
-    span = maps.amax(dim=1, keepdim=True) - low
-    normalised = torch.where(span > 0, (maps - low) / torch.where(span > 0, span, 1.0), 0.0)
-    areas = torch.bincount(pixel_labels, minlength=num_clusters).double()
-    return group_sums(normalised, pixel_labels, num_clusters) / areas, alive
+    low, high = layer_extrema(canvas, name)
+    span = (high - low)[:, None]
+    scale = torch.where(span > 0, span, 1.0)
+    frame_labels = pixel_labels.reshape(pixel_labels.shape[0], -1)
+    sums = torch.zeros(low.numel(), num_clusters, dtype=torch.float64)
+    for start, mags in magnitude_chunks(canvas, name):
+        stop = start + mags.shape[1] // frame_labels.shape[1]
+        normalised = torch.where(span > 0, (mags - low[:, None]) / scale, 0.0)
+        sums += group_sums(normalised, frame_labels[start:stop].reshape(-1), num_clusters)
+    alive = torch.nonzero(high > 0).reshape(-1)
+    areas = torch.bincount(pixel_labels.reshape(-1), minlength=num_clusters).double()
+    return sums[alive] / areas, alive
 
 
 def cluster_neurons(vectors: np.ndarray, num_clusters: int, method: str, seed: int) -> np.ndarray:
@@ -107,22 +122,55 @@ def pixel_sample(total: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
     return candidates[chosen].sort().values
 
 
-def layer_motion_clustering(
-    layer: torch.Tensor, motion: torch.Tensor, objects: torch.Tensor, settings: dict[str, Any]
-) -> tuple[dict[str, float], np.ndarray | None]:
-    """AMI of share-vector pixel clusters with motion and with objects for one layer ``[N, T, H, W]``.
+def share_vectors(canvas: Canvas, name: str, pixels: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """Share vectors ``f(t, p) = |C(t, p)| / S(t, p)`` of some pixels of frames ``t >= 1``: ``[P', N]`` float32.
 
-    ``motion`` and ``objects`` are the flat labels ``[(T - 1) H W]`` of frames ``t >= 1``. Also
+    Gathered from the layer's frame chunks; memory ``P' x N x 4`` bytes plus one chunk.
+
+    Args:
+        pixels: sorted flat indices ``[P']`` into the pixels ``[(T - 1) H W]`` of frames ``t >= 1``.
+        total: ``S`` of those pixels ``[(T - 1) H W]`` (float64, :func:`layer_total`), nonzero at ``pixels``.
+    """
+    num_neurons, _, height, width = canvas.layer_shape(name)
+    flat = pixels + height * width
+    shares = torch.empty(pixels.numel(), num_neurons)
+    for start, mags in magnitude_chunks(canvas, name):
+        offset = start * height * width
+        bounds = torch.tensor([offset, offset + mags.shape[1]])
+        first, last = torch.searchsorted(flat, bounds).tolist()
+        shares[first:last] = mags[:, flat[first:last] - offset].T
+    return shares.div_(total[pixels, None])
+
+
+def sample_limit(settings: dict[str, Any], num_neurons: int) -> int:
+    """Most pixels to sample in a layer of ``num_neurons`` neurons.
+
+    ``max_pixels``; when ``max_share_values`` is set, also at most ``max_share_values // N`` (at
+    least one), so the share vectors of wide layers stay within a memory budget.
+    """
+    limit = settings["max_pixels"]
+    if settings["max_share_values"] is not None:
+        limit = min(limit, max(1, settings["max_share_values"] // num_neurons))
+    return limit
+
+
+def layer_motion_clustering(
+    canvas: Canvas, name: str, motion: torch.Tensor, objects: torch.Tensor, settings: dict[str, Any]
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """AMI of share-vector pixel clusters with motion and with objects for layer ``name``.
+
+    ``motion`` and ``objects`` are the flat labels ``[(T - 1) H W]`` of frames ``t >= 1``. The layer
+    is read in frame chunks: ``S`` first, then the share vectors of the sampled pixels. Also
     returns the centres (None when no pixel has contribution) for the cluster-map figure.
     """
     from sklearn.metrics import adjusted_mutual_info_score
 
-    mags = magnitudes(layer[:, 1:])
-    total = mags.sum(dim=0)
-    chosen = pixel_sample(total, settings["max_pixels"], settings["seed"])
+    total = layer_total(canvas, name)[1:].reshape(-1)
+    limit = sample_limit(settings, canvas.layer_shape(name)[0])
+    chosen = pixel_sample(total, limit, settings["seed"])
     if chosen.numel() == 0:
         return {"motion_ami": math.nan, "object_ami": math.nan, "motion_dominance": math.nan}, None
-    shares = (mags[:, chosen] / total[chosen]).T.numpy()
+    shares = share_vectors(canvas, name, chosen, total).numpy()
     centres = kmeans_centres(shares, settings["motion_clusters"], settings["seed"])
     clusters = nearest_centre(shares, centres)
     motion_ami = float(adjusted_mutual_info_score(motion[chosen].numpy(), clusters))
@@ -157,7 +205,7 @@ def seed_mixing(canvases: Sequence[Canvas], params: dict[str, Any]) -> float:
     count = int(pixel_labels.max()) + 1
     values = []
     for name in layers:
-        per_seed = [neuron_vectors(magnitudes(c.layer(name)), pixel_labels, count)[0].numpy() for c in canvases]
+        per_seed = [neuron_vectors(c, name, pixel_labels, count)[0].numpy() for c in canvases]
         seeds = np.concatenate([np.full(len(v), s) for s, v in enumerate(per_seed)])
         vectors = np.concatenate(per_seed)
         clusters = cluster_neurons(vectors, settings["neuron_clusters"], settings["method"], settings["seed"])
@@ -172,7 +220,8 @@ def clustering(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
     Params:
         pixel_clusters (32), neuron_clusters (6), method (``kmeans`` | ``finch``), seed (0),
         gabor_bank (``full`` | ``reference``); video: motion (true), motion_clusters (8),
-        motion_threshold (0.5), flow_magnitude_bins (3), flow_direction_bins (8), max_pixels (65536).
+        motion_threshold (0.5), flow_magnitude_bins (3), flow_direction_bins (8), max_pixels (65536),
+        max_share_values (None: no cap; else at most ``max_share_values // N`` pixels per layer).
     """
     settings = _neuron_settings(params)
     pixel_labels = _pixel_clusters(canvas, settings)
@@ -180,11 +229,10 @@ def clustering(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
     per_layer: dict[str, dict[str, float]] = {}
     cluster_maps: dict[str, list[torch.Tensor]] = {}
     for name in canvas.layer_names:
-        mags = magnitudes(canvas.layer(name))
-        vectors, alive = neuron_vectors(mags, pixel_labels, count)
+        vectors, alive = neuron_vectors(canvas, name, pixel_labels, count)
         labels = cluster_neurons(vectors.numpy(), settings["neuron_clusters"], settings["method"], settings["seed"])
         per_layer[name] = {"silhouette": silhouette(vectors.numpy(), labels), "clusters": float(len(np.unique(labels)))}
-        cluster_maps[name] = _cluster_mean_maps(mags[alive], labels, canvas.shape)
+        cluster_maps[name] = _cluster_mean_maps(canvas.layer_frames(name, 0, 1)[alive, 0].abs(), labels)
     figures = {"neuron_clusters": _neuron_figure(cluster_maps)}
     if canvas.shape[0] > 1 and bool(params.get("motion", True)):
         motion_scores, figures["motion_clusters"] = _motion_clustering(canvas, params, settings["seed"])
@@ -204,8 +252,8 @@ def _neuron_settings(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pixel_clusters(canvas: Canvas, settings: dict[str, Any]) -> torch.Tensor:
-    labels = gabor_clusters(canvas.frames, settings["pixel_clusters"], settings["seed"], settings["gabor_bank"])
-    return labels.reshape(-1)
+    """Gabor-texture k-means cluster of each pixel: ``[T, H, W]`` int64."""
+    return gabor_clusters(canvas.frames, settings["pixel_clusters"], settings["seed"], settings["gabor_bank"])
 
 
 def _motion_clustering(canvas: Canvas, params: dict[str, Any], seed: int) -> tuple[dict[str, dict[str, float]], Any]:
@@ -215,6 +263,7 @@ def _motion_clustering(canvas: Canvas, params: dict[str, Any], seed: int) -> tup
     settings = {
         "motion_clusters": int(params.get("motion_clusters", 8)),
         "max_pixels": int(params.get("max_pixels", 65536)),
+        "max_share_values": None if params.get("max_share_values") is None else int(params["max_share_values"]),
         "seed": seed,
     }
     motion = motion_labels(
@@ -228,10 +277,11 @@ def _motion_clustering(canvas: Canvas, params: dict[str, Any], seed: int) -> tup
     frame = int(torch.linalg.vector_norm(flow[1:], dim=-1).flatten(1).mean(dim=1).argmax()) + 1
     maps: dict[str, np.ndarray] = {}
     for name in canvas.layer_names:
-        layer = canvas.layer(name)
-        scores[name], centres = layer_motion_clustering(layer, motion.reshape(-1), objects.reshape(-1), settings)
+        scores[name], centres = layer_motion_clustering(
+            canvas, name, motion.reshape(-1), objects.reshape(-1), settings
+        )
         if centres is not None:
-            maps[name] = _frame_clusters(layer[:, frame], centres)
+            maps[name] = _frame_clusters(canvas.layer_frames(name, frame, frame + 1)[:, 0], centres)
     return scores, _motion_figure(maps, motion[frame - 1], masks[frame], frame)
 
 
@@ -273,15 +323,14 @@ def _normalised_seed_entropy(clusters: np.ndarray, seeds: np.ndarray, num_seeds:
     return float((entropy * sizes[:, 0]).sum() / sizes.sum())
 
 
-def _cluster_mean_maps(mags: torch.Tensor, labels: np.ndarray, shape: tuple[int, int, int]) -> list[torch.Tensor]:
-    """Mean min-max normalised frame-0 map ``[H, W]`` of each neuron cluster."""
-    _, height, width = shape
-    first = mags[:, : height * width]
-    low = first.amin(dim=1, keepdim=True)
-    span = first.amax(dim=1, keepdim=True) - low
-    normalised = torch.where(span > 0, (first - low) / torch.where(span > 0, span, 1.0), 0.0)
+def _cluster_mean_maps(first: torch.Tensor, labels: np.ndarray) -> list[torch.Tensor]:
+    """Mean min-max normalised frame-0 map ``[H, W]`` of each neuron cluster, from ``first[N', H, W]``."""
+    maps = first.flatten(1)
+    low = maps.amin(dim=1, keepdim=True)
+    span = maps.amax(dim=1, keepdim=True) - low
+    normalised = torch.where(span > 0, (maps - low) / torch.where(span > 0, span, 1.0), 0.0)
     index = torch.from_numpy(labels)
-    return [normalised[index == k].mean(dim=0).reshape(height, width) for k in np.unique(labels)]
+    return [normalised[index == k].mean(dim=0).reshape(first.shape[1:]) for k in np.unique(labels)]
 
 
 def _neuron_figure(cluster_maps: dict[str, list[torch.Tensor]]) -> Any:

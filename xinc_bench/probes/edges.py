@@ -24,7 +24,7 @@ from .base import ProbeResult
 from .features import (
     collect_scores,
     intensity,
-    magnitudes,
+    layer_total,
     minmax,
     pyplot,
     safe_ratio,
@@ -41,15 +41,15 @@ def edge_mask(frames: torch.Tensor, fraction: float) -> torch.Tensor | None:
     return top_fraction_mask(gradient, fraction)
 
 
-def layer_edges(layer: torch.Tensor, frames: torch.Tensor, edges: torch.Tensor | None) -> dict[str, float]:
-    """Edge scores of one layer ``[N, T, H, W]`` given the flat edge mask."""
+def layer_edges(total: torch.Tensor, frames: torch.Tensor, edges: torch.Tensor | None) -> dict[str, float]:
+    """Edge scores of one layer from its ``S(p)`` ``[T, H, W]`` (see ``layer_total``) given the flat edge mask."""
     if edges is None or bool(edges.all()):
         return {"edge_error_ratio": math.nan, "edge_contribution_ratio": math.nan}
-    total = magnitudes(layer).sum(dim=0).double()
-    error = (minmax(total) - minmax(intensity(frames)).reshape(-1)).abs().double()
+    flat = total.reshape(-1).double()
+    error = (minmax(flat) - minmax(intensity(frames)).reshape(-1)).abs().double()
     return {
         "edge_error_ratio": safe_ratio(float(error[edges].mean()), float(error[~edges].mean())),
-        "edge_contribution_ratio": safe_ratio(float(total[edges].mean()), float(total[~edges].mean())),
+        "edge_contribution_ratio": safe_ratio(float(flat[edges].mean()), float(flat[~edges].mean())),
     }
 
 
@@ -62,12 +62,21 @@ def edges(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
     """
     fraction = float(params.get("edge_fraction", 0.1))
     mask = edge_mask(canvas.frames, fraction)
-    per_layer = {name: layer_edges(canvas.layer(name), canvas.frames, mask) for name in canvas.layer_names}
-    return ProbeResult(scores=collect_scores(per_layer), figures={"edges": _figure(canvas, mask)})
+    per_layer: dict[str, dict[str, float]] = {}
+    first_frames: dict[str, torch.Tensor] = {}
+    for name in canvas.layer_names:
+        total = layer_total(canvas, name)
+        per_layer[name] = layer_edges(total, canvas.frames, mask)
+        first_frames[name] = minmax(total)[0]
+    return ProbeResult(scores=collect_scores(per_layer), figures={"edges": _figure(canvas, mask, first_frames)})
 
 
-def _figure(canvas: Canvas, mask: torch.Tensor | None) -> Any:
-    """Frame 0: the edge pixels, then per layer the error map D(p)."""
+def _figure(canvas: Canvas, mask: torch.Tensor | None, first_frames: dict[str, torch.Tensor]) -> Any:
+    """Frame 0: the edge pixels, then per layer the error map D(p).
+
+    Args:
+        first_frames: per layer, frame 0 of ``minmax(S)`` (normalised over all frames), ``[H, W]``.
+    """
     plt = pyplot()
     _, height, width = canvas.shape
     names = canvas.layer_names
@@ -77,8 +86,7 @@ def _figure(canvas: Canvas, mask: torch.Tensor | None) -> Any:
     axes[0][0].set_title("edge pixels (Sobel top fraction)", fontsize=9)
     light = minmax(intensity(canvas.frames))[0]
     for axis, name in zip(axes[0][1:], names):
-        total = canvas.layer(name).abs().sum(dim=0)
-        error = (minmax(total)[0] - light).abs()
+        error = (first_frames[name] - light).abs()
         shown = axis.imshow(error.numpy(), cmap="magma", vmin=0, vmax=1)
         axis.set_title(f"{name}: |minmax(S) - minmax(I)|", fontsize=9)
         fig.colorbar(shown, ax=axis, fraction=0.03)

@@ -20,6 +20,13 @@ Per layer, with ``|C|`` the canvas under test and ``|A|`` the ablation canvas:
   or the centre block of half the height and width of every frame (``auto`` without masks, or
   ``centre``).
 
+Kernel canvases (the ``cnn`` tracer of the NeRV family, SPEC 4.2) are checked against kernel
+ablation: zeroing kernel ``(i, o)``'s weight and bias share
+(:func:`~xinc_bench.canvas.cnn.kernel_ablated_output`). Each ablation is one forward pass of the
+whole signal, so the correlations use a seeded sample of at most ``max_neurons`` neurons per
+layer (default 256: every neuron of the MLP zoo's layers; 256 of the paper NeRV's 18,352 block-1
+kernels). The tested canvas is read in frame chunks, so its size is not bounded by memory.
+
 Canvas layers are matched to ablation layers by name; canvases of the ``mlp`` tracers name
 layer ``layerK`` after the input of the model's ``linears[K - 1]``, which is mapped
 automatically; any other naming needs ``params["layer_map"]`` (canvas layer -> module name).
@@ -29,7 +36,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -37,10 +45,11 @@ from torch import nn
 
 from ..canvas.ablation import ablate_output
 from ..canvas.canvas import Canvas
+from ..canvas.cnn import kernel_ablated_output, render_frames
 from ..errors import XincError
 from ..registry import PROBES, TRACERS
 from .base import ProbeResult
-from .features import collect_scores, finite_median, magnitudes, pearson, pearson_rows, pyplot
+from .features import collect_scores, finite_median, layer_group_sums, magnitudes, pearson, pearson_rows, pyplot
 
 REGIONS = ("auto", "segment", "centre")
 _MSE_FLOOR = 1e-10
@@ -78,8 +87,28 @@ def ablation_canvas(
     return {name: torch.from_numpy(array) for name, array in arrays.items()}, torch.from_numpy(recon)
 
 
+def kernel_ablation_canvas(
+    model: nn.Module, layer: str, kernels: torch.Tensor, base: torch.Tensor
+) -> torch.Tensor:
+    """Ablation maps ``[k, T, H, W]`` of the given kernels of a ``cnn`` canvas layer (one forward each)."""
+    num_frames = base.shape[0]
+    return torch.stack([(base - kernel_ablated_output(model, layer, kernel, num_frames)).sum(dim=-1) for kernel in kernels])
+
+
+def neuron_sample(num_neurons: int, limit: int, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of at most ``limit`` neurons out of ``num_neurons``, drawn with ``seed`` (all if they fit)."""
+    if num_neurons <= limit:
+        return torch.arange(num_neurons)
+    return torch.randperm(num_neurons, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+
+
+def sampled_rows(canvas: Canvas, name: str, rows: torch.Tensor) -> torch.Tensor:
+    """The maps ``[k, T, H, W]`` of the neurons ``rows`` of one layer, gathered frame chunk by frame chunk."""
+    return torch.cat([chunk[rows] for _, chunk in canvas.frame_chunks(name)], dim=1)
+
+
 def agreement(canvas_layer: torch.Tensor, ablation: torch.Tensor) -> dict[str, float]:
-    """Correlation scores of one canvas layer with its ablation canvas (both ``[N, T, H, W]``)."""
+    """Correlation scores of canvas maps with their ablation maps (both ``[N, T, H, W]``)."""
     tested, truth = magnitudes(canvas_layer), magnitudes(ablation)
     return {
         "ablation_correlation": pearson(tested, truth),
@@ -108,10 +137,14 @@ def psnr(output: torch.Tensor, frames: torch.Tensor, where: torch.Tensor) -> flo
     return float(10 * torch.log10(1.0 / error.clamp(min=_MSE_FLOOR)))
 
 
+def region_mass(canvas: Canvas, name: str, region: torch.Tensor) -> torch.Tensor:
+    """Each neuron's canvas mass ``sum |C_n|`` inside ``region[T, H, W]``: ``[N]`` float64."""
+    return layer_group_sums(canvas, name, region.long(), 2)[:, 1]
+
+
 def deletion(
-    model: nn.Module,
-    layer: str,
-    canvas_layer: torch.Tensor,
+    ablate: Callable[[torch.Tensor], torch.Tensor],
+    mass: torch.Tensor,
     frames: torch.Tensor,
     base: torch.Tensor,
     region: torch.Tensor,
@@ -120,18 +153,17 @@ def deletion(
     """Deletion scores of one layer and the output with its top-k region neurons zeroed.
 
     Args:
-        model: the INR; ``layer`` its ablation layer name.
-        canvas_layer: the tested canvas ``[N, T, H, W]`` of that layer.
+        ablate: neuron indices -> the model's output ``[T, H, W, 3]`` with them zeroed together.
+        mass: each neuron's canvas mass inside the region ``[N]``.
         frames: the signal ``[T, H, W, 3]``; ``base`` the plain output ``[T, H, W, 3]``.
         region: boolean ``[T, H, W]``; ``fraction``: share of neurons zeroed (at least one).
     """
-    num_neurons = canvas_layer.shape[0]
+    num_neurons = mass.shape[0]
     if bool(region.all()) or not bool(region.any()):
         return {"deletion_contrast": math.nan, "drop_inside": math.nan, "drop_outside": math.nan}, base
-    mass = (canvas_layer.abs() * region).sum(dim=(1, 2, 3))
     count = min(num_neurons, max(1, round(fraction * num_neurons)))
     chosen = torch.sort(mass, descending=True, stable=True).indices[:count]
-    ablated = ablate_output(model, layer, chosen, tuple(frames.shape[:3]))
+    ablated = ablate(chosen)
     inside = psnr(base, frames, region) - psnr(ablated, frames, region)
     outside = psnr(base, frames, ~region) - psnr(ablated, frames, ~region)
     return {"deletion_contrast": inside - outside, "drop_inside": inside, "drop_outside": outside}, ablated
@@ -145,7 +177,8 @@ def faithfulness(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
         model: the INR the canvas was computed from (required).
         tracer: tracer whose canvas is tested (default: the probed canvas).
         layer_map: canvas layer -> ablation layer name (default: automatic, see module doc).
-        deletion_fraction (0.1), region (``auto`` | ``segment`` | ``centre``), chunk_size (16384).
+        deletion_fraction (0.1), region (``auto`` | ``segment`` | ``centre``), chunk_size (16384),
+        max_neurons (256): neurons per layer, a seeded sample, compared with their ablation.
     """
     model = params.get("model")
     if not isinstance(model, nn.Module):
@@ -158,19 +191,33 @@ def faithfulness(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
         raise XincError(f"parameter region={region_name!r} is not one of {', '.join(REGIONS)}")
     model.eval()
     chunk_size = int(params.get("chunk_size", 16384))
+    limit = int(params.get("max_neurons", 256))
     tested = _tested_canvas(canvas, model, params.get("tracer"), chunk_size)
-    names = ablation_layer_names(model, canvas.shape, list(tested), params.get("layer_map"))
-    counts = {names[name]: layer.shape[0] for name, layer in tested.items()}
-    truth, base = ablation_canvas(model, canvas.shape, counts, chunk_size)
+    samples = {name: neuron_sample(tested.layer_shape(name)[0], limit) for name in tested.layer_names}
     region = deletion_region(canvas, region_name)
     fraction = float(params.get("deletion_fraction", 0.1))
+    if tested.metadata.get("tracer") == "cnn":
+        base = render_frames(model, canvas.shape[0])
+        truth = {name: kernel_ablation_canvas(model, name, samples[name], base) for name in tested.layer_names}
+        ablators = {name: partial(kernel_ablated_output, model, name, num_frames=canvas.shape[0]) for name in truth}
+    else:
+        names = ablation_layer_names(model, canvas.shape, tested.layer_names, params.get("layer_map"))
+        counts = {names[name]: tested.layer_shape(name)[0] for name in tested.layer_names}
+        full, base = ablation_canvas(model, canvas.shape, counts, chunk_size)
+        truth = {name: full[names[name]][samples[name]] for name in tested.layer_names}
+        ablators = {
+            name: partial(ablate_output, model, names[name], shape=canvas.shape) for name in tested.layer_names
+        }
     per_layer: dict[str, dict[str, float]] = {}
     ablated: dict[str, torch.Tensor] = {}
-    for name, layer in tested.items():
-        scores, ablated[name] = deletion(model, names[name], layer, canvas.frames, base, region, fraction)
-        per_layer[name] = {**agreement(layer, truth[names[name]]), **scores}
+    maps: dict[str, torch.Tensor] = {}
+    for name in tested.layer_names:
+        maps[name] = sampled_rows(tested, name, samples[name])
+        mass = region_mass(tested, name, region)
+        scores, ablated[name] = deletion(ablators[name], mass, canvas.frames, base, region, fraction)
+        per_layer[name] = {**agreement(maps[name], truth[name]), **scores}
     figures = {
-        "canvas_vs_ablation": _scatter_figure(tested, {n: truth[names[n]] for n in tested}),
+        "canvas_vs_ablation": _scatter_figure(maps, truth),
         "deletion": _deletion_figure(base, ablated, region),
     }
     return ProbeResult(scores=collect_scores(per_layer), figures=figures)
@@ -191,15 +238,16 @@ def _ablation_name(model: nn.Module, layer: str, ablatable: dict[str, int], laye
     return qualified[linears[int(match.group(1)) - 1]]
 
 
-def _tested_canvas(canvas: Canvas, model: nn.Module, tracer: str | None, chunk_size: int) -> dict[str, torch.Tensor]:
-    """The layers under test: the probed canvas, or ``tracer``'s canvas computed on the model."""
+def _tested_canvas(canvas: Canvas, model: nn.Module, tracer: str | None, chunk_size: int) -> Canvas:
+    """The canvas under test: the probed canvas, or ``tracer``'s canvas computed on the model."""
     if tracer is None or tracer == canvas.metadata.get("tracer"):
-        return {name: canvas.layer(name) for name in canvas.layer_names}
+        return canvas
     implementation = TRACERS.get(tracer)
     counts = implementation.layers(model, canvas.shape)
     arrays = {name: np.empty((count, *canvas.shape), np.float32) for name, count in counts.items()}
     implementation.trace(model, canvas.shape, arrays, np.empty((*canvas.shape, 3), np.float32), chunk_size)
-    return {name: torch.from_numpy(array) for name, array in arrays.items()}
+    layers = {name: torch.from_numpy(array) for name, array in arrays.items()}
+    return Canvas(layers=layers, frames=canvas.frames, metadata={"tracer": tracer}, chunk_bytes=canvas.chunk_bytes)
 
 
 def _scatter_figure(tested: dict[str, torch.Tensor], truth: dict[str, torch.Tensor]) -> Any:

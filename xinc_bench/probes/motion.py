@@ -15,6 +15,9 @@ pixel moves by more than ``motion_threshold`` pixels; their pixels are pooled.
 
 Undefined values (no frame with motion, constant dS or F, no moving or no static instance, an
 all-zero layer) are NaN. A canvas whose changes ignore motion scores 0, 1 and 1.
+
+Layers are read in frame chunks: dS from chunks that overlap by one frame, the per-instance
+means from per-neuron sums over each (frame, instance) group.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from .base import ProbeResult
 from .features import (
     collect_scores,
     finite_median,
-    group_sums,
+    layer_group_sums,
     pyplot,
     relabel,
     require_flow,
@@ -42,18 +45,20 @@ from .features import (
 )
 
 
-def contribution_change(layer: torch.Tensor) -> torch.Tensor:
-    """``dS[T - 1, H, W]`` of a layer ``[N, T, H, W]`` (frame t - 1 -> t at index t - 1), in float64.
+def contribution_change(canvas: Canvas, name: str) -> torch.Tensor:
+    """``dS[T - 1, H, W]`` of layer ``name`` (frame t - 1 -> t at index t - 1), in float64.
 
+    Read in frame chunks that overlap by one frame, so every consecutive pair lies in one chunk.
     Accumulating in float64 keeps the ranks of nearly equal changes stable (the Spearman score
-    must not depend on the canvas's scale); one frame at a time bounds the memory.
+    must not depend on the canvas's scale); one frame at a time bounds the extra memory.
     """
-    previous = layer[:, 0].double().abs()
     changes = []
-    for t in range(1, layer.shape[1]):
-        current = layer[:, t].double().abs()
-        changes.append((current - previous).abs().sum(dim=0))
-        previous = current
+    for _, chunk in canvas.frame_chunks(name, overlap=1):
+        previous = chunk[:, 0].double().abs()
+        for t in range(1, chunk.shape[1]):
+            current = chunk[:, t].double().abs()
+            changes.append((current - previous).abs().sum(dim=0))
+            previous = current
     return torch.stack(changes)
 
 
@@ -94,17 +99,22 @@ def moving_instances(masks: torch.Tensor, speed: torch.Tensor, threshold: float)
     return labels, mean_speed > threshold
 
 
-def instance_cov(layer: torch.Tensor, labels: torch.Tensor, count: int) -> torch.Tensor:
+def instance_cov(canvas: Canvas, name: str, labels: torch.Tensor, count: int) -> torch.Tensor:
     """Coefficient of variation over time of each neuron's mean ``|C|`` on each instance: ``[N, K]``.
 
-    NaN where the instance is in fewer than two frames or the neuron's mean on it is zero.
+    The per-neuron sums over each (frame, instance) group are accumulated in frame chunks
+    (``[N, T (K + 1)]`` float64). NaN where the instance is in fewer than two frames or the
+    neuron's mean on it is zero.
+
+    Args:
+        labels: instance index ``[T, H, W]`` (-1 = unlabelled); count: K.
     """
-    num_neurons, num_frames = layer.shape[:2]
+    num_neurons, num_frames = canvas.layer_shape(name)[:2]
     frame_offset = torch.arange(num_frames)[:, None, None] * (count + 1)
-    index = (torch.where(labels < 0, count, labels) + frame_offset).reshape(-1)
+    index = torch.where(labels < 0, count, labels) + frame_offset
     groups = num_frames * (count + 1)
-    sums = group_sums(layer.reshape(num_neurons, -1).abs(), index, groups).reshape(num_neurons, num_frames, count + 1)
-    areas = torch.bincount(index, minlength=groups).reshape(num_frames, count + 1).double()
+    sums = layer_group_sums(canvas, name, index, groups).reshape(num_neurons, num_frames, count + 1)
+    areas = torch.bincount(index.reshape(-1), minlength=groups).reshape(num_frames, count + 1).double()
     sums, areas = sums[..., :count], areas[:, :count]
     present = areas > 0
     frames_present = present.sum(dim=0)
@@ -125,21 +135,26 @@ def cov_ratio(cov: torch.Tensor, moving: torch.Tensor) -> float:
 
 
 def layer_motion(
-    layer: torch.Tensor, speed: torch.Tensor, labels: torch.Tensor, moving: torch.Tensor, params: dict[str, float]
+    canvas: Canvas,
+    name: str,
+    speed: torch.Tensor,
+    labels: torch.Tensor,
+    moving: torch.Tensor,
+    params: dict[str, float],
 ) -> tuple[dict[str, float], torch.Tensor]:
-    """Motion scores of one layer ``[N, T, H, W]``, and its ``dS[T - 1, H, W]`` for figures.
+    """Motion scores of layer ``name`` (read in frame chunks), and its ``dS[T - 1, H, W]`` for figures.
 
     Args:
         speed: flow magnitude ``[T, H, W]``; labels: instance index ``[T, H, W]`` (-1 = unlabelled);
         moving: ``[K]`` whether each instance moves; params: motion_threshold, top_fraction,
         bottom_fraction.
     """
-    change = contribution_change(layer)
+    change = contribution_change(canvas, name)
     active = speed[1:].flatten(1).amax(dim=1) > params["motion_threshold"]
     scores = change_vs_flow(
         change[active].reshape(-1), speed[1:][active].reshape(-1), params["top_fraction"], params["bottom_fraction"]
     )
-    scores["moving_static_cov_ratio"] = cov_ratio(instance_cov(layer, labels, len(moving)), moving)
+    scores["moving_static_cov_ratio"] = cov_ratio(instance_cov(canvas, name, labels, len(moving)), moving)
     return scores, change
 
 
@@ -162,7 +177,7 @@ def motion(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
     per_layer: dict[str, dict[str, float]] = {}
     changes: dict[str, torch.Tensor] = {}
     for name in canvas.layer_names:
-        per_layer[name], changes[name] = layer_motion(canvas.layer(name), speed, labels, moving, settings)
+        per_layer[name], changes[name] = layer_motion(canvas, name, speed, labels, moving, settings)
     scores = collect_scores(per_layer)
     scores.update(moving_instances=float(moving.sum()), static_instances=float((~moving).sum()))
     return ProbeResult(scores=scores, figures={"change_vs_flow": _figure(changes, speed)})

@@ -13,7 +13,8 @@ Neurons with no contribution to any instance have no profile and are left out.
 * ``object_selectivity``: the fraction of neurons whose profile puts more than half its mass on
   one instance.
 
-A canvas spread evenly over space gives ``P_ni = 1/K``: consistency 0 and selectivity 0.
+A canvas spread evenly over space gives ``P_ni = 1/K``: consistency 0 and selectivity 0. A layer
+is read once, in frame chunks, for its per-neuron sums over the instances.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
 from .base import ProbeResult
-from .features import collect_scores, group_sums, magnitudes, pyplot, relabel, require_masks
+from .features import collect_scores, layer_group_sums, pyplot, relabel, require_masks
 
 
 def instance_labels(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,10 +40,15 @@ def instance_labels(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return flat, ids
 
 
-def profiles(mags: torch.Tensor, labels: torch.Tensor, num_instances: int) -> torch.Tensor:
-    """Neuron profiles ``P[N', K]`` (rows sum to 1) of the neurons that touch any instance."""
+def profiles(canvas: Canvas, name: str, labels: torch.Tensor, num_instances: int) -> torch.Tensor:
+    """Neuron profiles ``P[N', K]`` (rows sum to 1) of the neurons of layer ``name`` that touch any instance.
+
+    Args:
+        labels: ``[P]`` instance index of each canvas pixel (-1 = unlabelled), as :func:`instance_labels`.
+        num_instances: K.
+    """
     index = torch.where(labels < 0, num_instances, labels)
-    sums = group_sums(mags, index, num_instances + 1)[:, :num_instances]
+    sums = layer_group_sums(canvas, name, index.reshape(canvas.shape), num_instances + 1)[:, :num_instances]
     areas = torch.bincount(index, minlength=num_instances + 1)[:num_instances].double()
     normalised = sums / areas
     totals = normalised.sum(dim=1, keepdim=True)
@@ -79,16 +85,16 @@ def category_ids(ids: torch.Tensor, categories: Mapping[Any, Any] | None) -> tor
 
 
 def layer_objects(
-    mags: torch.Tensor, labels: torch.Tensor, categories: torch.Tensor | None, num_instances: int
+    canvas: Canvas, name: str, labels: torch.Tensor, categories: torch.Tensor | None, num_instances: int
 ) -> tuple[dict[str, float], torch.Tensor]:
-    """Object scores of one layer ``|C|[N, P]`` and its profiles.
+    """Object scores of layer ``name`` (read once in frame chunks) and its profiles.
 
     Args:
-        mags: ``|C|[N, P]``; labels: ``[P]`` instance index (-1 = unlabelled).
+        labels: ``[P]`` instance index of each canvas pixel (-1 = unlabelled).
         categories: ``[K]`` category of each instance, or None.
         num_instances: K.
     """
-    profile = profiles(mags, labels, num_instances)
+    profile = profiles(canvas, name, labels, num_instances)
     selectivity = float((profile.amax(dim=1) > 0.5).double().mean()) if profile.shape[0] else math.nan
     return {
         "semantic_consistency": semantic_consistency(profile, categories),
@@ -108,8 +114,7 @@ def objects(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
     per_layer: dict[str, dict[str, float]] = {}
     layer_profiles: dict[str, torch.Tensor] = {}
     for name in canvas.layer_names:
-        mags = magnitudes(canvas.layer(name))
-        per_layer[name], layer_profiles[name] = layer_objects(mags, labels, categories, len(ids))
+        per_layer[name], layer_profiles[name] = layer_objects(canvas, name, labels, categories, len(ids))
     scores = collect_scores(per_layer)
     scores["instances"] = float(len(ids))
     return ProbeResult(scores=scores, figures={"neuron_profiles": _figure(layer_profiles, ids, categories)})

@@ -21,6 +21,9 @@ and the four sensitivities ``s_instances``, ``s_rgb``, ``s_gabor``, ``s_grid``. 
 are means over layers. A partition with fewer than two groups, or a layer whose neurons are all
 zero, has no sensitivity: its scores are NaN.
 
+A layer is read once, in frame chunks: the per-neuron totals ``T_n`` and group sums ``A`` of all
+four partitions are accumulated in that pass, and the deltas are computed from them.
+
 Reference options (SPEC 8): ``grid: strided`` (cells ``(y mod 4, x mod 8)``, 8.1),
 ``other_instance: reference`` (the "other" group is the union of the segments, 8.3),
 ``grid_delta: signed`` (grid deltas ``(A - E) / E``, 8.5) and ``gabor_bank: reference`` (6 filters,
@@ -47,7 +50,7 @@ from .features import (
     contiguous_grid,
     gabor_clusters,
     group_sums,
-    magnitudes,
+    magnitude_chunks,
     pyplot,
     relabel,
     require_masks,
@@ -79,11 +82,21 @@ class Partition:
     def num_groups(self) -> int:
         return self.num_labels + int(self.union)
 
-    def sums(self, values: torch.Tensor) -> torch.Tensor:
-        """``[N, num_groups]`` float64 sums of ``values[N, P]`` over each group."""
-        index = torch.where(self.labels < 0, self.num_labels, self.labels)
-        sums = group_sums(values, index, self.num_labels + 1)[:, : self.num_labels]
+    @property
+    def index(self) -> torch.Tensor:
+        """``[P]`` label of each pixel in ``0..K``, with K for a pixel in no group."""
+        return torch.where(self.labels < 0, self.num_labels, self.labels)
+
+    def groups(self, label_sums: torch.Tensor) -> torch.Tensor:
+        """``[N, num_groups]`` group sums from the sums over each label of :attr:`index`, ``[N, K + 1]``."""
+        sums = label_sums[:, : self.num_labels]
         return torch.cat([sums, sums.sum(dim=1, keepdim=True)], dim=1) if self.union else sums
+
+    @property
+    def areas(self) -> torch.Tensor:
+        """``[num_groups]`` float64 pixel count of each group."""
+        counts = torch.bincount(self.index, minlength=self.num_labels + 1).double()
+        return self.groups(counts[None])[0]
 
     @classmethod
     def from_map(cls, labels: torch.Tensor, signed: bool = False) -> "Partition":
@@ -108,35 +121,59 @@ def instance_partition(masks: torch.Tensor, other: str = "remainder") -> Partiti
     return Partition(flat, int((ids != 0).sum()), union=True)
 
 
-def deltas(mags: torch.Tensor, partition: Partition) -> torch.Tensor:
-    """``delta[N', K]`` for the neurons of ``mags[N, P]`` with nonzero total (abs or signed)."""
-    totals = mags.sum(dim=1, dtype=torch.float64)
+def layer_group_totals(
+    canvas: Canvas, name: str, partitions: dict[str, Partition]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-neuron totals ``T_n`` ``[N]`` and each partition's group sums ``A[N, num_groups]`` (float64).
+
+    One pass over the frame chunks of layer ``name`` serves every partition (the partitions'
+    labels run over the canvas pixels in ``(t, y, x)`` order).
+    """
+    num_neurons, _, height, width = canvas.layer_shape(name)
+    indices = {key: partition.index for key, partition in partitions.items()}
+    label_sums = {
+        key: torch.zeros(num_neurons, partition.num_labels + 1, dtype=torch.float64)
+        for key, partition in partitions.items()
+    }
+    totals = torch.zeros(num_neurons, dtype=torch.float64)
+    for start, mags in magnitude_chunks(canvas, name):
+        pixels = slice(start * height * width, start * height * width + mags.shape[1])
+        totals += mags.sum(dim=1, dtype=torch.float64)
+        for key, index in indices.items():
+            label_sums[key] += group_sums(mags, index[pixels], partitions[key].num_labels + 1)
+    return totals, {key: partitions[key].groups(sums) for key, sums in label_sums.items()}
+
+
+def deltas(totals: torch.Tensor, sums: torch.Tensor, partition: Partition) -> torch.Tensor:
+    """``delta[N', K]`` of the neurons with nonzero total ``totals[N]`` (abs or signed).
+
+    Args:
+        totals: ``[N]`` per-neuron totals ``T_n``; sums: ``[N, num_groups]`` group sums ``A``.
+    """
     alive = totals > 0
-    ones = torch.ones(1, mags.shape[1], dtype=mags.dtype)
-    areas = partition.sums(ones)[0]
-    actual = partition.sums(mags[alive])
-    expected = totals[alive, None] * areas[None, :] / mags.shape[1]
-    relative = (actual - expected) / expected
+    expected = totals[alive, None] * partition.areas[None, :] / partition.labels.numel()
+    relative = (sums[alive] - expected) / expected
     return relative if partition.signed else relative.abs()
 
 
-def sensitivity_per_neuron(mags: torch.Tensor, partition: Partition) -> torch.Tensor:
+def sensitivity_per_neuron(totals: torch.Tensor, sums: torch.Tensor, partition: Partition) -> torch.Tensor:
     """``std_g(delta)`` of every neuron with nonzero total: ``[N']`` (empty if K < 2)."""
-    values = deltas(mags, partition)
+    values = deltas(totals, sums, partition)
     if partition.num_groups < 2 or values.shape[0] == 0:
         return torch.empty(0, dtype=torch.float64)
     return values.std(dim=1)
 
 
 def layer_partitions(
-    mags: torch.Tensor, partitions: dict[str, Partition]
+    canvas: Canvas, name: str, partitions: dict[str, Partition]
 ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """Scores of one layer ``|C|[N, P]``, and each partition's per-neuron ``std_g(delta)``."""
-    spreads = {name: sensitivity_per_neuron(mags, partition) for name, partition in partitions.items()}
-    s = {name: float(values.median()) if values.numel() else math.nan for name, values in spreads.items()}
+    """Scores of layer ``name`` (read once in frame chunks), and each partition's per-neuron ``std_g(delta)``."""
+    totals, sums = layer_group_totals(canvas, name, partitions)
+    spreads = {key: sensitivity_per_neuron(totals, sums[key], partition) for key, partition in partitions.items()}
+    s = {key: float(values.median()) if values.numel() else math.nan for key, values in spreads.items()}
     others = [s["rgb"], s["gabor"], s["instances"]]
     strongest = max(others) if all(math.isfinite(v) for v in others) else math.nan
-    scores = {f"s_{name}": value for name, value in s.items()}
+    scores = {f"s_{key}": value for key, value in s.items()}
     scores.update(
         color_bias=safe_ratio(s["rgb"], s["grid"]),
         edge_bias=safe_ratio(s["gabor"], s["grid"]),
@@ -190,7 +227,7 @@ def partitions(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
     per_layer: dict[str, dict[str, float]] = {}
     spreads: dict[str, dict[str, torch.Tensor]] = {}
     for name in canvas.layer_names:
-        per_layer[name], spreads[name] = layer_partitions(magnitudes(canvas.layer(name)), parts)
+        per_layer[name], spreads[name] = layer_partitions(canvas, name, parts)
     scores = collect_scores(per_layer)
     scores["groups"] = float(parts["instances"].num_groups)
     figures = {"partition_sensitivity": _box_figure(spreads), "partition_maps": _maps_figure(labels)}

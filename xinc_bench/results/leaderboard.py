@@ -40,6 +40,7 @@ from .html import (
     escape,
     format_number,
     image,
+    neuron_mass,
     page,
     save_map_png,
     save_preview,
@@ -440,10 +441,10 @@ def _thumbnails(canvas: Any, folder: Path) -> list[tuple[Path, str]]:
     recon = canvas.recon if canvas.recon is not None else canvas.frames
     shown = [(save_rgb_png(recon[0], folder / "recon.png"), "reconstruction")]
     last = canvas.layer_names[-1]
-    layer = canvas.layer(last)
-    indices, shares = top_neurons(layer, THUMBNAIL_NEURONS)
-    for neuron, share in zip(indices.tolist(), shares.tolist()):
-        path = save_map_png(layer[neuron, 0], folder / f"{slug(last)}_n{neuron}.png")
+    indices, shares = top_neurons(neuron_mass(canvas, last), THUMBNAIL_NEURONS)
+    first_frame = canvas.layer_frames(last, 0, 1)[indices, 0]
+    for neuron, share, neuron_map in zip(indices.tolist(), shares.tolist(), first_frame):
+        path = save_map_png(neuron_map, folder / f"{slug(last)}_n{neuron}.png")
         shown.append((path, f"{last} n{neuron} ({100 * share:.1f}%)"))
     return shown
 

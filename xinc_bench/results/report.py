@@ -131,16 +131,17 @@ def _neurons_section(canvas: Canvas, stage: Path) -> str:
         "neuron's share of the layer's total |C|.</p>",
     ]
     for name in canvas.layer_names:
-        layer = canvas.layer(name)
-        zero = int((neuron_mass(layer) == 0).sum())
-        indices, shares = top_neurons(layer, NEURONS_PER_LAYER)
+        mass = neuron_mass(canvas, name)
+        zero = int((mass == 0).sum())
+        indices, shares = top_neurons(mass, NEURONS_PER_LAYER)
+        first_frame = canvas.layer_frames(name, 0, 1)[indices, 0]
         cells = []
-        for neuron, share in zip(indices.tolist(), shares.tolist()):
-            path = save_map_png(layer[neuron, 0], stage / "neurons" / slug(name) / f"n{neuron}.png")
+        for neuron, share, neuron_map in zip(indices.tolist(), shares.tolist(), first_frame):
+            path = save_map_png(neuron_map, stage / "neurons" / slug(name) / f"n{neuron}.png")
             caption = f"n{neuron}: {100 * share:.1f}%"
             cells.append(image(_link(path, stage), f"{name} {caption}", caption=caption, width=NEURON_WIDTH,
                                pixelated=True))
-        parts.append(f"<h3>{escape(name)}: {layer.shape[0]} neurons, {zero} all-zero maps</h3>")
+        parts.append(f"<h3>{escape(name)}: {mass.shape[0]} neurons, {zero} all-zero maps</h3>")
         parts.append(f'<div class="grid">{"".join(cells)}</div>')
     return "\n".join(parts)
 

@@ -161,7 +161,7 @@ def _images(run_dir: Path, records: dict[str, dict[str, Any]], image: Any) -> di
     if (run_dir / "canvas.safetensors").is_file():
         canvas = read_canvas(run_dir / "canvas.safetensors")
         for layer in canvas.layer_names:
-            thumbnail = canvas_thumbnail(canvas.layer(layer)[:, 0].numpy())
+            thumbnail = canvas_thumbnail(canvas.layer_frames(layer, 0, 1)[:, 0].numpy())
             caption = f"{layer}: largest {THUMBNAIL_NEURONS} neurons, frame 0"
             images[f"canvas/{layer}"] = image(thumbnail, caption=caption)
     for task in records:

@@ -158,6 +158,8 @@ def test_paper_suite_uses_the_paper_settings() -> None:
     assert ffn and all((u.steps, u.size) == (1000, (128, 256)) for u in ffn)
     nerv = [u for u in units if u.model == "nerv-paper"]
     assert [(u.data, str(u.frames), u.size) for u in nerv] == [("bikes", "0:30", (128, 256))]
+    # the released XINC NeRV run: 1,000 epochs of 2-frame batches, lr 1e-3, warm-up then cosine
+    assert (nerv[0].steps, nerv[0].batch_frames, nerv[0].schedule, nerv[0].lr) == (15000, 2, "warmup-cosine", 1e-3)
 
 
 @pytest.mark.parametrize(
@@ -170,6 +172,8 @@ def test_paper_suite_uses_the_paper_settings() -> None:
         ("{size: 16x32, data: [astronaut], models: {ffn-paper: {steps: 0}}}", "steps must be a positive integer"),
         ("{size: 16x32, data: [astronaut], models: [ffn-paper], tasks: [no-such-task]}", "unknown task"),
         ("{size: sixteen, data: [astronaut], models: [ffn-paper]}", "invalid size"),
+        ("{size: 16x32, data: [astronaut], models: [ffn-paper], schedule: linear}", "schedule must be one of"),
+        ("{size: 16x32, data: [bikes], models: {nerv-paper: {batch_frames: 0}}}", "batch_frames must be a positive"),
     ],
 )
 def test_bad_suite_files_are_refused_with_the_fix(tmp_path: Path, group: str, message: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -62,3 +64,37 @@ def test_divergence_names_the_step(signal) -> None:
 def test_wrong_output_shape_is_reported(signal) -> None:
     with pytest.raises(XincError, match=r"returned shape \(2048, 4\).*expected \(2048, 3\)"):
         fit(nn.Linear(2, 4), signal, steps=2, progress_bar=False)
+
+
+def test_warmup_cosine_schedule_follows_the_nerv_paper() -> None:
+    """0.1 x lr at step 0, rising linearly to lr at 10% of the steps, then cosine decay to 0."""
+    from xinc_bench.training.module import INRFitModule
+
+    module = INRFitModule(nn.Linear(2, 3), lr=1e-3, schedule="warmup-cosine", total_steps=100)
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(1e-4)
+    assert rates[5] == pytest.approx(1e-4 + 0.5 * 9e-4)
+    assert rates[10] == pytest.approx(1e-3)
+    assert rates[55] == pytest.approx(0.5e-3)
+    assert rates[99] == pytest.approx(0.5e-3 * (1 + math.cos(math.pi * 89 / 90)))
+    with pytest.raises(XincError, match="unknown learning-rate schedule 'linear'.*warmup-cosine"):
+        INRFitModule(nn.Linear(2, 3), lr=1e-3, schedule="linear")
+
+
+def test_frame_batches_and_schedule_are_recorded_with_the_checkpoint(tmp_path) -> None:
+    import json
+
+    from xinc_bench.data import parse_frames
+    from xinc_bench.pipeline import fit_run
+
+    summary = fit_run("hnerv-small", "synthetic-moving", (16, 32), out=tmp_path / "run", frames=parse_frames("0:4"),
+                      steps=6, schedule="warmup-cosine", batch_frames=2, progress_bar=False)
+    training = json.loads((tmp_path / "run" / "model.json").read_text())["training"]
+    assert (training["schedule"], training["batch_frames"], training["steps"]) == ("warmup-cosine", 2, 6)
+    assert summary.psnr > 0

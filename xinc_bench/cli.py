@@ -17,6 +17,7 @@ import torch
 from .errors import XincError
 from .results.check import add_check_arguments, check_main
 from .results.suite import add_suite_arguments, suite_main
+from .training.module import SCHEDULES
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -76,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_signal(sub)
         sub.add_argument("--steps", type=_positive_int, default=1000, help="optimiser steps (default 1000)")
         sub.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's, else 9e-4)")
+        sub.add_argument("--schedule", choices=SCHEDULES, default=None,
+                         help="learning-rate schedule (default: the model's, else constant)")
+        sub.add_argument("--batch-frames", type=_positive_int, default=None,
+                         help="frames per step of a frame INR such as NeRV (default 1)")
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--out", type=Path, required=True, help="run directory")
         sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -167,7 +172,8 @@ def _cmd_fit(args: argparse.Namespace) -> None:
 
     logger = make_logger(args.wandb, args.wandb_project, _run_name(args), args.out)
     summary = fit_run(args.model, args.data, args.size, out=args.out, frames=args.frames, steps=args.steps,
-                      lr=args.lr, seed=args.seed, progress_bar=not args.no_progress, logger=logger)
+                      lr=args.lr, schedule=args.schedule, batch_frames=args.batch_frames, seed=args.seed,
+                      progress_bar=not args.no_progress, logger=logger)
     if logger:
         print(f"W&B run -> {log_run(args.out, args.wandb, logger=logger)}")
     print(f"{summary.model}: PSNR {summary.psnr:.2f} dB, SSIM {summary.ssim:.4f}, "
@@ -199,7 +205,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     logger = make_logger(args.wandb, args.wandb_project, _run_name(args), args.out)
     records = run_all(args.model, args.data, args.size, out=args.out, frames=args.frames, steps=args.steps,
-                      lr=args.lr, seed=args.seed, tracer=args.tracer, progress_bar=not args.no_progress,
+                      lr=args.lr, schedule=args.schedule, batch_frames=args.batch_frames, seed=args.seed,
+                      tracer=args.tracer, progress_bar=not args.no_progress,
                       dtype=torch.float16 if args.float16 else torch.float32, logger=logger,
                       **_annotation_options(args))
     if logger:

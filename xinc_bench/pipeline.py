@@ -29,6 +29,7 @@ from .probes.base import Task, available_tasks, load_task
 from .probes.controls import shuffle_canvas
 from .results.record import build_record, write_json_atomic
 from .training import fidelity, fit, render
+from .training.module import check_schedule
 
 #: the random-initialised twin of a run lives here inside the run directory (a control)
 INIT_DIR = "init"
@@ -58,6 +59,8 @@ def fit_run(
     frames: FrameRange | None = None,
     steps: int = 1000,
     lr: float | None = None,
+    schedule: str | None = None,
+    batch_frames: int | None = None,
     seed: int = 0,
     progress_bar: bool = True,
     logger: Any = False,
@@ -66,9 +69,13 @@ def fit_run(
 
     Also writes the random-initialised twin (same seed, untrained) to ``out/init/`` and the
     reconstruction as ``out/recon.png``. Learning rate defaults to the model's ``default_lr``
-    or the paper's 9e-4. ``logger`` is a Lightning logger for the training curves (e.g. from
+    or the paper's 9e-4; ``schedule`` (see :data:`~xinc_bench.training.module.SCHEDULES`) to the
+    model's ``default_schedule`` or ``constant``; ``batch_frames`` (frames per step of a frame INR)
+    to 1. ``logger`` is a Lightning logger for the training curves (e.g. from
     :func:`xinc_bench.results.wandb_logging.make_logger`), ``False`` for none.
     """
+    if schedule is not None:
+        check_schedule(schedule)
     name = resolve_inr(model_spec)
     info = inr_info(name)
     signal = load_signal(data_spec, size, frames)
@@ -80,15 +87,16 @@ def fit_run(
     model = create_inr(name, num_frames=signal.num_frames, height=signal.height, width=signal.width)
     twin = copy.deepcopy(model)
     lr = lr if lr is not None else float(getattr(model, "default_lr", 9e-4))
-    schedule = getattr(model, "default_schedule", "constant")
-    result = fit(model, signal, steps=steps, lr=lr, schedule=schedule, seed=seed, progress_bar=progress_bar,
-                 logger=logger)
+    schedule = schedule or getattr(model, "default_schedule", "constant")
+    batch_frames = batch_frames or 1
+    result = fit(model, signal, steps=steps, lr=lr, schedule=schedule, seed=seed, batch_frames=batch_frames,
+                 progress_bar=progress_bar, logger=logger)
     num_parameters = count_parameters(model)
     config = {
         "model": model_spec,
         "model_args": {},
         "signal": _signal_config(data_spec, signal, frames),
-        "training": {"steps": steps, "lr": lr, "schedule": schedule, "seed": seed,
+        "training": {"steps": steps, "lr": lr, "schedule": schedule, "batch_frames": batch_frames, "seed": seed,
                      "seconds_per_step": result.seconds_per_step},
         "fidelity": {"psnr": result.psnr, "ssim": result.ssim},
         "num_parameters": num_parameters,
@@ -326,6 +334,8 @@ def run_all(
     frames: FrameRange | None = None,
     steps: int = 1000,
     lr: float | None = None,
+    schedule: str | None = None,
+    batch_frames: int | None = None,
     seed: int = 0,
     tracer: str | None = None,
     mask_source: str | None = None,
@@ -344,8 +354,8 @@ def run_all(
     bounded whatever the canvas size; the disk must hold both canvases.
     """
     out = Path(out)
-    fit_run(model_spec, data_spec, size, out=out, frames=frames, steps=steps, lr=lr, seed=seed,
-            progress_bar=progress_bar, logger=logger)
+    fit_run(model_spec, data_spec, size, out=out, frames=frames, steps=steps, lr=lr, schedule=schedule,
+            batch_frames=batch_frames, seed=seed, progress_bar=progress_bar, logger=logger)
     annotations = {"tracer": tracer, "mask_source": mask_source, "flow_source": flow_source,
                    "mask_options": mask_options, "flow_options": flow_options, "dtype": dtype}
     canvas = canvas_run(out, size, out=out / CANVAS_NAME, frames=frames, **annotations)

@@ -11,10 +11,13 @@ A suite file (``configs/suites/<name>.yaml``)::
         frames: "0:30"           # optional frame range (videos)
         tasks: [distribution]    # optional: the group's own task list instead of the suite's
         float16: false           # optional: store the group's canvases as float16 (half the disk)
-        steps: 300               # the group's default training schedule ...
-        lr: null                 # ... and learning rate (null: the model's own default)
+        steps: 300               # the group's default training steps ...
+        lr: null                 # ... learning rate (null: the model's own default) ...
+        schedule: null           # ... lr schedule: constant, cosine, warmup-cosine (null: the model's)
+        batch_frames: null       # ... and frames per step of frame INRs (null: 1)
         data: [astronaut, camera]
-        models:                  # name -> overrides (steps, lr, tracer); a plain list means none
+        models:                  # name -> overrides (steps, lr, schedule, batch_frames, tracer);
+                                 # a plain list means none
           ffn-paper: {}
           siren-33k: {steps: 500, lr: 1.0e-4}
 
@@ -42,6 +45,7 @@ import yaml
 from ..data import FrameRange, parse_frames, parse_size
 from ..errors import XincError
 from ..resources import bundled_dir
+from ..training.module import SCHEDULES
 
 #: where the committed suites live (the checkout's ``configs/suites/``, or its installed copy)
 SUITES_DIR = bundled_dir("configs/suites", "suites")
@@ -49,8 +53,9 @@ SUITES_DIR = bundled_dir("configs/suites", "suites")
 #: the files a finished ``fit_run`` leaves in a run directory
 _FIT_OUTPUTS = ("model.safetensors", "model.json", "init/model.safetensors", "init/model.json", "recon.png")
 
-_GROUP_KEYS = {"size", "frames", "steps", "lr", "tracer", "data", "models", "tasks", "float16"}
-_MODEL_KEYS = {"steps", "lr", "tracer"}
+_GROUP_KEYS = {"size", "frames", "steps", "lr", "schedule", "batch_frames", "tracer", "data", "models", "tasks",
+               "float16"}
+_MODEL_KEYS = {"steps", "lr", "schedule", "batch_frames", "tracer"}
 _SUITE_KEYS = {"name", "description", "seeds", "tasks", "groups"}
 
 
@@ -69,6 +74,8 @@ class SuiteUnit:
         tracer: tracer name (``None``: the model's).
         tasks: the tasks this unit runs (names or task YAML paths), filtered to its signal kind.
         float16: store the canvases as float16.
+        schedule: learning-rate schedule (``None``: the model's default).
+        batch_frames: frames per step of a frame INR (``None``: 1).
     """
 
     model: str
@@ -81,6 +88,8 @@ class SuiteUnit:
     tracer: str | None
     tasks: tuple[str, ...]
     float16: bool = False
+    schedule: str | None = None
+    batch_frames: int | None = None
 
     @property
     def unit_id(self) -> str:
@@ -105,6 +114,8 @@ class SuiteUnit:
             "frames": None if self.frames is None else str(self.frames),
             "steps": self.steps,
             "lr": self.lr,
+            "schedule": self.schedule,
+            "batch_frames": self.batch_frames,
             "tracer": self.tracer,
             "tasks": list(self.tasks),
             "float16": self.float16,
@@ -284,7 +295,8 @@ def run_unit(unit: SuiteUnit, run_dir: Path, *, progress_bar: bool = False) -> U
     try:
         if result.fitted:
             fit_run(unit.model, unit.data, unit.size, out=run_dir, frames=unit.frames, steps=unit.steps, lr=unit.lr,
-                    seed=unit.seed, progress_bar=progress_bar)
+                    schedule=unit.schedule, batch_frames=unit.batch_frames, seed=unit.seed,
+                    progress_bar=progress_bar)
         stage = "canvas"
         for model_dir in (run_dir, run_dir / INIT_DIR):
             if result.fitted or not (model_dir / CANVAS_NAME).is_file():
@@ -432,14 +444,15 @@ def _expand_group(group: Any, seeds: list[int], tasks: tuple[str, ...] | None, w
             units += [
                 SuiteUnit(model=model, data=str(source), seed=seed, size=size, frames=frames,
                           steps=settings["steps"], lr=settings["lr"], tracer=settings["tracer"], tasks=unit_tasks,
-                          float16=group.get("float16", False))
+                          float16=group.get("float16", False), schedule=settings["schedule"],
+                          batch_frames=settings["batch_frames"])
                 for seed in seeds
             ]
     return units
 
 
 def _group_models(group: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
-    """Model name -> resolved {steps, lr, tracer} (per-model overrides over the group's defaults)."""
+    """Model name -> resolved {steps, lr, schedule, batch_frames, tracer} (per-model overrides over the group's)."""
     raw = group["models"]
     entries = {name: {} for name in raw} if isinstance(raw, list) else raw
     if not isinstance(entries, dict) or not entries:
@@ -456,8 +469,16 @@ def _group_models(group: dict[str, Any], where: str) -> dict[str, dict[str, Any]
             raise XincError(f"{where}, model {name!r}: steps must be a positive integer, got {steps!r}")
         if lr is not None and (not isinstance(lr, (int, float)) or not lr > 0):
             raise XincError(f"{where}, model {name!r}: lr must be a positive number or null, got {lr!r}")
-        models[str(name)] = {"steps": steps, "lr": None if lr is None else float(lr),
-                             "tracer": overrides.get("tracer", group.get("tracer"))}
+        schedule = overrides.get("schedule", group.get("schedule"))
+        batch_frames = overrides.get("batch_frames", group.get("batch_frames"))
+        if schedule is not None and schedule not in SCHEDULES:
+            raise XincError(f"{where}, model {name!r}: schedule must be one of {', '.join(SCHEDULES)} or null, "
+                            f"got {schedule!r}")
+        if batch_frames is not None and (not isinstance(batch_frames, int) or batch_frames <= 0):
+            raise XincError(f"{where}, model {name!r}: batch_frames must be a positive integer or null, "
+                            f"got {batch_frames!r}")
+        models[str(name)] = {"steps": steps, "lr": None if lr is None else float(lr), "schedule": schedule,
+                             "batch_frames": batch_frames, "tracer": overrides.get("tracer", group.get("tracer"))}
     return models
 
 
@@ -518,10 +539,14 @@ def _check_same_settings(unit: SuiteUnit, run_dir: Path) -> None:
     wanted = (unit.model, unit.data, unit.size[0], unit.size[1],
               None if unit.frames is None else str(unit.frames), unit.steps, unit.seed)
     same_lr = unit.lr is None or math.isclose(float(training.get("lr", math.nan)), unit.lr, rel_tol=1e-9)
-    if stored != wanted or not same_lr:
+    same_schedule = unit.schedule is None or training.get("schedule") == unit.schedule
+    same_batch = training.get("batch_frames", 1) == (unit.batch_frames or 1)
+    if stored != wanted or not (same_lr and same_schedule and same_batch):
         raise XincError(
             f"{run_dir} holds a run with other settings (model, data, size, frames, steps, seed = {stored}, "
-            f"lr {training.get('lr')}) than the suite's {wanted}, lr {unit.lr}; give a fresh --out or delete {run_dir}"
+            f"lr {training.get('lr')}, schedule {training.get('schedule')}, batch_frames "
+            f"{training.get('batch_frames', 1)}) than the suite's {wanted}, lr {unit.lr}, schedule {unit.schedule}, "
+            f"batch_frames {unit.batch_frames or 1}; give a fresh --out or delete {run_dir}"
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -63,12 +64,15 @@ class INRFitModule(L.LightningModule):
     Args:
         model: any INR following the contract of :mod:`xinc_bench.inrs.base`.
         lr: Adam learning rate.
-        schedule: ``"constant"`` or ``"cosine"`` (cosine decay to 0 over ``total_steps``).
+        schedule: one of :data:`SCHEDULES`: ``"constant"``; ``"cosine"`` (cosine decay to 0 over
+            ``total_steps``); ``"warmup-cosine"`` (the NeRV paper's: linear warm-up from 0.1 x lr
+            over the first 10% of the steps, then cosine decay to 0).
         total_steps: number of optimiser steps (for the schedule).
     """
 
     def __init__(self, model: nn.Module, lr: float, schedule: str = "constant", total_steps: int = 1) -> None:
         super().__init__()
+        check_schedule(schedule)
         self.model = model
         self.lr = lr
         self.schedule = schedule
@@ -96,5 +100,31 @@ class INRFitModule(L.LightningModule):
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr)
         if self.schedule == "constant":
             return optimizer
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.total_steps, 1))
+        if self.schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.total_steps, 1))
+        else:
+            warmup = round(WARMUP_FRACTION * self.total_steps)
+            factor = partial(warmup_cosine_factor, warmup=warmup, total=self.total_steps)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+#: learning-rate schedules of :class:`INRFitModule`
+SCHEDULES = ("constant", "cosine", "warmup-cosine")
+#: the NeRV paper's warm-up: the first 10% of the steps, rising linearly from 0.1 x lr
+WARMUP_FRACTION = 0.1
+WARMUP_START_FACTOR = 0.1
+
+
+def warmup_cosine_factor(step: int, warmup: int, total: int) -> float:
+    """The learning-rate multiplier at ``step``: linear warm-up over ``warmup`` steps, then cosine to 0."""
+    if step < warmup:
+        return WARMUP_START_FACTOR + (1.0 - WARMUP_START_FACTOR) * step / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def check_schedule(schedule: str) -> None:
+    """Raise a clear error for a schedule name that is not one of :data:`SCHEDULES`."""
+    if schedule not in SCHEDULES:
+        raise XincError(f"unknown learning-rate schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")

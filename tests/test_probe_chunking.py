@@ -1,8 +1,7 @@
 """Probes read big layers in frame chunks: the scores must not depend on the chunk size.
 
 A canvas whose chunk budget holds one frame (``chunk_bytes=1``) and whose layers refuse to hand
-out more than two frames at once (the motion probe compares consecutive frames) must give the
-scores of the same canvas read whole: for every probe, in memory, from a file and on its
+out more than one frame at once must give the scores of the same canvas read whole: for every probe, in memory, from a file and on its
 shuffled control.
 """
 
@@ -48,20 +47,20 @@ def _canvas() -> Canvas:
     )
 
 
-class _AtMostTwoFrames:
-    """A layer source that fails the test when a probe reads more than two frames at once."""
+class _OneFrameAtATime:
+    """A layer source that fails the test when a probe reads more than one frame at once."""
 
     def __init__(self, layer: torch.Tensor) -> None:
         self.layer = layer
         self.shape = tuple(layer.shape)
 
     def read(self, start: int, stop: int) -> torch.Tensor:
-        assert stop - start <= 2, f"a probe read frames {start}:{stop} at once; it must read frame chunks"
+        assert stop - start <= 1, f"a probe read frames {start}:{stop} at once; it must read frame chunks"
         return self.layer[:, start:stop]
 
 
 def _frame_by_frame(canvas: Canvas) -> Canvas:
-    layers = {name: _AtMostTwoFrames(canvas.layer(name)) for name in canvas.layer_names}
+    layers = {name: _OneFrameAtATime(canvas.layer(name)) for name in canvas.layer_names}
     return dataclasses.replace(canvas, layers=layers, chunk_bytes=1)
 
 
@@ -100,11 +99,9 @@ def test_file_backed_and_shuffled_canvases_read_in_chunks_agree(tmp_path, task: 
     _assert_same(_scores(shuffle_canvas(canvas), task), _scores(shuffle_canvas(on_disk), task))
 
 
-def test_frame_chunks_cover_every_frame_once_and_overlap_when_asked() -> None:
+def test_frame_chunks_cover_every_frame_once() -> None:
     canvas = dataclasses.replace(_canvas(), chunk_bytes=6 * H * W * 4 * 2)  # two frames of "first"
     starts = [(start, chunk.shape[1]) for start, chunk in canvas.frame_chunks("first")]
     assert starts == [(0, 2), (2, 2), (4, 1)]
-    pairs = [(start, chunk.shape[1]) for start, chunk in canvas.frame_chunks("first", overlap=1)]
-    assert pairs == [(0, 2), (1, 2), (2, 2), (3, 2)]
     joined = torch.cat([chunk for _, chunk in canvas.frame_chunks("first")], dim=1)
     assert torch.equal(joined, canvas.layer("first"))

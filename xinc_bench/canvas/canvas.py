@@ -91,22 +91,13 @@ class Canvas:
         num_neurons, _, height, width = self.layer_shape(name)
         return max(1, self.chunk_bytes // max(1, 4 * num_neurons * height * width))
 
-    def frame_chunks(self, name: str, overlap: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
-        """``(start, chunk)`` over layer ``name`` in frame order, ``chunk`` float32 ``[N, t, H, W]``.
-
-        Args:
-            overlap: frames each chunk repeats from the end of the previous one (1 for probes
-                that compare consecutive frames); ``start`` is the first frame of the chunk.
-        """
+    def frame_chunks(self, name: str) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(start, chunk)`` over layer ``name`` in frame order, ``chunk`` float32 ``[N, t, H, W]``
+        holding frames ``start .. start + t - 1`` (``t`` = :meth:`frames_per_chunk`, fewer at the end)."""
         num_frames = self.layer_shape(name)[1]
-        step = max(1, self.frames_per_chunk(name) - overlap)
-        start = 0
-        while True:
-            stop = min(num_frames, start + step + overlap)
-            yield start, self.layer_frames(name, start, stop)
-            if stop >= num_frames:
-                return
-            start = stop - overlap
+        step = self.frames_per_chunk(name)
+        for start in range(0, num_frames, step):
+            yield start, self.layer_frames(name, start, min(num_frames, start + step))
 
     @property
     def shape(self) -> tuple[int, int, int]:

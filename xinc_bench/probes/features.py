@@ -58,9 +58,9 @@ def magnitudes(layer: torch.Tensor) -> torch.Tensor:
     return layer.reshape(layer.shape[0], -1).abs()
 
 
-def magnitude_chunks(canvas: Canvas, name: str, overlap: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+def magnitude_chunks(canvas: Canvas, name: str) -> Iterator[tuple[int, torch.Tensor]]:
     """``(start, |C|[N, t * H * W])`` over layer ``name`` in frame chunks (see ``Canvas.frame_chunks``)."""
-    for start, chunk in canvas.frame_chunks(name, overlap=overlap):
+    for start, chunk in canvas.frame_chunks(name):
         yield start, magnitudes(chunk)
 
 

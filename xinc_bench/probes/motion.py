@@ -16,8 +16,8 @@ pixel moves by more than ``motion_threshold`` pixels; their pixels are pooled.
 Undefined values (no frame with motion, constant dS or F, no moving or no static instance, an
 all-zero layer) are NaN. A canvas whose changes ignore motion scores 0, 1 and 1.
 
-Layers are read in frame chunks: dS from chunks that overlap by one frame, the per-instance
-means from per-neuron sums over each (frame, instance) group.
+Layers are read in frame chunks, each frame once (dS carries a chunk's last frame into the next);
+the per-instance means come from per-neuron sums over each (frame, instance) group.
 """
 
 from __future__ import annotations
@@ -48,16 +48,17 @@ from .features import (
 def contribution_change(canvas: Canvas, name: str) -> torch.Tensor:
     """``dS[T - 1, H, W]`` of layer ``name`` (frame t - 1 -> t at index t - 1), in float64.
 
-    Read in frame chunks that overlap by one frame, so every consecutive pair lies in one chunk.
+    Read in frame chunks, each frame once; the last frame of a chunk is carried into the next.
     Accumulating in float64 keeps the ranks of nearly equal changes stable (the Spearman score
     must not depend on the canvas's scale); one frame at a time bounds the extra memory.
     """
     changes = []
-    for _, chunk in canvas.frame_chunks(name, overlap=1):
-        previous = chunk[:, 0].double().abs()
-        for t in range(1, chunk.shape[1]):
+    previous: torch.Tensor | None = None
+    for _, chunk in canvas.frame_chunks(name):
+        for t in range(chunk.shape[1]):
             current = chunk[:, t].double().abs()
-            changes.append((current - previous).abs().sum(dim=0))
+            if previous is not None:
+                changes.append((current - previous).abs().sum(dim=0))
             previous = current
     return torch.stack(changes)
 

@@ -94,8 +94,12 @@ def test_a_canvas_the_disk_cannot_hold_is_refused_before_writing(tmp_path) -> No
     from xinc_bench.canvas.compute import check_disk_space
     from xinc_bench.errors import XincError
 
-    petabyte_layer = {"canvas.block1": ((2**20, 30, 1024, 2048), np.dtype(np.float16))}
-    with pytest.raises(XincError, match=r"needs 122880\.0 GiB but .* GiB free.*--float16"):
-        check_disk_space(tmp_path / "runs" / "canvas.safetensors", petabyte_layer)
+    huge_layer = {"canvas.block1": ((2**20, 30, 1024, 2048), np.dtype(np.float32))}
+    with pytest.raises(XincError, match=r"the canvas needs 245760\.0 GiB but .* GiB free.*--float16"):
+        check_disk_space(tmp_path / "runs" / "canvas.safetensors", huge_layer)
+    half = {"canvas.block1": ((2**20, 30, 1024, 2048), np.dtype(np.float16))}
+    with pytest.raises(XincError, match=r"two canvases need 245760\.0 GiB") as error:
+        check_disk_space(tmp_path / "canvas.safetensors", half, what="two canvases", copies=2)
+    assert "--float16" not in str(error.value)
     assert list(tmp_path.iterdir()) == []
     check_disk_space(tmp_path / "canvas.safetensors", {"canvas.l": ((4, 1, 8, 8), np.dtype(np.float32))})

@@ -21,10 +21,12 @@ from torch import nn
 
 from .annotate import flow_for, masks_for
 from .canvas import Canvas, compute_canvas, read_canvas
+from .canvas.compute import canvas_tensors, check_disk_space
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import FrameRange, Signal, load_signal
 from .errors import XincError
 from .inrs import bits_per_pixel, count_parameters, create_inr, inr_info, resolve_inr
+from .registry import TRACERS
 from .probes.base import Task, available_tasks, load_task
 from .probes.controls import shuffle_canvas
 from .results.record import build_record, write_json_atomic
@@ -354,6 +356,7 @@ def run_all(
     bounded whatever the canvas size; the disk must hold both canvases.
     """
     out = Path(out)
+    _check_run_disk_space(model_spec, data_spec, size, frames, tracer, dtype, out)
     fit_run(model_spec, data_spec, size, out=out, frames=frames, steps=steps, lr=lr, schedule=schedule,
             batch_frames=batch_frames, seed=seed, progress_bar=progress_bar, logger=logger)
     annotations = {"tracer": tracer, "mask_source": mask_source, "flow_source": flow_source,
@@ -365,3 +368,18 @@ def run_all(
                   control_canvas=out / INIT_DIR / CANVAS_NAME)
         for task in applicable_tasks(canvas)
     ]
+
+
+def _check_run_disk_space(
+    model_spec: str, data_spec: str, size: tuple[int, int], frames: FrameRange | None, tracer: str | None,
+    dtype: torch.dtype, out: Path,
+) -> None:
+    """Before training: refuse a run whose two canvases (model and random-init control) the disk cannot hold."""
+    name = resolve_inr(model_spec)
+    signal = load_signal(data_spec, size, frames)
+    shape = (signal.num_frames, signal.height, signal.width)
+    model = create_inr(name, num_frames=signal.num_frames, height=signal.height, width=signal.width)
+    counts = TRACERS.get(tracer or inr_info(name).tracer).layers(model, shape)
+    np_dtype = np.dtype(np.float16 if dtype == torch.float16 else np.float32)
+    check_disk_space(out / CANVAS_NAME, canvas_tensors(counts, shape, np_dtype),
+                     what="the run's two canvases (the model's and its random-init control's)", copies=2)

@@ -59,9 +59,7 @@ def compute_canvas(
             flow=signal.flow,
             metadata=meta,
         )
-    tensors: dict[str, tuple[tuple[int, ...], np.dtype]] = {
-        f"canvas.{n}": ((c, *shape), np_dtype) for n, c in layer_counts.items()
-    }
+    tensors = canvas_tensors(layer_counts, shape, np_dtype)
     check_disk_space(Path(out), tensors)
     tensors["frames"] = ((*shape, 3), np.dtype(np.float32))
     tensors["recon"] = ((*shape, 3), np.dtype(np.float32))
@@ -86,20 +84,34 @@ def compute_canvas(
     return read_canvas(Path(out))
 
 
-def check_disk_space(out: Path, tensors: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+def canvas_tensors(
+    layer_counts: dict[str, int], shape: tuple[int, int, int], dtype: np.dtype
+) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The contribution tensors of a canvas file: ``canvas.<layer>`` -> (``[N, T, H, W]``, dtype)."""
+    return {f"canvas.{n}": ((c, *shape), np.dtype(dtype)) for n, c in layer_counts.items()}
+
+
+def check_disk_space(
+    out: Path, tensors: dict[str, tuple[tuple[int, ...], np.dtype]], what: str = "the canvas", copies: int = 1
+) -> None:
     """Refuse to start a canvas file that the disk cannot hold (a full disk would kill the writer midway).
+
+    Args:
+        out: the canvas file to be written; tensors: its tensors' shapes and dtypes;
+        what: how the error names what is written; copies: how many such files are written.
 
     Raises:
         XincError: naming the size needed, the space free and the ways to shrink the canvas.
     """
-    needed = sum(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize for shape, dtype in tensors.values())
+    needed = copies * sum(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize for shape, dtype in tensors.values())
     folder = Path(out).resolve().parent
     while not folder.exists():
         folder = folder.parent
     free = shutil.disk_usage(folder).free
     if needed > free:
+        halve = "" if all(np.dtype(dtype) == np.float16 for _, dtype in tensors.values()) else "store float16 (--float16 halves it), "
         raise XincError(
-            f"the canvas needs {needed / 2**30:.1f} GiB but {folder} has {free / 2**30:.1f} GiB free; free some "
-            "space, write it elsewhere, store float16 (--float16 halves it), or trace fewer frames, a smaller "
-            "--size or fewer layers (the model's canvas_layers)"
+            f"{what} need{'s' if copies == 1 else ''} {needed / 2**30:.1f} GiB but {folder} has {free / 2**30:.1f} GiB "
+            f"free; free some space, write elsewhere, {halve}or trace fewer frames, a smaller --size or fewer layers "
+            "(the model's canvas_layers)"
         )

@@ -10,9 +10,10 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning as L
 import numpy as np
@@ -21,6 +22,7 @@ from torch import nn
 
 from .annotate import flow_for, masks_for
 from .canvas import Canvas, compute_canvas, read_canvas
+from .canvas.file import write_canvas
 from .canvas.compute import canvas_tensors, check_disk_space
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import FrameRange, Signal, load_signal
@@ -187,11 +189,14 @@ def probe_run(
     *,
     out: Path,
     control_canvas: Path | None = None,
+    shuffled_canvas: Path | None = None,
 ) -> dict[str, Any]:
     """Run one task on a canvas file and write its record (and figures beside it) atomically.
 
     Args:
         control_canvas: canvas of the random-initialised twin; its scores go into ``controls``.
+        shuffled_canvas: the spatial-shuffle control already written by :func:`shuffled_control`
+            (default: shuffled lazily on every read, which costs a shuffle per pass over a layer).
     """
     task = load_task(task_name)
     canvas = read_canvas(Path(canvas_path))
@@ -199,7 +204,8 @@ def probe_run(
     started = time.perf_counter()
     result = task.run(canvas, **_model_params(task, canvas))
     probe_seconds = time.perf_counter() - started
-    controls = {"shuffled": _control_scores(task, shuffle_canvas(canvas, seed=0), _model_params(task, canvas))}
+    shuffled = read_canvas(Path(shuffled_canvas)) if shuffled_canvas is not None else shuffle_canvas(canvas, seed=0)
+    controls = {"shuffled": _control_scores(task, shuffled, _model_params(task, canvas))}
     if control_canvas is not None:
         twin = read_canvas(Path(control_canvas))
         controls["random_init"] = _control_scores(task, twin, _model_params(task, twin))
@@ -363,18 +369,38 @@ def run_all(
                    "mask_options": mask_options, "flow_options": flow_options, "dtype": dtype}
     canvas = canvas_run(out, size, out=out / CANVAS_NAME, frames=frames, **annotations)
     canvas_run(out / INIT_DIR, size, out=out / INIT_DIR / CANVAS_NAME, frames=frames, **annotations)
-    return [
-        probe_run(out / CANVAS_NAME, task, out=out / RECORDS_DIR / f"{task}.json",
-                  control_canvas=out / INIT_DIR / CANVAS_NAME)
-        for task in applicable_tasks(canvas)
-    ]
+    with shuffled_control(out / CANVAS_NAME) as shuffled:
+        return [
+            probe_run(out / CANVAS_NAME, task, out=out / RECORDS_DIR / f"{task}.json",
+                      control_canvas=out / INIT_DIR / CANVAS_NAME, shuffled_canvas=shuffled)
+            for task in applicable_tasks(canvas)
+        ]
+
+
+@contextmanager
+def shuffled_control(canvas_path: Path) -> Iterator[Path]:
+    """Write the spatial-shuffle control of a canvas file once, for all the tasks probing it.
+
+    The shuffle (:func:`~xinc_bench.probes.controls.shuffle_canvas`, seed 0) is the one the
+    probes would otherwise compute lazily on every pass over a layer, which for a big canvas
+    costs more than the probes. It is written beside the canvas, in the canvas's dtype (a
+    permutation of float16 values is exact in float16), and removed afterwards.
+    """
+    canvas_path = Path(canvas_path)
+    canvas = read_canvas(canvas_path)
+    dtype = torch.float16 if canvas.metadata.get("dtype") == "float16" else torch.float32
+    folder = Path(tempfile.mkdtemp(prefix=".shuffled.tmp-", dir=canvas_path.parent))
+    try:
+        yield write_canvas(shuffle_canvas(canvas, seed=0), folder / CANVAS_NAME, dtype=dtype)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check_run_disk_space(
     model_spec: str, data_spec: str, size: tuple[int, int], frames: FrameRange | None, tracer: str | None,
     dtype: torch.dtype, out: Path,
 ) -> None:
-    """Before training: refuse a run whose two canvases (model and random-init control) the disk cannot hold."""
+    """Before training: refuse a run whose canvases (model, random-init and shuffled controls) the disk cannot hold."""
     name = resolve_inr(model_spec)
     signal = load_signal(data_spec, size, frames)
     shape = (signal.num_frames, signal.height, signal.width)
@@ -382,4 +408,5 @@ def _check_run_disk_space(
     counts = TRACERS.get(tracer or inr_info(name).tracer).layers(model, shape)
     np_dtype = np.dtype(np.float16 if dtype == torch.float16 else np.float32)
     check_disk_space(out / CANVAS_NAME, canvas_tensors(counts, shape, np_dtype),
-                     what="the run's two canvases (the model's and its random-init control's)", copies=2)
+                     what="the run's three canvases (the model's, its random-init control's and the shuffled "
+                     "control's, removed after probing)", copies=3)

@@ -283,7 +283,7 @@ def run_unit(unit: SuiteUnit, run_dir: Path, *, progress_bar: bool = False) -> U
     """
     import torch
 
-    from ..pipeline import CANVAS_NAME, INIT_DIR, RECORDS_DIR, canvas_run, fit_run, probe_run
+    from ..pipeline import CANVAS_NAME, INIT_DIR, RECORDS_DIR, canvas_run, fit_run, probe_run, shuffled_control
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -307,17 +307,23 @@ def run_unit(unit: SuiteUnit, run_dir: Path, *, progress_bar: bool = False) -> U
         result.failed[stage] = str(exc)
         result.seconds = time.perf_counter() - started
         return result
+    pending = []
     for task in unit.tasks:
         record = run_dir / RECORDS_DIR / f"{_task_stem(task)}.json"
         if record.is_file() and not (result.fitted or result.canvases):
             result.records_kept.append(task)
-            continue
-        try:
-            probe_run(run_dir / CANVAS_NAME, task, out=record, control_canvas=run_dir / INIT_DIR / CANVAS_NAME)
-        except XincError as exc:
-            result.failed[task] = str(exc)
-            continue
-        result.records_written.append(task)
+        else:
+            pending.append((task, record))
+    if pending:
+        with shuffled_control(run_dir / CANVAS_NAME) as shuffled:
+            for task, record in pending:
+                try:
+                    probe_run(run_dir / CANVAS_NAME, task, out=record, control_canvas=run_dir / INIT_DIR / CANVAS_NAME,
+                              shuffled_canvas=shuffled)
+                except XincError as exc:
+                    result.failed[task] = str(exc)
+                    continue
+                result.records_written.append(task)
     result.seconds = time.perf_counter() - started
     return result
 

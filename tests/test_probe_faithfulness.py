@@ -149,20 +149,21 @@ def test_kernel_canvas_of_a_linear_head_equals_its_kernel_ablation() -> None:
 
 
 def test_kernel_ablation_zeroes_weight_and_bias_share_and_restores_the_model() -> None:
-    from xinc_bench.canvas.cnn import kernel_ablated_output, render_frames
+    from xinc_bench.canvas.cnn import kernel_ablated_output
+    from xinc_bench.inrs.base import render_output
 
     model, canvas = _nerv_canvas("identity")
     before = {name: value.clone() for name, value in model.state_dict().items()}
     kernels = torch.tensor([0, 5, 11])  # head kernels (i, o) = (0, 0), (1, 2), (3, 2)
-    ablated = kernel_ablated_output(model, "head", kernels, 3)
+    ablated = kernel_ablated_output(model, "head", kernels, (3, 16, 32))
     assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
     removed = canvas.layer("head")[kernels]  # [3, T, H, W] maps of those kernels, channels 0, 2, 2
-    change = render_frames(model, 3) - ablated
+    change = render_output(model, (3, 16, 32)) - ablated
     assert torch.allclose(change[..., 0], removed[0], atol=1e-5)
     assert torch.allclose(change[..., 1], torch.zeros_like(change[..., 1]), atol=1e-6)
     assert torch.allclose(change[..., 2], removed[1] + removed[2], atol=1e-5)
     with pytest.raises(XincError, match="out of range"):
-        kernel_ablated_output(model, "head", torch.tensor([12]), 3)
+        kernel_ablated_output(model, "head", torch.tensor([12]), (3, 16, 32))
 
 
 def test_scores_do_not_depend_on_the_frame_chunk_size() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
+from typing import Any, Iterator, Mapping, Protocol
 
 import torch
 
@@ -31,7 +31,6 @@ def default_chunk_bytes() -> int:
     return int(value)
 
 
-@runtime_checkable
 class LayerSource(Protocol):
     """A lazily read layer ``[N, T, H, W]``: its shape and a reader of a range of frames."""
 

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import XincError
+from ..inrs.base import render_output
 from ..registry import TRACERS
 from .tracer import Tracer, select_canvas_layers
 
@@ -263,7 +264,9 @@ class CNNTracer(Tracer):
 
 
 @torch.no_grad()
-def kernel_ablated_output(model: nn.Module, layer: str, kernels: torch.Tensor, num_frames: int) -> torch.Tensor:
+def kernel_ablated_output(
+    model: nn.Module, layer: str, kernels: torch.Tensor, shape: tuple[int, int, int]
+) -> torch.Tensor:
     """The model's output ``[T, H, W, 3]`` with a set of kernels of canvas layer ``layer`` zeroed together.
 
     Zeroing kernel ``n = i * C_conv + o`` removes exactly what its canvas map ``m_io`` stands for:
@@ -284,22 +287,11 @@ def kernel_ablated_output(model: nn.Module, layer: str, kernels: torch.Tensor, n
         conv.weight[outputs, inputs] = 0.0
         if bias is not None:
             conv.bias.index_add_(0, outputs, -bias[outputs] / conv.in_channels)
-        return render_frames(model, num_frames)
+        return render_output(model, shape)
     finally:
         conv.weight.copy_(weight)
         if bias is not None:
             conv.bias.copy_(bias)
-
-
-@torch.no_grad()
-def render_frames(model: nn.Module, num_frames: int, frames_per_batch: int = 4) -> torch.Tensor:
-    """The output ``[T, H, W, 3]`` of a frame decoder for frames ``0..T-1``."""
-    device = model.head.weight.device
-    outputs = [
-        model(torch.arange(start, min(start + frames_per_batch, num_frames), device=device)).cpu()
-        for start in range(0, num_frames, frames_per_batch)
-    ]
-    return torch.cat(outputs).permute(0, 2, 3, 1).contiguous()
 
 
 @contextmanager

@@ -172,3 +172,17 @@ def signal_coordinates(num_frames: int, height: int, width: int) -> torch.Tensor
     if num_frames == 1:
         return image_coordinates(height, width)
     return video_coordinates(num_frames, height, width)
+
+
+@torch.no_grad()
+def render_output(model: nn.Module, shape: tuple[int, int, int], chunk_size: int = 65536) -> torch.Tensor:
+    """The model's output ``[T, H, W, 3]`` on a ``T x H x W`` grid (unclipped).
+
+    Frame INRs render one frame per forward pass; coordinate INRs ``chunk_size`` pixels at a time.
+    """
+    if getattr(model, "input_kind", "coords") == "frame":
+        frames = [model(torch.arange(t, t + 1)) for t in range(shape[0])]
+        return torch.cat(frames).permute(0, 2, 3, 1).contiguous()
+    coords = signal_coordinates(*shape)
+    out = torch.cat([model(coords[i : i + chunk_size]) for i in range(0, coords.shape[0], chunk_size)])
+    return out.reshape(*shape, 3)

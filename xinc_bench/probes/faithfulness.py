@@ -45,7 +45,8 @@ from torch import nn
 
 from ..canvas.ablation import ablate_output
 from ..canvas.canvas import Canvas
-from ..canvas.cnn import kernel_ablated_output, render_frames
+from ..canvas.cnn import kernel_ablated_output
+from ..inrs.base import render_output
 from ..errors import XincError
 from ..registry import PROBES, TRACERS
 from .base import ProbeResult
@@ -91,8 +92,8 @@ def kernel_ablation_canvas(
     model: nn.Module, layer: str, kernels: torch.Tensor, base: torch.Tensor
 ) -> torch.Tensor:
     """Ablation maps ``[k, T, H, W]`` of the given kernels of a ``cnn`` canvas layer (one forward each)."""
-    num_frames = base.shape[0]
-    return torch.stack([(base - kernel_ablated_output(model, layer, kernel, num_frames)).sum(dim=-1) for kernel in kernels])
+    shape = tuple(base.shape[:3])
+    return torch.stack([(base - kernel_ablated_output(model, layer, kernel, shape)).sum(dim=-1) for kernel in kernels])
 
 
 def neuron_sample(num_neurons: int, limit: int, seed: int = 0) -> torch.Tensor:
@@ -197,9 +198,9 @@ def faithfulness(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
     region = deletion_region(canvas, region_name)
     fraction = float(params.get("deletion_fraction", 0.1))
     if tested.metadata.get("tracer") == "cnn":
-        base = render_frames(model, canvas.shape[0])
+        base = render_output(model, canvas.shape)
         truth = {name: kernel_ablation_canvas(model, name, samples[name], base) for name in tested.layer_names}
-        ablators = {name: partial(kernel_ablated_output, model, name, num_frames=canvas.shape[0]) for name in truth}
+        ablators = {name: partial(kernel_ablated_output, model, name, shape=canvas.shape) for name in truth}
     else:
         names = ablation_layer_names(model, canvas.shape, tested.layer_names, params.get("layer_map"))
         counts = {names[name]: tested.layer_shape(name)[0] for name in tested.layer_names}

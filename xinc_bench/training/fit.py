@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from ..data.signal import Signal
-from ..inrs.base import signal_coordinates
+from ..inrs.base import render_output
 from .module import FrameBatches, FullBatchPixels, INRFitModule
 
 
@@ -96,16 +96,9 @@ def fit(
     return FitResult(recon, psnr, ssim, seconds_per_step, history.losses)
 
 
-@torch.no_grad()
 def render(model: nn.Module, signal: Signal, chunk_size: int = 65536) -> torch.Tensor:
     """The model's output ``[T, H, W, 3]`` on the signal's grid (unclipped)."""
-    shape = (signal.num_frames, signal.height, signal.width)
-    if getattr(model, "input_kind", "coords") == "frame":
-        frames = [model(torch.arange(t, t + 1)) for t in range(shape[0])]
-        return torch.cat(frames).permute(0, 2, 3, 1).contiguous()
-    coords = signal_coordinates(*shape)
-    out = torch.cat([model(coords[i : i + chunk_size]) for i in range(0, coords.shape[0], chunk_size)])
-    return out.reshape(*shape, 3)
+    return render_output(model, (signal.num_frames, signal.height, signal.width), chunk_size)
 
 
 def fidelity(recon: torch.Tensor, frames: torch.Tensor) -> tuple[float, float]:

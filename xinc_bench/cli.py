@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--raft-model", default="small", help="small or large (default small)")
         sub.add_argument("--float16", action="store_true", help="store the canvas as float16 (half the disk)")
 
+    def add_null_draws(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--null-draws", type=_positive_int, default=None,
+                         help="null draws per score (default: each task's own count, see its YAML)")
+
     def add_training(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--model", required=True, help="registered INR name, path/to/file.py:Class or module:Class")
         add_signal(sub)
@@ -104,11 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--task", required=True, help="task name (xinc-bench list tasks) or a task YAML file")
     probe.add_argument("--control-canvas", type=Path, default=None, help="canvas of the random-initialised twin")
     probe.add_argument("--out", type=Path, required=True, help="record JSON path")
+    add_null_draws(probe)
     probe.set_defaults(handler=_cmd_probe)
 
     run = commands.add_parser("run", help="fit, canvas, every applicable probe, records and a summary table")
     add_training(run)
     add_annotations(run)
+    add_null_draws(run)
     run.set_defaults(handler=_cmd_run)
 
     suite = commands.add_parser("suite", help="run a benchmark suite (models x data x seeds x tasks), resumably")
@@ -194,7 +200,8 @@ def _cmd_canvas(args: argparse.Namespace) -> None:
 def _cmd_probe(args: argparse.Namespace) -> None:
     from .pipeline import probe_run
 
-    record = probe_run(args.canvas, args.task, out=args.out, control_canvas=args.control_canvas)
+    record = probe_run(args.canvas, args.task, out=args.out, control_canvas=args.control_canvas,
+                       null_draws=args.null_draws)
     _print_scores(record)
     print(f"record -> {args.out}")
 
@@ -208,6 +215,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
                       lr=args.lr, schedule=args.schedule, batch_frames=args.batch_frames, seed=args.seed,
                       tracer=args.tracer, progress_bar=not args.no_progress,
                       dtype=torch.float16 if args.float16 else torch.float32, logger=logger,
+                      null_draws=args.null_draws,
                       **_annotation_options(args))
     if logger:
         print(f"W&B run -> {log_run(args.out, args.wandb, logger=logger)}")

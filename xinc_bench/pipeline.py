@@ -6,6 +6,8 @@ Each writes its outputs atomically, so a failure leaves nothing half-written beh
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import os
 import shutil
 import tempfile
@@ -31,6 +33,7 @@ from .inrs import bits_per_pixel, count_parameters, create_inr, inr_info, resolv
 from .registry import TRACERS
 from .probes.base import Task, available_tasks, load_task
 from .probes.controls import shuffle_canvas
+from .probes.stats import score_evidence
 from .results.record import build_record, write_json_atomic
 from .training import fidelity, fit, render
 from .training.module import check_schedule
@@ -190,20 +193,28 @@ def probe_run(
     out: Path,
     control_canvas: Path | None = None,
     shuffled_canvas: Path | None = None,
+    null_draws: int | None = None,
 ) -> dict[str, Any]:
     """Run one task on a canvas file and write its record (and figures beside it) atomically.
+
+    Every score is stored beside its null (the task's null model, ``null_draws`` draws, default the
+    task's own count) and both controls' scores, per layer and headline.
 
     Args:
         control_canvas: canvas of the random-initialised twin; its scores go into ``controls``.
         shuffled_canvas: the spatial-shuffle control already written by :func:`shuffled_control`
             (default: shuffled lazily on every read, which costs a shuffle per pass over a layer).
+        null_draws: number of null draws (at least 1), overriding the task's.
     """
-    task = load_task(task_name)
+    task = with_null_draws(load_task(task_name), null_draws)
     canvas = read_canvas(Path(canvas_path))
     _check_applicable(task, canvas)
     started = time.perf_counter()
     result = task.run(canvas, **_model_params(task, canvas))
     probe_seconds = time.perf_counter() - started
+    scores, nulls, absent = score_evidence(
+        result.scores, result.nulls, result.absent, {name: m.null for name, m in task.metrics.items()}
+    )
     shuffled = read_canvas(Path(shuffled_canvas)) if shuffled_canvas is not None else shuffle_canvas(canvas, seed=0)
     controls = {"shuffled": _control_scores(task, shuffled, _model_params(task, canvas))}
     if control_canvas is not None:
@@ -215,11 +226,13 @@ def probe_run(
         artifacts = save_figures(result.figures, stage)
     record = build_record(
         task,
-        result.scores,
+        scores,
         canvas.metadata,
         controls=controls,
         timings={"probe_seconds": probe_seconds},
         artifacts=[str(figure_dir / name) for name in artifacts],
+        nulls=nulls,
+        absent=absent,
     )
     write_json_atomic(out, record)
     return record
@@ -250,18 +263,23 @@ def _check_applicable(task: Task, canvas: Canvas) -> None:
         raise XincError(f"task {task.name!r} applies to {', '.join(task.signal_kinds)} canvases, not to this {kind}")
 
 
+def with_null_draws(task: Task, draws: int | None) -> Task:
+    """``task`` with ``draws`` null draws (None: the task's own count); fewer than 1 is refused."""
+    if draws is None:
+        return task
+    if int(draws) < 1:
+        raise XincError(f"--null-draws must be a positive number of draws, not {draws}")
+    return dataclasses.replace(task, nulls=dataclasses.replace(task.nulls, draws=int(draws)))
+
+
 def _control_scores(task: Task, canvas: Canvas, params: dict[str, Any]) -> dict[str, float]:
-    """Headline scores of a control canvas; its figures are closed unsaved."""
+    """Every finite score of a control canvas (per layer and headline), without null draws; figures closed unsaved."""
     import matplotlib.pyplot as plt
 
-    result = task.run(canvas, **params)
+    result = task.run(canvas, null_draws=0, **params)
     for figure in result.figures.values():
         plt.close(figure)
-    return _headline(task, result.scores)
-
-
-def _headline(task: Task, scores: dict[str, float]) -> dict[str, float]:
-    return {name: scores[name] for name in task.metrics if name in scores}
+    return {name: value for name, value in result.scores.items() if math.isfinite(value)}
 
 
 def _signal_config(data_spec: str | None, signal: Signal, frames: FrameRange | None) -> dict[str, Any]:
@@ -353,12 +371,13 @@ def run_all(
     dtype: torch.dtype = torch.float32,
     progress_bar: bool = True,
     logger: Any = False,
+    null_draws: int | None = None,
 ) -> list[dict[str, Any]]:
     """Fit, compute the canvas and its random-init control, run every applicable task.
 
     Writes ``out/model.safetensors``, ``out/canvas.safetensors``, ``out/init/canvas.safetensors``
     (stored as ``dtype``) and one record per task in ``out/records/``. Returns the records.
-    ``logger``: as in :func:`fit_run`. Probes read the canvases in frame chunks, so memory stays
+    ``logger``: as in :func:`fit_run`; ``null_draws``: as in :func:`probe_run`. Probes read the canvases in frame chunks, so memory stays
     bounded whatever the canvas size; the disk must hold both canvases.
     """
     out = Path(out)
@@ -372,7 +391,7 @@ def run_all(
     with shuffled_control(out / CANVAS_NAME) as shuffled:
         return [
             probe_run(out / CANVAS_NAME, task, out=out / RECORDS_DIR / f"{task}.json",
-                      control_canvas=out / INIT_DIR / CANVAS_NAME, shuffled_canvas=shuffled)
+                      control_canvas=out / INIT_DIR / CANVAS_NAME, shuffled_canvas=shuffled, null_draws=null_draws)
             for task in applicable_tasks(canvas)
         ]
 

@@ -125,3 +125,5 @@ TRACERS: Registry[Any] = Registry("tracer")
 PROBES: Registry[Any] = Registry("probe")
 MASK_SOURCES: Registry[Any] = Registry("mask source")
 FLOW_SOURCES: Registry[Any] = Registry("flow source")
+#: null models (name -> description), see :mod:`xinc_bench.probes.nulls`
+NULL_MODELS: Registry[str] = Registry("null model")

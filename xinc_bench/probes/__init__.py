@@ -1,6 +1,6 @@
 """Probe tasks that score a canvas. Each probe module registers itself on import."""
 
-from . import clustering, color, distribution, edges, faithfulness, motion, objects, partitions
+from . import clustering, color, distribution, edges, faithfulness, motion, nulls, objects, partitions
 from .controls import shuffle_canvas
 from .base import Metric, ProbeResult, Task, available_tasks, load_task
 

@@ -2,8 +2,14 @@
 
 A probe is a function ``probe(canvas, params) -> ProbeResult`` registered in ``PROBES``; it reads
 the canvas only through :class:`~xinc_bench.canvas.Canvas` (so any canvas file can be probed)
-and returns named scalar scores plus figures. A *task* is a YAML file in ``tasks/`` naming the
-probe, its version and parameters, and for every headline metric its direction and chance value.
+and returns named scalar scores, their null draws and figures. A *task* is a YAML file in
+``tasks/`` naming the probe, its version and parameters, its null draws (``nulls: {draws, seed}``)
+and for every metric what it measures, its range, its direction, its chance value and the null
+model it is measured against (``null:``, a name in :data:`~xinc_bench.registry.NULL_MODELS`).
+One metric is the task's ``headline`` (the leaderboard's column for the task).
+
+The probe receives ``params["null_draws"]`` and ``params["null_seed"]`` and returns, for every
+metric (per layer and headline) with a null, the scores of each draw in ``ProbeResult.nulls``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import yaml
 
 from ..canvas.canvas import Canvas
 from ..errors import XincError
-from ..registry import PROBES
+from ..registry import NULL_MODELS, PROBES
 from ..resources import bundled_dir
 
 #: where the task YAML files live (the checkout's top-level ``tasks/``, or its installed copy)
@@ -35,6 +41,10 @@ class ProbeResult:
 
     scores: dict[str, float]
     figures: dict[str, Any] = field(default_factory=dict)
+    #: null model -> score name -> the score on each null draw (see :mod:`~xinc_bench.probes.nulls`)
+    nulls: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    #: score name -> why the probe could not compute it on this canvas (then absent from ``scores``)
+    absent: dict[str, str] = field(default_factory=dict)
 
 
 Probe = Callable[[Canvas, dict[str, Any]], ProbeResult]
@@ -42,12 +52,24 @@ Probe = Callable[[Canvas, dict[str, Any]], ProbeResult]
 
 @dataclass(frozen=True)
 class Metric:
-    """A headline metric of a task: its direction and the value chance gives."""
+    """A metric of a task: what it measures, its direction, range, chance value and null model."""
 
     name: str
     higher_is_better: bool | None
     chance: float | None
     description: str = ""
+    #: the null model its effect size is measured against (None: no null, e.g. counts)
+    null: str | None = None
+    #: ``(low, high)``, either None when unbounded
+    range: tuple[float | None, float | None] = (None, None)
+
+
+@dataclass(frozen=True)
+class NullSettings:
+    """How many null draws a task makes, and their seed."""
+
+    draws: int = 20
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,10 +83,17 @@ class Task:
     metrics: dict[str, Metric]
     description: str = ""
     signal_kinds: tuple[str, ...] = ("image", "video")
+    nulls: NullSettings = NullSettings()
+    headline: str | None = None
 
-    def run(self, canvas: Canvas, **overrides: Any) -> ProbeResult:
-        """Run the task's probe on ``canvas`` with the task parameters (and ``overrides``)."""
-        return PROBES.get(self.probe)(canvas, {**self.params, **overrides})
+    def run(self, canvas: Canvas, null_draws: int | None = None, **overrides: Any) -> ProbeResult:
+        """Run the task's probe on ``canvas`` with the task parameters (and ``overrides``).
+
+        ``null_draws`` overrides the task's number of null draws (0: none, e.g. for controls).
+        """
+        draws = self.nulls.draws if null_draws is None else null_draws
+        params = {**self.params, "null_draws": draws, "null_seed": self.nulls.seed, **overrides}
+        return PROBES.get(self.probe)(canvas, params)
 
 
 def load_task(name_or_path: str, tasks_dir: Path = TASKS_DIR) -> Task:
@@ -80,10 +109,8 @@ def load_task(name_or_path: str, tasks_dir: Path = TASKS_DIR) -> Task:
     except (OSError, yaml.YAMLError) as exc:
         raise XincError(f"cannot read task file {path}: {exc}") from exc
     try:
-        metrics = {
-            metric: Metric(metric, spec.get("higher_is_better"), spec.get("chance"), spec.get("description", ""))
-            for metric, spec in raw["metrics"].items()
-        }
+        metrics = {metric: _metric(metric, spec) for metric, spec in raw["metrics"].items()}
+        nulls = raw.get("nulls") or {}
         task = Task(
             name=raw["name"],
             version=int(raw["version"]),
@@ -92,11 +119,32 @@ def load_task(name_or_path: str, tasks_dir: Path = TASKS_DIR) -> Task:
             metrics=metrics,
             description=raw.get("description", ""),
             signal_kinds=tuple(raw.get("signal_kinds", ("image", "video"))),
+            nulls=NullSettings(draws=int(nulls.get("draws", 20)), seed=int(nulls.get("seed", 0))),
+            headline=raw.get("headline"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise XincError(f"task file {path} is malformed ({exc!r}); it needs name, version, probe and metrics") from exc
     PROBES.get(task.probe)  # unknown probe names fail here, listing the known ones
+    for metric in task.metrics.values():
+        if metric.null is not None:
+            NULL_MODELS.entry(metric.null)  # unknown null models fail here, listing the known ones
+    if task.headline is not None and task.headline not in task.metrics:
+        raise XincError(f"task file {path}: headline {task.headline!r} is not one of its metrics")
+    if task.nulls.draws < 0:
+        raise XincError(f"task file {path}: nulls.draws must be 0 or more, not {task.nulls.draws}")
     return task
+
+
+def _metric(name: str, spec: dict[str, Any]) -> Metric:
+    low, high = spec.get("range") or (None, None)
+    return Metric(
+        name,
+        spec.get("higher_is_better"),
+        spec.get("chance"),
+        spec.get("description", ""),
+        null=spec.get("null"),
+        range=(None if low is None else float(low), None if high is None else float(high)),
+    )
 
 
 def available_tasks(tasks_dir: Path = TASKS_DIR) -> list[str]:

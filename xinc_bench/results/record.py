@@ -16,7 +16,9 @@ import torch
 from .. import __version__
 from ..probes.base import Task
 
-SCHEMA_VERSION = 1
+#: 2: scores beside their null summaries (``nulls``) and the reasons for absent scores (``absent``);
+#: controls hold every score, per layer too
+SCHEMA_VERSION = 2
 
 
 def write_json_atomic(path: Path, payload: Any) -> Path:
@@ -77,8 +79,17 @@ def build_record(
     controls: dict[str, dict[str, float]] | None = None,
     timings: dict[str, float] | None = None,
     artifacts: list[str] | None = None,
+    nulls: dict[str, dict[str, Any]] | None = None,
+    absent: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a SPEC 6 record from a task's scores and the canvas's metadata."""
+    """Assemble a SPEC 6 record from a task's scores and the canvas's metadata.
+
+    Args:
+        scores: finite score values (per layer ``"<layer>/<metric>"`` and headline).
+        nulls: per score, its null summary (:class:`~xinc_bench.probes.stats.NullSummary` as a dict).
+        absent: per score left out, the reason (never stored as 0 or NaN).
+        controls: control name (``shuffled``, ``random_init``) -> that control's scores.
+    """
     meta = canvas_metadata
     return {
         "schema_version": SCHEMA_VERSION,
@@ -96,6 +107,9 @@ def build_record(
         "seed": meta.get("seed"),
         "fidelity": meta.get("fidelity", {}),
         "scores": scores,
+        "nulls": nulls or {},
+        "absent": absent or {},
+        "null_draws": {"draws": task.nulls.draws, "seed": task.nulls.seed},
         "controls": controls or {},
         "timings": {"canvas_seconds": meta.get("canvas_seconds"), **(timings or {})},
         "artifacts": artifacts or [],

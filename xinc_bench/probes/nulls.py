@@ -1,0 +1,82 @@
+"""Null models: named ways of destroying the structure a score asks about.
+
+Each task declares in its YAML which null model(s) its scores are measured against and how many
+draws (``nulls: {draws: 20, seed: 0}``; metric ``null: <model>``). Null models are registered in
+:data:`~xinc_bench.registry.NULL_MODELS` with a description, so a task can only name one that exists.
+
+Probes evaluate their scores on the draws themselves, on per-pixel or per-group summaries
+wherever the score allows, so 20 draws do not cost 20 passes over the canvas. The helpers here
+are the shared machinery: seeded pixel permutations and per-neuron group sums for many permuted
+label maps at once (one pass over a chunk, a matmul with a one-hot of the permuted labels).
+
+Two more references are kept beside every record as *controls* (one draw each, all scores and
+layers): the spatial-shuffle canvas (:mod:`~xinc_bench.probes.controls`) and the random-init twin.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..registry import NULL_MODELS
+
+for _name, _description in {
+    "label_permutation": (
+        "the pixel labels of a partition (or instance mask) are permuted at random: group areas are "
+        "kept, the link between groups and image content is destroyed; for one neuron this is "
+        "distributed as a spatial shuffle of its map"
+    ),
+    "pixel_permutation": (
+        "a per-pixel quantity compared with the canvas (intensity, edge mask, flow magnitude) is "
+        "permuted at random over the pixels (within each frame for video); its values are kept, "
+        "its alignment with the canvas is destroyed"
+    ),
+    "spatial_shuffle": (
+        "every neuron's map is permuted over the pixels independently of the other neurons (each "
+        "neuron keeps its value distribution; which neurons co-occur at a pixel is destroyed)"
+    ),
+    "neuron_permutation": (
+        "neuron labels are permuted: each neuron is paired with another neuron's cluster, ablation "
+        "map or profile, keeping the set of values and destroying the pairing"
+    ),
+    "random_neurons": (
+        "the neurons an intervention acts on are chosen at random instead of by the canvas, same count"
+    ),
+}.items():
+    NULL_MODELS.add(_name, _description)
+
+#: pixels per block when forming one-hot label matrices (bounds their memory)
+_PIXEL_BLOCK = 1 << 14
+
+
+def generator(seed: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator for null draws: ``seed`` from the task, ``stream`` separating uses within a probe."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(stream))
+
+
+def permutations(num_items: int, draws: int, gen: torch.Generator) -> torch.Tensor:
+    """``[draws, num_items]`` int64: an independent uniform permutation of ``0..num_items-1`` per draw."""
+    return torch.rand(draws, num_items, generator=gen).argsort(dim=1)
+
+
+def permuted_labels(labels: torch.Tensor, draws: int, gen: torch.Generator) -> torch.Tensor:
+    """``[draws, P]``: the flat ``labels[P]`` permuted over the pixels, independently per draw."""
+    flat = labels.reshape(-1)
+    return flat[permutations(flat.numel(), draws, gen)]
+
+
+def permuted_group_sums(values: torch.Tensor, labels: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """Per-row sums of ``values[N, p]`` over the groups of each label map in ``labels[D, p]``.
+
+    Returns ``[D, N, K]`` float64. All ``D`` label maps are served by one matmul per block of
+    pixels with a one-hot ``[p, D * K]``, so the chunk is read once whatever ``D``.
+    """
+    draws, pixels = labels.shape
+    rows = values.shape[0]
+    out = torch.zeros(rows, draws * num_groups, dtype=torch.float64)
+    offsets = (torch.arange(draws) * num_groups)[:, None]
+    for start in range(0, pixels, _PIXEL_BLOCK):
+        block = labels[:, start : start + _PIXEL_BLOCK] + offsets  # [D, b]
+        onehot = torch.zeros(block.shape[1], draws * num_groups, dtype=torch.float64)
+        onehot.scatter_(1, block.T.contiguous(), 1.0)
+        out += values[:, start : start + _PIXEL_BLOCK].double() @ onehot
+    return out.reshape(rows, draws, num_groups).permute(1, 0, 2).contiguous()

@@ -5,7 +5,7 @@ the canvas only through :class:`~xinc_bench.canvas.Canvas` (so any canvas file c
 and returns named scalar scores, their null draws and figures. A *task* is a YAML file in
 ``tasks/`` naming the probe, its version and parameters, its null draws (``nulls: {draws, seed}``)
 and for every metric what it measures, its range, its direction, its chance value and the null
-model it is measured against (``null:``, a name in :data:`~xinc_bench.registry.NULL_MODELS`).
+model it is measured against (``null_model:``, a name in :data:`~xinc_bench.registry.NULL_MODELS`).
 One metric is the task's ``headline`` (the leaderboard's column for the task).
 
 The probe receives ``params["null_draws"]`` and ``params["null_seed"]`` and returns, for every
@@ -142,7 +142,7 @@ def _metric(name: str, spec: dict[str, Any]) -> Metric:
         spec.get("higher_is_better"),
         spec.get("chance"),
         spec.get("description", ""),
-        null=spec.get("null"),
+        null=spec.get("null_model", spec.get(None)),  # a bare ``null:`` key reads as YAML's null
         range=(None if low is None else float(low), None if high is None else float(high)),
     )
 

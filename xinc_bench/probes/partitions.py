@@ -10,19 +10,30 @@ Four partitions of the ``P = T * H * W`` pixels with matched group counts K:
 For neuron n with total ``T_n = sum_p |C_n(p)|`` and group g, the expected share is
 ``E = T_n area_g / P``, the actual ``A = sum_{p in g} |C_n(p)|`` and ``delta = |A - E| / E``.
 A partition's sensitivity ``s`` is the median over neurons of ``std_g(delta)`` (sample standard
-deviation); neurons with ``T_n = 0`` have no expected share and are left out. Per layer::
+deviation); neurons with ``T_n = 0`` have no expected share and are left out.
 
-    color_bias          = s_rgb / s_grid
-    edge_bias           = s_gabor / s_grid
-    spatial_agnosticism = m / (m + s_grid),  m = max(s_rgb, s_gabor, s_instances)
-    object_vs_color     = s_instances / s_rgb
+Every sensitivity is measured against its null, ``label_permutation``: the same partition with its
+pixel labels permuted at random (group areas kept). Partitions have different chance levels
+(smaller groups give larger deltas by chance), so factors are compared only in units of their
+null means, ``r = s / null mean`` (1 = chance), as shares in [0, 1] (0.5 = equally far from
+chance)::
 
-and the four sensitivities ``s_instances``, ``s_rgb``, ``s_gabor``, ``s_grid``. Headline scores
-are means over layers. A partition with fewer than two groups, or a layer whose neurons are all
-zero, has no sensitivity: its scores are NaN.
+    color_bias          = r_rgb / (r_rgb + r_grid)
+    edge_bias           = r_gabor / (r_gabor + r_grid)
+    spatial_agnosticism = m / (m + r_grid),  m = max(r_rgb, r_gabor, r_instances)
+    object_vs_color     = r_instances / (r_instances + r_rgb)
+
+A canvas with no structure (every sensitivity at chance) gives about 0.5 with a tight null; a
+space-owned one gives spatial agnosticism near 0, a colour-owned one near 1. ``basis: raw`` gives
+the SPEC 5.4 ratios of raw sensitivities instead (``s_rgb / s_grid``, ``m / (m + s_grid)``, ...).
+Each null draw is scored the same way (its sensitivities over the leave-one-out null mean), so
+every score, per layer and headline, has its own null. Headline scores are means over layers. A
+partition with fewer than two groups, or a layer whose neurons are all zero, has no sensitivity:
+its scores are NaN.
 
 A layer is read once, in frame chunks: the per-neuron totals ``T_n`` and group sums ``A`` of all
-four partitions are accumulated in that pass, and the deltas are computed from them.
+four partitions, and of their ``D`` permuted copies (one matmul per chunk and partition), are
+accumulated in that pass, and the deltas are computed from them.
 
 Reference options (SPEC 8): ``grid: strided`` (cells ``(y mod 4, x mod 8)``, 8.1),
 ``other_instance: reference`` (the "other" group is the union of the segments, 8.3),
@@ -42,6 +53,8 @@ from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
 from .base import ProbeResult
+from .nulls import generator, permuted_group_sums, permuted_labels
+from .stats import collect_null_draws
 from .features import (
     GABOR_BANKS,
     REFERENCE_STRIDE,
@@ -88,9 +101,9 @@ class Partition:
         return torch.where(self.labels < 0, self.num_labels, self.labels)
 
     def groups(self, label_sums: torch.Tensor) -> torch.Tensor:
-        """``[N, num_groups]`` group sums from the sums over each label of :attr:`index`, ``[N, K + 1]``."""
-        sums = label_sums[:, : self.num_labels]
-        return torch.cat([sums, sums.sum(dim=1, keepdim=True)], dim=1) if self.union else sums
+        """``[..., num_groups]`` group sums from the sums over each label of :attr:`index`, ``[..., K + 1]``."""
+        sums = label_sums[..., : self.num_labels]
+        return torch.cat([sums, sums.sum(dim=-1, keepdim=True)], dim=-1) if self.union else sums
 
     @property
     def areas(self) -> torch.Tensor:
@@ -122,18 +135,30 @@ def instance_partition(masks: torch.Tensor, other: str = "remainder") -> Partiti
 
 
 def layer_group_totals(
-    canvas: Canvas, name: str, partitions: dict[str, Partition]
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-neuron totals ``T_n`` ``[N]`` and each partition's group sums ``A[N, num_groups]`` (float64).
+    canvas: Canvas, name: str, partitions: dict[str, Partition], permuted: dict[str, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Per-neuron totals ``T_n`` ``[N]``, each partition's group sums ``A[N, G]`` and their null draws.
 
-    One pass over the frame chunks of layer ``name`` serves every partition (the partitions'
-    labels run over the canvas pixels in ``(t, y, x)`` order).
+    One pass over the frame chunks of layer ``name`` serves every partition and every null draw
+    (the partitions' labels run over the canvas pixels in ``(t, y, x)`` order).
+
+    Args:
+        permuted: partition -> ``[D, P]`` permuted :attr:`Partition.index` maps (the null draws);
+            None or empty for none.
+
+    Returns:
+        ``(totals, sums, null_sums)`` with ``null_sums[key]`` of shape ``[D, N, G]`` (float64).
     """
+    permuted = permuted or {}
     num_neurons, _, height, width = canvas.layer_shape(name)
     indices = {key: partition.index for key, partition in partitions.items()}
     label_sums = {
         key: torch.zeros(num_neurons, partition.num_labels + 1, dtype=torch.float64)
         for key, partition in partitions.items()
+    }
+    null_label_sums = {
+        key: torch.zeros(labels.shape[0], num_neurons, partitions[key].num_labels + 1, dtype=torch.float64)
+        for key, labels in permuted.items()
     }
     totals = torch.zeros(num_neurons, dtype=torch.float64)
     for start, mags in magnitude_chunks(canvas, name):
@@ -141,46 +166,125 @@ def layer_group_totals(
         totals += mags.sum(dim=1, dtype=torch.float64)
         for key, index in indices.items():
             label_sums[key] += group_sums(mags, index[pixels], partitions[key].num_labels + 1)
-    return totals, {key: partitions[key].groups(sums) for key, sums in label_sums.items()}
+        for key, labels in permuted.items():
+            null_label_sums[key] += permuted_group_sums(mags, labels[:, pixels], partitions[key].num_labels + 1)
+    sums = {key: partitions[key].groups(value) for key, value in label_sums.items()}
+    null_sums = {key: partitions[key].groups(value) for key, value in null_label_sums.items()}
+    return totals, sums, null_sums
 
 
 def deltas(totals: torch.Tensor, sums: torch.Tensor, partition: Partition) -> torch.Tensor:
-    """``delta[N', K]`` of the neurons with nonzero total ``totals[N]`` (abs or signed).
+    """``delta[..., N', G]`` of the neurons with nonzero total ``totals[N]`` (abs or signed).
 
     Args:
-        totals: ``[N]`` per-neuron totals ``T_n``; sums: ``[N, num_groups]`` group sums ``A``.
+        totals: ``[N]`` per-neuron totals ``T_n``; sums: ``[..., N, G]`` group sums ``A`` (leading
+            dimensions, e.g. null draws, are kept).
     """
     alive = totals > 0
     expected = totals[alive, None] * partition.areas[None, :] / partition.labels.numel()
-    relative = (sums[alive] - expected) / expected
+    relative = (sums[..., alive, :] - expected) / expected
     return relative if partition.signed else relative.abs()
 
 
 def sensitivity_per_neuron(totals: torch.Tensor, sums: torch.Tensor, partition: Partition) -> torch.Tensor:
-    """``std_g(delta)`` of every neuron with nonzero total: ``[N']`` (empty if K < 2)."""
+    """``std_g(delta)`` of every neuron with nonzero total: ``[..., N']`` (empty if G < 2)."""
     values = deltas(totals, sums, partition)
-    if partition.num_groups < 2 or values.shape[0] == 0:
-        return torch.empty(0, dtype=torch.float64)
-    return values.std(dim=1)
+    if partition.num_groups < 2 or values.shape[-2] == 0:
+        return torch.empty(*values.shape[:-2], 0, dtype=torch.float64)
+    return values.std(dim=-1)
+
+
+def _median_over_neurons(spread: torch.Tensor) -> torch.Tensor:
+    """``[..., N']`` -> ``[...]`` medians (``torch.median``'s lower middle value); NaN when there is no neuron."""
+    if spread.shape[-1] == 0:
+        return torch.full(spread.shape[:-1], math.nan, dtype=torch.float64)
+    return spread.median(dim=-1).values
+
+
+def _share(part: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``part / (part + other)``, NaN where the sum is zero or not finite."""
+    total = part + other
+    valid = torch.isfinite(total) & (total > 0)
+    return torch.where(valid, part / torch.where(valid, total, 1.0), math.nan)
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    valid = torch.isfinite(numerator) & torch.isfinite(denominator) & (denominator != 0)
+    return torch.where(valid, numerator / torch.where(valid, denominator, 1.0), math.nan)
+
+
+def factor_scores(s: dict[str, torch.Tensor], basis: str) -> dict[str, torch.Tensor]:
+    """The four factor comparisons from the sensitivities ``s[partition]`` (tensors of any one shape).
+
+    ``basis="chance"``: ``s`` are sensitivities in units of their null means and each comparison
+    is a share in [0, 1]: ``a / (a + b)`` (0.5 = the two factors are equally far from chance).
+    ``basis="raw"``: the SPEC 5.4 ratios of raw sensitivities.
+    """
+    strongest = torch.stack([s["rgb"], s["gabor"], s["instances"]]).amax(dim=0)
+    combine = _share if basis == "chance" else _ratio
+    agnosticism = _share(strongest, s["grid"]) if basis == "chance" else _ratio(strongest, strongest + s["grid"])
+    return {
+        "color_bias": combine(s["rgb"], s["grid"]),
+        "edge_bias": combine(s["gabor"], s["grid"]),
+        "spatial_agnosticism": agnosticism,
+        "object_vs_color": combine(s["instances"], s["rgb"]),
+    }
+
+
+def _over_chance(observed: torch.Tensor, draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sensitivity in units of its null mean (1 = chance): of the observed value, and of each draw (leave-one-out mean).
+
+    Sensitivities of different partitions have different chance levels (smaller groups give
+    larger deltas by chance alone), so they are compared only after this normalisation.
+    """
+    finite = torch.isfinite(draws)
+    count = finite.sum().double()
+    values = torch.where(finite, draws, 0.0)
+    null_mean = values.sum() / count if count > 0 else torch.tensor(math.nan, dtype=torch.float64)
+    others = count - finite.double()
+    loo_mean = torch.where(others > 0, (values.sum() - values) / others.clamp(min=1), math.nan)
+    return _ratio(observed, null_mean), _ratio(draws, loo_mean)
 
 
 def layer_partitions(
-    canvas: Canvas, name: str, partitions: dict[str, Partition]
-) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """Scores of layer ``name`` (read once in frame chunks), and each partition's per-neuron ``std_g(delta)``."""
-    totals, sums = layer_group_totals(canvas, name, partitions)
+    canvas: Canvas,
+    name: str,
+    partitions: dict[str, Partition],
+    permuted: dict[str, torch.Tensor] | None = None,
+    basis: str = "chance",
+) -> tuple[dict[str, float], dict[str, torch.Tensor], list[dict[str, float]]]:
+    """Scores of layer ``name`` (read once in frame chunks), per-neuron ``std_g(delta)``, and the null draws' scores.
+
+    Args:
+        permuted: partition -> ``[D, P]`` permuted label maps (the label-permutation null); needed
+            for ``basis="chance"``, which measures each sensitivity in units of its null mean.
+        basis: ``chance`` (default) or ``raw`` (see :func:`factor_scores`).
+
+    Returns:
+        ``(scores, spreads, draws)``: ``draws[d]`` holds every score of null draw ``d``.
+    """
+    totals, sums, null_sums = layer_group_totals(canvas, name, partitions, permuted)
     spreads = {key: sensitivity_per_neuron(totals, sums[key], partition) for key, partition in partitions.items()}
-    s = {key: float(values.median()) if values.numel() else math.nan for key, values in spreads.items()}
-    others = [s["rgb"], s["gabor"], s["instances"]]
-    strongest = max(others) if all(math.isfinite(v) for v in others) else math.nan
-    scores = {f"s_{key}": value for key, value in s.items()}
-    scores.update(
-        color_bias=safe_ratio(s["rgb"], s["grid"]),
-        edge_bias=safe_ratio(s["gabor"], s["grid"]),
-        spatial_agnosticism=safe_ratio(strongest, strongest + s["grid"]),
-        object_vs_color=safe_ratio(s["instances"], s["rgb"]),
-    )
-    return scores, spreads
+    s = {key: _median_over_neurons(values) for key, values in spreads.items()}
+    null_s = {
+        key: _median_over_neurons(sensitivity_per_neuron(totals, value, partitions[key]))
+        for key, value in null_sums.items()
+    }
+    if basis == "chance":
+        pairs = {key: _over_chance(s[key], null_s[key]) for key in partitions}
+        observed = factor_scores({key: pair[0] for key, pair in pairs.items()}, basis)
+        drawn = factor_scores({key: pair[1] for key, pair in pairs.items()}, basis) if null_s else {}
+    else:
+        observed = factor_scores(s, basis)
+        drawn = factor_scores(null_s, basis) if null_s else {}
+    scores = {f"s_{key}": float(value) for key, value in s.items()}
+    scores.update({key: float(value) for key, value in observed.items()})
+    num_draws = next(iter(null_s.values())).shape[0] if null_s else 0
+    draws = [
+        {**{f"s_{key}": float(value[d]) for key, value in null_s.items()}, **{k: float(v[d]) for k, v in drawn.items()}}
+        for d in range(num_draws)
+    ]
+    return scores, spreads, draws
 
 
 def build_partitions(canvas: Canvas, params: dict[str, Any]) -> tuple[dict[str, Partition], dict[str, torch.Tensor]]:
@@ -214,24 +318,38 @@ def build_partitions(canvas: Canvas, params: dict[str, Any]) -> tuple[dict[str, 
 
 @PROBES.register("partitions")
 def partitions(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
-    """SPEC 5.4 for every layer; headline scores are means over layers.
+    """SPEC 5.4 for every layer, each sensitivity against its label-permutation null; headlines are means over layers.
 
     Params:
         grid: ``contiguous`` (default) or ``strided`` (reference lattice, ``grid_stride`` [4, 8]).
         other_instance: ``remainder`` (default) or ``reference``.
         grid_delta: ``absolute`` (default) or ``signed`` (reference).
         gabor_bank: ``full`` (default) or ``reference``.
+        basis: ``chance`` (default: factor comparisons of sensitivities in units of their null
+            means) or ``raw`` (the SPEC 5.4 ratios of raw sensitivities).
         seed: k-means seed (default 0).
+        null_draws, null_seed: label-permutation draws (reported as the scores' null) and their seed.
+        chance_draws: draws made for the null means when ``null_draws`` is 0 (default 10: the
+            ``chance`` basis needs a null mean even when no null is reported, e.g. for controls).
     """
     parts, labels = build_partitions(canvas, params)
+    basis = choice(params, "basis", ("chance", "raw"))
+    reported = int(params.get("null_draws", 0))
+    num_draws = reported or (int(params.get("chance_draws", 10)) if basis == "chance" else 0)
+    gen = generator(int(params.get("null_seed", 0)))
+    permuted = {key: permuted_labels(part.index, num_draws, gen) for key, part in parts.items()} if num_draws else {}
     per_layer: dict[str, dict[str, float]] = {}
     spreads: dict[str, dict[str, torch.Tensor]] = {}
+    draws: list[dict[str, dict[str, float]]] = [{} for _ in range(num_draws)]
     for name in canvas.layer_names:
-        per_layer[name], spreads[name] = layer_partitions(canvas, name, parts)
+        per_layer[name], spreads[name], layer_draws = layer_partitions(canvas, name, parts, permuted, basis)
+        for draw, values in zip(draws, layer_draws):
+            draw[name] = values
     scores = collect_scores(per_layer)
     scores["groups"] = float(parts["instances"].num_groups)
+    nulls = {"label_permutation": collect_null_draws(draws)} if reported else {}
     figures = {"partition_sensitivity": _box_figure(spreads), "partition_maps": _maps_figure(labels)}
-    return ProbeResult(scores=scores, figures=figures)
+    return ProbeResult(scores=scores, figures=figures, nulls=nulls)
 
 
 def _stride(value: Any) -> tuple[int, int]:

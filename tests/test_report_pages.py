@@ -145,14 +145,18 @@ def test_run_report_page(runs: Path, tmp_path: Path, browser: HeadlessChromium) 
     assert browser.evaluate("document.querySelectorAll('.grid img').length") == 3 * NEURONS_PER_LAYER
     captions = browser.evaluate("Array.from(document.querySelectorAll('figcaption')).map(c => c.textContent)")
     assert captions[:2] == ["target, frame 0", "reconstruction, frame 0"]
-    # headline scores with both controls beside each
-    header = browser.evaluate("Array.from(document.querySelectorAll('table.scores th')).map(th => th.textContent)")
-    assert header == ["metric", "direction", "score", "random_init", "shuffled", "chance"]
+    # every metric with its null (mean, sd, effect size, p) and both controls beside it
+    header = browser.evaluate(
+        "Array.from(document.querySelector('table.scores').querySelectorAll('th')).map(th => th.textContent)")
+    assert header == ["score", "direction", "value", "null mean", "null sd", "effect size", "p", "random_init",
+                      "shuffled", "chance"]
     gini_row = browser.evaluate(
-        "Array.from(document.querySelectorAll('table.scores tr')).find(r => r.cells[0].textContent === 'gini')"
+        "Array.from(document.querySelector('table.scores').rows).find(r => r.cells[0].textContent === 'gini')"
         ".cells[1].textContent"
     )
     assert gini_row == "↑"
+    # the folded table lists every per-layer score with its own null
+    assert browser.evaluate("document.querySelectorAll('table.scores').length") > 1
     assert_self_contained(page, browser)
     assert str(runs) not in page.read_text()
     shot = browser.screenshot(tmp_path / "report.png")

@@ -255,22 +255,29 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _print_scores(record: dict) -> None:
+    """One line per metric of the record's task: value, its null (mean, sd, effect size, p) and the controls."""
     from .probes.base import load_task
 
     task = load_task(record["task"]["name"])
     controls = record.get("controls", {})
-    header = f"{'task':<14} {'metric':<26} {'score':>9}" + "".join(f" {name:>12}" for name in controls)
+    nulls = record.get("nulls", {})
+    header = (f"{'task':<14} {'metric':<26} {'score':>9} {'null mean':>10} {'null sd':>9} {'effect':>8} {'p':>6}"
+              + "".join(f" {name:>12}" for name in controls))
     print(header)
     for metric, spec in task.metrics.items():
         arrow = {True: "↑", False: "↓", None: " "}[spec.higher_is_better]
         value = record["scores"].get(metric)
-        row = f"{task.name:<14} {metric + ' ' + arrow:<26} {_fmt(value):>9}"
+        null = nulls.get(metric) or {}
+        row = (f"{task.name:<14} {metric + ' ' + arrow:<26} {_fmt(value):>9} {_fmt(null.get('mean')):>10} "
+               f"{_fmt(null.get('sd')):>9} {_fmt(null.get('effect_size'), 2):>8} {_fmt(null.get('p_value'), 3):>6}")
         row += "".join(f" {_fmt(control.get(metric)):>12}" for control in controls.values())
         print(row)
+        if value is None and metric in record.get("absent", {}):
+            print(f"{'':<14} {'':<26} absent: {record['absent'][metric]}")
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -147,7 +147,7 @@ def _neurons_section(canvas: Canvas, stage: Path) -> str:
 
 
 def _probes_section(records: list[RecordFile], stage: Path) -> str:
-    """Per record: headline scores with controls and chance, all scores, and the probe's figures."""
+    """Per record: scores with their nulls, controls and chance, all scores, and the probe's figures."""
     if not records:
         return '<h2>Probes</h2>\n<p class="note">No probe records in this run; add some with `xinc-bench probe`.</p>'
     parts = ["<h2>Probes</h2>"]
@@ -155,7 +155,7 @@ def _probes_section(records: list[RecordFile], stage: Path) -> str:
         task = _current_task(item.task)
         parts.append(_record_header(item, task))
         parts.append(_scores_table(item, task))
-        parts.append(_all_scores(item))
+        parts.append(_all_scores(item, task))
         figures = [copy_file(p, stage / "probes" / slug(item.task) / p.name) for p in record_figures(item)]
         shown = "".join(image(_link(p, stage), f"{item.task}: {p.stem}", caption=f"{item.task}: {p.stem}",
                               width=FIGURE_WIDTH) for p in figures)
@@ -185,30 +185,38 @@ def _record_header(item: RecordFile, task: Task | None) -> str:
 
 
 def _scores_table(item: RecordFile, task: Task | None) -> str:
-    """Headline metric | direction | score | one column per control | chance."""
+    """Metric | direction | score | null mean | null sd | effect size | p | one column per control | chance."""
     scores = item.record.get("scores", {})
-    controls = item.record.get("controls", {})
     metrics = list(task.metrics) if task is not None else sorted(m for m in scores if "/" not in m)
+    return _evidence_table(item, metrics, task)
+
+
+def _evidence_table(item: RecordFile, names: list[str], task: Task | None) -> str:
+    """One row per score name: its value, its null summary, the controls' values and the chance value."""
+    scores = item.record.get("scores", {})
+    nulls = item.record.get("nulls", {})
+    absent = item.record.get("absent", {})
+    controls = item.record.get("controls", {})
     control_names = sorted(controls)
-    header = "".join(f"<th>{escape(c)}</th>" for c in ["metric", "direction", "score", *control_names, "chance"])
+    columns = ["score", "direction", "value", "null mean", "null sd", "effect size", "p", *control_names, "chance"]
+    header = "".join(f"<th>{escape(c)}</th>" for c in columns)
     rows = []
-    for metric in metrics:
-        spec = task.metrics[metric] if task is not None else None
+    for name in names:
+        spec = task.metrics.get(name.rsplit("/", 1)[-1]) if task is not None else None
         direction = ARROWS.get(spec.higher_is_better, "") if spec is not None else ""
-        values = [scores.get(metric), *(controls[c].get(metric) for c in control_names), spec.chance if spec else None]
-        title = f' title="{escape(spec.description)}"' if spec is not None and spec.description else ""
+        null = nulls.get(name) or {}
+        values = [scores.get(name), null.get("mean"), null.get("sd"), null.get("effect_size"), null.get("p_value"),
+                  *(controls[c].get(name) for c in control_names), spec.chance if spec else None]
+        tip = absent.get(name) or null.get("reason") or (spec.description if spec is not None else "")
+        title = f' title="{escape(tip)}"' if tip else ""
         rows.append(
-            f'<tr><td class="text"{title}>{escape(metric)}</td><td class="text">{direction}</td>'
+            f'<tr><td class="text"{title}>{escape(name)}</td><td class="text">{direction}</td>'
             + "".join(f"<td>{escape(format_number(v))}</td>" for v in values) + "</tr>"
         )
     return f'<table class="scores"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def _all_scores(item: RecordFile) -> str:
-    """Every score of the record (per-layer ones included), folded away."""
-    scores = item.record.get("scores", {})
-    rows = "".join(
-        f'<tr><td class="text">{escape(k)}</td><td>{escape(format_number(scores[k]))}</td></tr>' for k in sorted(scores)
-    )
-    return f"<details><summary>all {len(scores)} scores</summary><table>{rows}</table></details>"
-
+def _all_scores(item: RecordFile, task: Task | None) -> str:
+    """Every score of the record (per-layer ones included) with its null and controls, folded away."""
+    names = sorted(item.record.get("scores", {}))
+    return f"<details><summary>all {len(names)} scores</summary>{_evidence_table(item, names, task)}</details>"

@@ -27,6 +27,7 @@ from xinc_bench.probes.edges import edge_mask, layer_edges
 from xinc_bench.probes.features import contiguous_grid, strided_grid
 from xinc_bench.probes.motion import layer_motion, moving_instances
 from xinc_bench.probes.objects import instance_labels, layer_objects
+from xinc_bench.probes.nulls import generator, permuted_labels
 from xinc_bench.probes.partitions import Partition, instance_partition, layer_partitions
 
 T, H, W = 2, 8, 16
@@ -69,10 +70,12 @@ def _all_scores(layer: torch.Tensor, scene: dict[str, torch.Tensor]) -> dict[str
     scores.update({f"color/{k}": v for k, v in layer_color(canvas, "layer").items()})
     edge_scores = layer_edges(layer.abs().sum(dim=0, dtype=torch.float64), frames, edge_mask(frames, 0.1))
     scores.update({f"edges/{k}": v for k, v in edge_scores.items()})
-    scores.update({f"partitions/{k}": v for k, v in layer_partitions(canvas, "layer", partitions)[0].items()})
+    permuted = {key: permuted_labels(part.index, 4, generator(0)) for key, part in partitions.items()}
+    scores.update({f"partitions/{k}": v for k, v in layer_partitions(canvas, "layer", partitions, permuted)[0].items()})
     objects = layer_objects(canvas, "layer", labels, torch.tensor([0, 0, 1]), len(ids))[0]
     scores.update({f"objects/{k}": v for k, v in objects.items()})
-    motion = layer_motion(canvas, "layer", speed, instances, moving, motion_settings)[0]
+    active = speed[1:].flatten(1).amax(dim=1) > motion_settings["motion_threshold"]
+    motion = layer_motion(canvas, "layer", speed, active, instances, moving, motion_settings)[0]
     scores.update({f"motion/{k}": v for k, v in motion.items()})
     return scores
 

@@ -142,7 +142,7 @@ def _metric(name: str, spec: dict[str, Any]) -> Metric:
         spec.get("higher_is_better"),
         spec.get("chance"),
         spec.get("description", ""),
-        null=spec.get("null_model", spec.get(None)),  # a bare ``null:`` key reads as YAML's null
+        null=spec.get("null_model"),
         range=(None if low is None else float(low), None if high is None else float(high)),
     )
 

@@ -15,6 +15,8 @@ layers): the spatial-shuffle canvas (:mod:`~xinc_bench.probes.controls`) and the
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..registry import NULL_MODELS
@@ -46,6 +48,8 @@ for _name, _description in {
 
 #: pixels per block when forming one-hot label matrices (bounds their memory)
 _PIXEL_BLOCK = 1 << 14
+#: above this many one-hot columns (draws x groups), group sums use one index_add_ per draw
+_ONEHOT_MAX_COLUMNS = 512
 
 
 def generator(seed: int, stream: int = 0) -> torch.Generator:
@@ -67,11 +71,19 @@ def permuted_labels(labels: torch.Tensor, draws: int, gen: torch.Generator) -> t
 def permuted_group_sums(values: torch.Tensor, labels: torch.Tensor, num_groups: int) -> torch.Tensor:
     """Per-row sums of ``values[N, p]`` over the groups of each label map in ``labels[D, p]``.
 
-    Returns ``[D, N, K]`` float64. All ``D`` label maps are served by one matmul per block of
-    pixels with a one-hot ``[p, D * K]``, so the chunk is read once whatever ``D``.
+    Returns ``[D, N, K]`` float64, from one read of the chunk whatever ``D``. With few groups all
+    ``D`` label maps are served by one matmul per block of pixels with a one-hot ``[b, D * K]``;
+    with many (e.g. hundreds of felzenszwalb segments) that one-hot would be large and mostly
+    zeros, so each map gets one ``index_add_`` instead (faster there, same result).
     """
     draws, pixels = labels.shape
     rows = values.shape[0]
+    if draws * num_groups > _ONEHOT_MAX_COLUMNS:
+        out = torch.zeros(draws, rows, num_groups, dtype=torch.float64)
+        source = values.double()
+        for draw in range(draws):
+            out[draw].index_add_(1, labels[draw], source)
+        return out
     out = torch.zeros(rows, draws * num_groups, dtype=torch.float64)
     offsets = (torch.arange(draws) * num_groups)[:, None]
     for start in range(0, pixels, _PIXEL_BLOCK):
@@ -80,3 +92,24 @@ def permuted_group_sums(values: torch.Tensor, labels: torch.Tensor, num_groups: 
         onehot.scatter_(1, block.T.contiguous(), 1.0)
         out += values[:, start : start + _PIXEL_BLOCK].double() @ onehot
     return out.reshape(rows, draws, num_groups).permute(1, 0, 2).contiguous()
+
+
+def frame_permutations(shape: tuple[int, int, int], draws: int, gen: torch.Generator) -> torch.Tensor:
+    """``[draws, T * H * W]`` int64 flat pixel indices, each draw an independent permutation within every frame.
+
+    Gathering a flat per-pixel map ``x`` at row ``d`` (``x[order[d]]``) gives ``x`` permuted over
+    the pixels of each frame; frames are never mixed, so a frame chunk's pixels map into themselves.
+    """
+    frames, height, width = shape
+    pixels = height * width
+    within = permutations(pixels, draws * frames, gen).reshape(draws, frames, pixels)
+    return (within + (torch.arange(frames) * pixels)[None, :, None]).reshape(draws, frames * pixels)
+
+
+def null_order(canvas: Any, params: dict[str, Any]) -> torch.Tensor | None:
+    """The pixel permutations of a probe's ``params["null_draws"]`` draws (seed ``params["null_seed"]``).
+
+    :func:`frame_permutations` of the canvas pixels, shared by every layer; None for no draws.
+    """
+    draws = int(params.get("null_draws", 0))
+    return frame_permutations(canvas.shape, draws, generator(int(params.get("null_seed", 0)))) if draws else None

@@ -68,7 +68,6 @@ from .features import (
     relabel,
     require_masks,
     rgb_clusters,
-    safe_ratio,
     strided_grid,
 )
 
@@ -271,7 +270,8 @@ def layer_partitions(
         for key, value in null_sums.items()
     }
     if basis == "chance":
-        pairs = {key: _over_chance(s[key], null_s[key]) for key in partitions}
+        none = torch.empty(0, dtype=torch.float64)  # without draws there is no chance level: NaN
+        pairs = {key: _over_chance(s[key], null_s.get(key, none)) for key in partitions}
         observed = factor_scores({key: pair[0] for key, pair in pairs.items()}, basis)
         drawn = factor_scores({key: pair[1] for key, pair in pairs.items()}, basis) if null_s else {}
     else:

@@ -29,6 +29,8 @@ from .features import collect_scores
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
+#: a null sd at or below this fraction of max(1, |null mean|) counts as no spread
+_RELATIVE_NO_SPREAD = 1e-12
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def summarise_null(value: float, draws: Sequence[float], model: str) -> NullSumm
     if finite.size < 2:
         return NullSummary(model, int(finite.size), mean, None, None, None)
     sd = float(finite.std(ddof=1))
-    effect = (value - mean) / sd if sd > 0 else None
+    # a spread at rounding level (draws equal up to float error) is no spread: no effect size
+    effect = (value - mean) / sd if sd > _RELATIVE_NO_SPREAD * max(1.0, abs(mean)) else None
     extreme = int(np.sum(np.abs(finite - mean) >= abs(value - mean) - 1e-12 * max(1.0, abs(value))))
     p_value = (1 + extreme) / (finite.size + 1)
     return NullSummary(model, int(finite.size), mean, sd, effect, p_value)

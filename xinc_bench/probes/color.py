@@ -9,7 +9,16 @@ For each layer, over all ``P = T * H * W`` pixels, with ``S(p) = sum_n |C_n(p)|`
   (median over neurons for one channel).
 
 A correlation with a constant input (an all-zero neuron or layer, a flat image) is undefined:
-it is NaN and left out of medians and layer means.
+it is NaN and left out of medians and layer means; a flat intensity or flat RGB channels put the
+scores they leave undefined into ``ProbeResult.absent`` with the reason.
+
+Null (``pixel_permutation``): in draw ``d`` the signal's pixels are permuted by ``pi_d`` (within
+each frame), so ``I`` and the RGB channel maps keep their values but lose their alignment with
+the canvas. The intensity correlations of a draw use the per-pixel S already kept (Spearman: the
+ranks of I permuted along, as ranks commute with permutations). For the neuron correlations only
+the co-moments change under a permutation (the per-neuron and per-channel moments do not), so the
+chunk pass accumulates the cross sums ``sum_p |C_n(p)| c(pi_d(p))`` for all draws at once, one
+matmul per block of pixels against the ``3 D`` permuted channel maps of the block.
 
 A layer is read once, in frame chunks: S(p) is kept for every pixel, and the per-neuron channel
 correlations come from per-neuron moments merged chunk by chunk (Chan et al.'s pairwise update of
@@ -23,6 +32,7 @@ import math
 from typing import Any
 
 import torch
+from scipy.stats import rankdata
 
 from ..canvas.canvas import Canvas
 from ..registry import PROBES
@@ -34,9 +44,11 @@ from .features import (
     magnitude_chunks,
     minmax,
     pearson,
+    pearson_rows,
     pyplot,
-    spearman,
 )
+from .nulls import null_order
+from .stats import collect_null_draws
 
 CHANNELS = ("red", "green", "blue")
 
@@ -57,16 +69,19 @@ class ChannelMoments:
         mean: ``[N]`` mean of ``|C_n| - shift_n``; ``channel_mean``: ``[3]`` mean of each channel.
         squares: ``[N]`` sum of squared deviations of ``|C_n|`` from its mean.
         comoment: ``[N, 3]`` sum of ``(|C_n| - mean_n)(c - channel_mean_c)``.
+        cross: ``[N, D * 3]`` sum of ``(|C_n| - shift_n) c(pi_d(p))`` for each null draw ``d``
+            (draw-major: column ``3 d + c``); ``D = 0`` without null draws.
         low, high: ``[N]`` minimum and maximum of ``|C_n|``.
     """
 
-    def __init__(self, num_neurons: int) -> None:
+    def __init__(self, num_neurons: int, draws: int = 0) -> None:
         self.count = 0
         self.shift: torch.Tensor | None = None
         self.mean = torch.zeros(num_neurons, dtype=torch.float64)
         self.channel_mean = torch.zeros(3, dtype=torch.float64)
         self.squares = torch.zeros(num_neurons, dtype=torch.float64)
         self.comoment = torch.zeros(num_neurons, 3, dtype=torch.float64)
+        self.cross = torch.zeros(num_neurons, draws * 3, dtype=torch.float64)
         self.low = torch.full((num_neurons,), math.inf)
         self.high = torch.full((num_neurons,), -math.inf)
 
@@ -98,46 +113,142 @@ class ChannelMoments:
         self.low = torch.minimum(self.low, mags.amin(dim=1))
         self.high = torch.maximum(self.high, mags.amax(dim=1))
 
+    def add_cross(self, mags: torch.Tensor, permuted: torch.Tensor) -> None:
+        """Add pixels to :attr:`cross`: ``mags`` ``|C|[N, b]`` (after :meth:`add` saw a chunk) and
+        ``permuted[b, D * 3]`` float64, the channels at each null draw's permuted pixels (draw-major)."""
+        block = max(1, _BLOCK_ELEMENTS // max(1, mags.shape[1]))
+        for start in range(0, mags.shape[0], block):
+            rows = mags[start : start + block].double() - self.shift[start : start + block, None]
+            self.cross[start : start + block] += rows @ permuted
+
     def correlations(self, channels: torch.Tensor) -> torch.Tensor:
         """``[N, 3]`` Pearson correlation of each neuron with each channel of all ``channels[P, 3]``.
 
         NaN where the neuron or the channel is constant (max == min, as ``features.pearson_rows``).
         """
+        return self._normalise(self.comoment, channels)
+
+    def null_correlations(self, channels: torch.Tensor) -> torch.Tensor:
+        """``[D, N, 3]``: :meth:`correlations` with the channels permuted as in each null draw.
+
+        A permutation keeps every neuron's and channel's mean and spread, so only the co-moment
+        changes: ``sum_p (|C_n(p)| - shift_n) c(pi_d(p))`` less ``mean_n`` times the channel sum.
+        """
+        draws = self.cross.shape[1] // 3
+        cross = self.cross.reshape(-1, draws, 3).permute(1, 0, 2)
+        comoment = cross - self.mean[None, :, None] * channels.sum(dim=0)[None, None, :]
+        return self._normalise(comoment, channels)
+
+    def _normalise(self, comoment: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+        """Co-moments ``[..., N, 3]`` -> correlations, NaN where the neuron or the channel is constant."""
         channel_norms = torch.linalg.vector_norm(channels - channels.mean(dim=0), dim=0)
         valid = (self.high > self.low)[:, None] & (channels.amax(dim=0) > channels.amin(dim=0))[None, :]
         norms = self.squares.sqrt()[:, None] * channel_norms[None, :]
-        correlation = self.comoment / torch.where(valid, norms, 1.0)
+        correlation = comoment / torch.where(valid, norms, 1.0)
         return torch.where(valid, correlation, math.nan).clamp(-1.0, 1.0)
+
+
+def _ranks(values: torch.Tensor) -> torch.Tensor:
+    """Average ranks (ties share their mean rank) of the flat ``values``, float64."""
+    return torch.from_numpy(rankdata(values.reshape(-1).double().numpy()))
 
 
 def layer_color(canvas: Canvas, name: str) -> dict[str, float]:
     """Colour scores of layer ``name`` against ``canvas.frames``, reading the layer once in frame chunks."""
+    return layer_color_and_nulls(canvas, name, None)[0]
+
+
+def layer_color_and_nulls(
+    canvas: Canvas, name: str, order: torch.Tensor | None
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Colour scores of layer ``name`` and their null draws, from one pass over the layer's frame chunks.
+
+    Args:
+        order: ``[D, P]`` pixel permutations of the null draws (:func:`~xinc_bench.probes.nulls.frame_permutations`);
+            None for none.
+
+    Returns:
+        ``(scores, draws)``: ``draws[d]`` holds ``intensity_pearson``, ``intensity_spearman`` and
+        ``neuron_channel_correlation`` of null draw ``d``.
+    """
     num_neurons, _, height, width = canvas.layer_shape(name)
+    draws = 0 if order is None else order.shape[0]
     channels = canvas.frames.reshape(-1, 3).double()
     channels = channels - channels.mean(dim=0)  # centred once, so that chunk means merge exactly
-    moments = ChannelMoments(num_neurons)
+    moments = ChannelMoments(num_neurons, draws)
     totals = []
+    pixel_block = max(1, _BLOCK_ELEMENTS // max(1, 3 * draws))  # bounds the permuted channels of a block
     for start, mags in magnitude_chunks(canvas, name):
+        first = start * height * width
         totals.append(mags.sum(dim=0, dtype=torch.float64))
-        moments.add(mags, channels[start * height * width : start * height * width + mags.shape[1]])
+        moments.add(mags, channels[first : first + mags.shape[1]])
+        if order is None:
+            continue
+        for offset in range(0, mags.shape[1], pixel_block):
+            stop = min(offset + pixel_block, mags.shape[1])
+            pixels = order[:, first + offset : first + stop]  # [D, b]
+            permuted = channels[pixels].permute(1, 0, 2).reshape(stop - offset, draws * 3)
+            moments.add_cross(mags[:, offset:stop], permuted)
     total = torch.cat(totals)
     light = intensity(canvas.frames).reshape(-1)
+    total_ranks, light_ranks = _ranks(total), _ranks(light)
     scores = {
         "intensity_pearson": pearson(total, light),
-        "intensity_spearman": spearman(total, light),
+        "intensity_spearman": pearson(total_ranks, light_ranks),
     }
     per_channel = moments.correlations(channels)
     for c, channel in enumerate(CHANNELS):
         scores[f"neuron_{channel}_correlation"] = finite_median(per_channel[:, c])
     scores["neuron_channel_correlation"] = finite_median(per_channel.reshape(-1))
-    return scores
+    if order is None:
+        return scores, []
+    null_channel = moments.null_correlations(channels).reshape(draws, -1).nanmedian(dim=1).values
+    null_scores = {
+        "intensity_pearson": pearson_rows(light[order], total),
+        "intensity_spearman": pearson_rows(light_ranks[order], total_ranks),
+        "neuron_channel_correlation": null_channel,
+    }
+    return scores, [{metric: float(values[d]) for metric, values in null_scores.items()} for d in range(draws)]
+
+
+def _absent(canvas: Canvas) -> dict[str, str]:
+    """Scores undefined on every layer because the signal is flat, with the reason."""
+    reasons = {}
+    light = intensity(canvas.frames)
+    if float(light.amax()) <= float(light.amin()):
+        for metric in ("intensity_pearson", "intensity_spearman"):
+            reasons[metric] = "the signal's intensity I(p) is constant (a flat image): no correlation with it"
+    rgb = canvas.frames.reshape(-1, 3)
+    if bool((rgb.amax(dim=0) <= rgb.amin(dim=0)).all()):
+        reasons["neuron_channel_correlation"] = "every RGB channel of the signal is constant: no correlation with them"
+    return {
+        score: reason
+        for metric, reason in reasons.items()
+        for score in (metric, *(f"{name}/{metric}" for name in canvas.layer_names))
+    }
 
 
 @PROBES.register("color")
 def color(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
-    """SPEC 5.2 for every layer; headline scores are means over layers. No parameters."""
-    per_layer = {name: layer_color(canvas, name) for name in canvas.layer_names}
-    return ProbeResult(scores=collect_scores(per_layer), figures={"contribution_vs_intensity": _figure(canvas)})
+    """SPEC 5.2 for every layer; headline scores are means over layers.
+
+    Params:
+        null_draws, null_seed: pixel-permutation null draws (0: none) and their seed.
+    """
+    order = null_order(canvas, params)
+    num_draws = 0 if order is None else order.shape[0]
+    per_layer: dict[str, dict[str, float]] = {}
+    draws: list[dict[str, dict[str, float]]] = [{} for _ in range(num_draws)]
+    for name in canvas.layer_names:
+        per_layer[name], layer_draws = layer_color_and_nulls(canvas, name, order)
+        for draw, values in zip(draws, layer_draws):
+            draw[name] = values
+    return ProbeResult(
+        scores=collect_scores(per_layer),
+        figures={"contribution_vs_intensity": _figure(canvas)},
+        nulls={"pixel_permutation": collect_null_draws(draws)} if num_draws else {},
+        absent=_absent(canvas),
+    )
 
 
 def _figure(canvas: Canvas) -> Any:

@@ -8,7 +8,13 @@ gradient magnitude of the frames' luma; the others are the rest. For each layer,
   intensity, relative to elsewhere);
 * ``edge_contribution_ratio``: mean of S on edge pixels / mean of S on the rest.
 
-A flat signal has no edges and a zero mean on the rest leaves a ratio undefined: both give NaN.
+A flat signal has no edges and a zero mean on the rest leaves a ratio undefined: both give NaN
+(a flat signal also puts both scores into ``ProbeResult.absent`` with the reason).
+
+Null (``pixel_permutation``): the signal's pixels are permuted within each frame, so the edge mask
+(with the intensity of its pixels) lands on random pixels of the canvas (each frame keeps its
+number of edge pixels), and both ratios are recomputed on the per-pixel S already summed for the
+observed value: ``D`` masked sums of per-pixel maps, no further pass over the canvas.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 from ..canvas.canvas import Canvas
 from ..registry import PROBES
 from .base import ProbeResult
+from .nulls import null_order
 from .features import (
     collect_scores,
     intensity,
@@ -31,6 +38,10 @@ from .features import (
     sobel_magnitude,
     top_fraction_mask,
 )
+from .stats import collect_null_draws
+
+#: the reason both scores are absent on a flat signal
+FLAT_REASON = "the signal is flat (no Sobel gradient): it has no edge pixels"
 
 
 def edge_mask(frames: torch.Tensor, fraction: float) -> torch.Tensor | None:
@@ -53,22 +64,70 @@ def layer_edges(total: torch.Tensor, frames: torch.Tensor, edges: torch.Tensor |
     }
 
 
+def layer_edge_draws(
+    total: torch.Tensor, frames: torch.Tensor, edges: torch.Tensor | None, order: torch.Tensor
+) -> list[dict[str, float]]:
+    """The edge scores of one layer under each null draw: the signal's pixels gathered at ``order[d]``.
+
+    The edge mask and the intensity move together (what :func:`layer_edges` gives on the permuted
+    frames), so ``D(p)`` of a draw compares S with the intensity of the pixel the mask now puts
+    at p. Permuting the mask alone would compare edge pixels of the permuted mask with an
+    intensity image whose values on the true edges differ from the rest, and a canvas with no
+    structure at all (a constant S) would lie far from that null.
+
+    Args:
+        total: ``S(p)`` ``[T, H, W]``; edges: the flat edge mask (None: flat signal).
+        order: ``[D, P]`` within-frame pixel permutations (:func:`~xinc_bench.probes.nulls.null_order`).
+
+    Returns:
+        ``D`` dicts of :func:`layer_edges`'s scores, NaN where a draw leaves a ratio undefined.
+    """
+    draws = order.shape[0]
+    if edges is None or bool(edges.all()):
+        return [{"edge_error_ratio": math.nan, "edge_contribution_ratio": math.nan} for _ in range(draws)]
+    flat = total.reshape(-1).double()
+    masks = edges[order].double()  # [D, P]
+    error = (minmax(flat)[None, :] - minmax(intensity(frames)).reshape(-1)[order]).abs().double()  # [D, P]
+    inside = masks.sum(dim=1)
+    on_edges = torch.stack([(masks * error).sum(dim=1), masks @ flat], dim=1)  # [D, 2]
+    everywhere = torch.stack([error.sum(dim=1), flat.sum().expand(draws)], dim=1)
+    edge_means = on_edges / inside[:, None]
+    rest_means = (everywhere - on_edges) / (flat.numel() - inside)[:, None]
+    valid = torch.isfinite(edge_means) & torch.isfinite(rest_means) & (rest_means != 0)
+    ratios = torch.where(valid, edge_means / torch.where(valid, rest_means, 1.0), math.nan)
+    return [{"edge_error_ratio": float(row[0]), "edge_contribution_ratio": float(row[1])} for row in ratios]
+
+
 @PROBES.register("edges")
 def edges(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
     """SPEC 5.3 for every layer; headline scores are means over layers.
 
     Params:
         edge_fraction: share of pixels counted as edges (default 0.1).
+        null_draws, null_seed: pixel-permutation null draws of the signal (0: none) and their seed.
     """
     fraction = float(params.get("edge_fraction", 0.1))
+    order = null_order(canvas, params)
+    num_draws = 0 if order is None else order.shape[0]
     mask = edge_mask(canvas.frames, fraction)
     per_layer: dict[str, dict[str, float]] = {}
+    draws: list[dict[str, dict[str, float]]] = [{} for _ in range(num_draws)]
     first_frames: dict[str, torch.Tensor] = {}
     for name in canvas.layer_names:
         total = layer_total(canvas, name)
         per_layer[name] = layer_edges(total, canvas.frames, mask)
+        if order is not None:
+            for draw, values in zip(draws, layer_edge_draws(total, canvas.frames, mask, order)):
+                draw[name] = values
         first_frames[name] = minmax(total)[0]
-    return ProbeResult(scores=collect_scores(per_layer), figures={"edges": _figure(canvas, mask, first_frames)})
+    scores = collect_scores(per_layer)
+    absent = {score: FLAT_REASON for score in scores} if mask is None else {}
+    return ProbeResult(
+        scores=scores,
+        figures={"edges": _figure(canvas, mask, first_frames)},
+        nulls={"pixel_permutation": collect_null_draws(draws)} if num_draws else {},
+        absent=absent,
+    )
 
 
 def _figure(canvas: Canvas, mask: torch.Tensor | None, first_frames: dict[str, torch.Tensor]) -> Any:

@@ -7,15 +7,26 @@ import math
 import warnings
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
 
 from xinc_bench.canvas import Canvas
 from xinc_bench.errors import XincError
 from xinc_bench.probes.base import load_task
-from xinc_bench.probes.clustering import motion_labels, pixel_sample, sample_limit, seed_mixing, share_vectors
+from xinc_bench.probes.clustering import (
+    ami_null_draws,
+    motion_labels,
+    pixel_sample,
+    sample_limit,
+    seed_mixing,
+    share_vectors,
+    silhouette_null_draws,
+)
 from xinc_bench.probes.features import layer_total
 from xinc_bench.probes.controls import shuffle_canvas
+from xinc_bench.probes.nulls import generator, permutations
+from xinc_bench.probes.stats import NullSummary, summarise_null
 
 N, T, H, W = 16, 3, 32, 64
 
@@ -161,3 +172,92 @@ def test_degenerate_inputs_are_defined() -> None:
     still = _motion_canvas("motion")
     still.layers = {"layer": torch.zeros(4, T, H, W)}
     assert math.isnan(_run(still)["motion_ami"])
+
+
+def _result(canvas: Canvas, **params: object):
+    result = load_task("clustering").run(canvas, **params)
+    plt.close("all")
+    return result
+
+
+def _evidence(canvas: Canvas, metric: str, model: str) -> NullSummary:
+    result = _result(canvas)
+    return summarise_null(result.scores[metric], result.nulls[model][metric], model)
+
+
+def test_well_separated_neuron_kinds_lie_far_above_the_permuted_labels() -> None:
+    canvas = Canvas(layers={"layer": _halves(16, 16)}, frames=_frames())
+    evidence = _evidence(canvas, "silhouette", "neuron_permutation")
+    assert evidence.draws == 20 and evidence.effect_size > 5
+    assert evidence.mean < 0.2 and evidence.p_value == pytest.approx(1 / 21)
+
+
+def test_silhouette_draws_are_scikit_learns_silhouette_of_the_permuted_labels() -> None:
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(0)
+    vectors = rng.random((41, 5))
+    labels = np.concatenate([np.arange(4).repeat(10), [4]])  # cluster 4 holds one neuron (silhouette 0)
+    draws = silhouette_null_draws(vectors, labels, 6, generator(0, 1))
+    orders = permutations(41, 6, generator(0, 1)).numpy()
+    expected = [silhouette_score(vectors, labels[order]) for order in orders]
+    assert draws == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert math.isnan(silhouette_null_draws(vectors, np.zeros(41, dtype=np.int64), 3, generator(0))[0])
+
+
+def test_ami_draws_are_scikit_learns_ami_of_the_permuted_labels() -> None:
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 6, 3000)
+    clusters = np.where(truth < 2, 0, rng.integers(0, 4, 3000))  # partly tied to the truth
+    order = torch.cat([torch.arange(3000)[None], permutations(3000, 5, generator(0))])
+    draws = ami_null_draws(truth, clusters, order)
+    expected = [adjusted_mutual_info_score(truth[row], clusters) for row in order.numpy()]
+    assert draws == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert draws[0] > 0.1 and np.abs(draws[1:]).max() < 0.01
+    assert ami_null_draws(truth, np.zeros(3000, dtype=np.int64), order).tolist() == [0.0] * 6  # one cluster
+    assert ami_null_draws(np.zeros(3000), np.zeros(3000), order).tolist() == [1.0] * 6  # as scikit-learn
+
+
+def test_pixel_clusters_following_motion_lie_far_above_the_permuted_labels() -> None:
+    result = _result(_motion_canvas("motion"))
+    nulls = result.nulls["label_permutation"]
+    motion = summarise_null(result.scores["motion_ami"], nulls["motion_ami"], "label_permutation")
+    objects = summarise_null(result.scores["object_ami"], nulls["object_ami"], "label_permutation")
+    assert motion.effect_size > 5 and abs(motion.mean) < 0.01  # AMI is adjusted: its null mean is ~0
+    assert abs(objects.effect_size) < 3  # the clusters ignore the objects
+    assert summarise_null(result.scores["motion_dominance"], nulls["motion_dominance"], "m").effect_size > 5
+
+
+def test_null_draws_are_reproducible_and_chunk_free() -> None:
+    canvas = _motion_canvas("motion")
+    canvas.layers = {"layer": torch.rand(12, T, H, W, generator=torch.Generator().manual_seed(2))}
+    small = {"pixel_clusters": 8, "max_pixels": 1000}  # a sample of the pixels, quicker k-means
+    nulls = _result(canvas, **small).nulls
+    assert set(nulls) == {"neuron_permutation", "label_permutation"}
+    assert all(len(draws) == 20 for model in nulls.values() for draws in model.values())
+    assert _result(canvas, **small).nulls == nulls
+    canvas.chunk_bytes = 1  # one frame per chunk
+    chunked = _result(canvas, **small).nulls
+    for model, draws in nulls.items():
+        for name, values in draws.items():
+            assert chunked[model][name] == pytest.approx(values, rel=1e-9, abs=1e-12), name
+
+
+def test_null_draws_follow_the_seed_and_are_absent_without_draws() -> None:
+    canvas = Canvas(layers={"layer": _halves(8, 8)}, frames=_frames())
+    nulls = _result(canvas).nulls
+    assert set(nulls) == {"neuron_permutation"}  # an image canvas: no motion clustering
+    assert _result(canvas, null_seed=1).nulls != nulls
+    assert _result(canvas, null_draws=0).nulls == {}
+
+
+def test_image_canvases_list_the_motion_scores_as_absent() -> None:
+    result = _result(Canvas(layers={"layer": _halves(8, 8)}, frames=_frames()))
+    assert set(result.absent) == {"motion_ami", "object_ami", "motion_dominance"}
+    assert "video" in result.absent["motion_ami"]
+    off = _result(Canvas(layers={"layer": _halves(8, 8, T)}, frames=_frames(T)), motion=False)
+    assert "motion: false" in off.absent["motion_dominance"]
+    zero = _result(Canvas(layers={"layer": torch.zeros(N, 1, H, W)}, frames=_frames()))
+    assert "neuron clusters" in zero.absent["silhouette"]

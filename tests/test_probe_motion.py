@@ -18,7 +18,18 @@ from xinc_bench.canvas import Canvas
 from xinc_bench.errors import XincError
 from xinc_bench.probes.base import load_task
 from xinc_bench.probes.controls import shuffle_canvas
-from xinc_bench.probes.motion import contribution_change, instance_cov, moving_instances
+from xinc_bench.probes.motion import (
+    NO_CONTRAST_REASON,
+    NO_MOTION_REASON,
+    change_vs_flow,
+    contribution_change,
+    cov_ratio,
+    flow_null_draws,
+    instance_cov,
+    moving_instances,
+)
+from xinc_bench.probes.nulls import generator, permutations
+from xinc_bench.probes.stats import NullSummary, summarise_null
 
 N, T, H, W = 16, 4, 32, 64
 
@@ -139,3 +150,88 @@ def test_missing_inputs_are_clear_errors() -> None:
         image = Canvas(layers={"l": layer[:, :1]}, frames=torch.rand(1, H, W, 3), masks=masks[:1], flow=flow[:1])
         load_task("motion").run(image)
     assert load_task("motion").signal_kinds == ("video",)
+
+
+def _result(canvas: Canvas, **params: object):
+    result = load_task("motion").run(canvas, **params)
+    plt.close("all")
+    return result
+
+
+def _evidence(canvas: Canvas, metric: str = "flow_spearman", model: str = "pixel_permutation") -> NullSummary:
+    result = _result(canvas)
+    return summarise_null(result.scores[metric], result.nulls[model][metric], model)
+
+
+def test_change_following_the_flow_lies_far_above_its_null() -> None:
+    evidence = _evidence(_canvas(_following_motion()))
+    assert evidence.draws == 20 and evidence.effect_size > 5
+    assert abs(evidence.mean) < 0.05  # a permuted speed is unrelated to dS
+    assert evidence.p_value == pytest.approx(1 / 21)  # no draw comes near 1
+    ratio = _evidence(_canvas(_following_motion()), "flow_top_bottom_ratio")
+    assert ratio.effect_size > 5 and ratio.mean == pytest.approx(1.0, abs=0.2)
+
+
+def test_change_unrelated_to_the_flow_lies_within_its_null() -> None:
+    noise = torch.rand(N, T, H, W, generator=torch.Generator().manual_seed(7))
+    for metric in ("flow_spearman", "flow_top_bottom_ratio"):
+        evidence = _evidence(_canvas(noise), metric)
+        assert evidence.draws == 20 and abs(evidence.effect_size) < 3, metric
+
+
+def test_flow_draws_are_the_scores_of_the_speed_permuted_within_frames() -> None:
+    generator_ = torch.Generator().manual_seed(3)
+    speed = torch.rand(3, H, W, generator=generator_)  # no ties: the masks' tie-break cannot matter
+    change = (speed + torch.rand(3, H, W, generator=generator_)).double().reshape(-1)
+    draws = flow_null_draws({"layer": change}, speed, 0.1, 0.5, 4, generator(0))
+    replay = generator(0)
+    for draw in draws:
+        order = (permutations(H * W, 3, replay) + (torch.arange(3) * H * W)[:, None]).reshape(-1)
+        expected = change_vs_flow(change, speed.reshape(-1)[order], 0.1, 0.5)
+        for metric, value in expected.items():
+            assert draw["layer"][metric] == pytest.approx(value, rel=1e-12, abs=1e-12), metric
+    assert len({draw["layer"]["flow_spearman"] for draw in draws}) == 4
+
+
+def test_cov_draws_permute_the_moving_flags_over_the_instances() -> None:
+    masks, flow = _scene()
+    layer = _following_motion()
+    labels, moving = moving_instances(masks, torch.linalg.vector_norm(flow, dim=-1), 0.5)
+    cov = instance_cov(_canvas(layer), "layer", labels, 3)
+    flags = ([True, True, False], [True, False, True], [False, True, True])  # the 3 ways to pick 2 movers of 3
+    arrangements = [cov_ratio(cov, torch.tensor(row)) for row in flags]
+    draws = _result(_canvas(layer)).nulls["label_permutation"]["layer/moving_static_cov_ratio"]
+    assert len(draws) == 20
+    assert all(any(draw == pytest.approx(value) for value in arrangements) for draw in draws)
+    assert len(set(draws)) > 1
+
+
+def test_null_draws_are_reproducible_and_chunk_free() -> None:
+    layer = torch.randn(N, T, H, W, generator=torch.Generator().manual_seed(5))
+    nulls = _result(_canvas(layer)).nulls
+    assert set(nulls) == {"pixel_permutation", "label_permutation"}
+    flow_scores = {"flow_spearman", "flow_top_bottom_ratio", "layer/flow_spearman", "layer/flow_top_bottom_ratio"}
+    assert set(nulls["pixel_permutation"]) == flow_scores
+    assert set(nulls["label_permutation"]) == {"moving_static_cov_ratio", "layer/moving_static_cov_ratio"}
+    assert _result(_canvas(layer)).nulls == nulls
+    chunked = _canvas(layer)
+    chunked.chunk_bytes = 1  # one frame per chunk
+    assert _result(chunked).nulls == nulls
+
+
+def test_null_draws_follow_the_seed_and_are_absent_without_draws() -> None:
+    canvas = _canvas(_following_motion())
+    nulls = _result(canvas).nulls
+    assert _result(canvas, null_seed=1).nulls != nulls
+    assert _result(canvas, null_draws=0).nulls == {}
+
+
+def test_undefined_scores_are_absent_with_their_reason() -> None:
+    canvas = _canvas(_following_motion())
+    canvas.flow = torch.zeros(T, H, W, 2)  # nothing moves: no frame with motion, no moving instance
+    result = _result(canvas)
+    assert result.absent["flow_spearman"] == NO_MOTION_REASON
+    assert result.absent["layer/flow_top_bottom_ratio"] == NO_MOTION_REASON
+    assert result.absent["moving_static_cov_ratio"] == NO_CONTRAST_REASON
+    assert result.nulls == {}
+    assert _result(_canvas(_following_motion())).absent == {}

@@ -23,6 +23,24 @@ float32, and k-means works on float64 copies of them, about 8x that at its peak)
 ``max_share_values`` caps the sample of a layer of N neurons at ``max_share_values // N`` pixels
 (the task sets 2^28: layers up to 4,096 neurons keep all ``max_pixels``; the paper NeRV's block 1,
 18,352 kernels, gets 14,627 pixels and about 10 GiB). Unset, there is no cap.
+
+**Nulls** (no further pass over the canvas; memory as without them, plus ``D`` label vectors):
+
+* ``neuron_permutation`` (``silhouette``): the neuron cluster labels permuted over the neurons of
+  a layer (cluster sizes kept) and the silhouette of the same vectors recomputed. The neurons'
+  distances are computed once, in row blocks, and each block's per-cluster distance sums for all
+  ``D`` draws come from one matmul (:func:`~xinc_bench.probes.nulls.permuted_group_sums`).
+  The null asks whether the clusters are tied to the vectors, which k-means guarantees even for
+  structureless vectors, so the spatial-shuffle control is the reference for "no neuron kinds".
+* ``label_permutation`` (``motion_ami``, ``object_ami``, ``motion_dominance``): the motion and
+  object labels of a layer's sampled pixels permuted together over those pixels (one permutation
+  per draw; layers with the same sample size get the same permutations). A permutation keeps both
+  labellings' marginals, so the expected mutual information and the entropies of the adjusted
+  score are computed once and a draw costs one contingency table. AMI is adjusted for chance: its
+  null mean is about 0 and the draws give its spread.
+
+Scores that a canvas leaves undefined are NaN and also listed in ``ProbeResult.absent`` with the
+reason (image canvases and ``motion: false`` list the motion scores there).
 """
 
 from __future__ import annotations
@@ -54,8 +72,21 @@ from .features import (
     require_flow,
     require_masks,
 )
+from .nulls import generator, permutations, permuted_group_sums
+from .stats import collect_null_draws
 
 METHODS = ("kmeans", "finch")
+MOTION_METRICS = ("motion_ami", "object_ami", "motion_dominance")
+#: elements of one block of neuron distances (float64) in :func:`silhouette_null_draws`
+_DISTANCE_BLOCK = 1 << 22
+#: null seed streams: neuron labels, pixel labels
+_NEURON_STREAM, _PIXEL_STREAM = 1, 2
+_REASONS = {
+    "silhouette": "fewer than two distinct neuron clusters, or fewer than three neurons with a nonzero map",
+    "motion": "no pixel of frames t >= 1 has any contribution",
+    "image": "motion clustering needs a video canvas",
+    "off": "motion clustering is switched off (motion: false)",
+}
 
 
 def neuron_vectors(
@@ -99,6 +130,74 @@ def silhouette(vectors: np.ndarray, labels: np.ndarray) -> float:
     if count < 2 or count > vectors.shape[0] - 1:
         return math.nan
     return float(silhouette_score(vectors, labels))
+
+
+def silhouette_null_draws(vectors: np.ndarray, labels: np.ndarray, draws: int, gen: torch.Generator) -> list[float]:
+    """Silhouette of ``vectors[N', K]`` with ``labels[N']`` permuted over the neurons, ``draws`` times.
+
+    The definition of :func:`silhouette` (scikit-learn's: Euclidean distances; a neuron alone in
+    its cluster scores 0), evaluated for all draws in one pass over row blocks of the distance
+    matrix; cluster sizes are those of ``labels`` in every draw. NaN draws where the silhouette
+    is undefined.
+    """
+    count = len(np.unique(labels))
+    if count < 2 or count > vectors.shape[0] - 1:
+        return [math.nan] * draws
+    codes = torch.from_numpy(np.unique(labels, return_inverse=True)[1].reshape(-1))
+    shuffled = codes[permutations(codes.numel(), draws, gen)]  # [D, N']
+    sizes = torch.bincount(codes, minlength=count).double()
+    points = torch.from_numpy(np.asarray(vectors, dtype=np.float64))
+    total = torch.zeros(draws, dtype=torch.float64)
+    block = max(1, _DISTANCE_BLOCK // points.shape[0])
+    for start in range(0, points.shape[0], block):
+        # direct differences (not the matmul form): a neuron's distance to itself is exactly 0
+        distances = torch.cdist(points[start : start + block], points, compute_mode="donot_use_mm_for_euclid_dist")
+        sums = permuted_group_sums(distances, shuffled, count)  # [D, b, C]
+        own = shuffled[:, start : start + block, None]
+        intra = sums.gather(2, own)[..., 0] / (sizes[own[..., 0]] - 1)  # NaN (0 / 0) for a lone neuron
+        inter = (sums / sizes).scatter_(2, own, math.inf).amin(dim=2)
+        total += torch.nan_to_num((inter - intra) / torch.maximum(intra, inter), nan=0.0).sum(dim=1)
+    return (total / points.shape[0]).tolist()
+
+
+def ami_null_draws(truth: np.ndarray, clusters: np.ndarray, order: torch.Tensor) -> np.ndarray:
+    """Adjusted mutual information (arithmetic normalisation) of ``truth[order[d]]`` with ``clusters``.
+
+    The value of :func:`sklearn.metrics.adjusted_mutual_info_score` for each row of ``order[D, P]``
+    (a permutation of the ``P`` labels). A permutation keeps both marginals, so the expected mutual
+    information and the entropies are computed once; each draw adds one contingency table.
+
+    Returns:
+        ``[D]`` float64.
+    """
+    from sklearn.metrics.cluster import contingency_matrix, expected_mutual_information
+
+    draws = order.shape[0]
+    rows = np.unique(truth, return_inverse=True)[1].reshape(-1)
+    columns = np.unique(clusters, return_inverse=True)[1].reshape(-1)
+    num_rows, num_columns = int(rows.max()) + 1, int(columns.max()) + 1
+    if num_rows == num_columns == 1:
+        return np.ones(draws)
+    if num_rows == 1 or num_columns == 1:
+        return np.zeros(draws)
+    samples = rows.size
+    expected = expected_mutual_information(contingency_matrix(rows, columns), samples)
+    row_sums = np.bincount(rows).astype(np.float64)
+    column_sums = np.bincount(columns).astype(np.float64)
+    normaliser = (_entropy(row_sums) + _entropy(column_sums)) / 2
+    cells = num_rows * num_columns
+    offsets = (torch.arange(draws) * cells)[:, None]
+    joint = torch.from_numpy(rows)[order] * num_columns + torch.from_numpy(columns) + offsets  # [D, P]
+    table = torch.bincount(joint.reshape(-1), minlength=draws * cells).reshape(draws, num_rows, num_columns).double()
+    outer = torch.from_numpy(np.outer(row_sums, column_sums))
+    terms = torch.where(table > 0, table / samples * torch.log(table * samples / outer), 0.0)
+    information = terms.sum(dim=(1, 2)).clamp(min=0.0).numpy()
+    eps = np.finfo(np.float64).eps
+    denominator = normaliser - expected
+    denominator = min(denominator, -eps) if denominator < 0 else max(denominator, eps)
+    numerator = information - expected
+    numerator = np.where(numerator < 0, np.minimum(numerator, -eps), np.maximum(numerator, eps))
+    return numerator / denominator
 
 
 def motion_labels(flow: torch.Tensor, threshold: float, magnitude_bins: int, direction_bins: int) -> torch.Tensor:
@@ -156,26 +255,40 @@ def sample_limit(settings: dict[str, Any], num_neurons: int) -> int:
 
 def layer_motion_clustering(
     canvas: Canvas, name: str, motion: torch.Tensor, objects: torch.Tensor, settings: dict[str, Any]
-) -> tuple[dict[str, float], np.ndarray | None]:
+) -> tuple[dict[str, float], np.ndarray | None, list[dict[str, float]]]:
     """AMI of share-vector pixel clusters with motion and with objects for layer ``name``.
 
     ``motion`` and ``objects`` are the flat labels ``[(T - 1) H W]`` of frames ``t >= 1``. The layer
     is read in frame chunks: ``S`` first, then the share vectors of the sampled pixels. Also
-    returns the centres (None when no pixel has contribution) for the cluster-map figure.
+    returns the centres (None when no pixel has contribution) for the cluster-map figure, and the
+    scores of ``settings["null_draws"]`` label-permutation draws (the motion and object labels of
+    the sampled pixels permuted together, generator stream ``_PIXEL_STREAM`` of ``null_seed``).
     """
     from sklearn.metrics import adjusted_mutual_info_score
 
+    draws = settings["null_draws"]
     total = layer_total(canvas, name)[1:].reshape(-1)
     limit = sample_limit(settings, canvas.layer_shape(name)[0])
     chosen = pixel_sample(total, limit, settings["seed"])
     if chosen.numel() == 0:
-        return {"motion_ami": math.nan, "object_ami": math.nan, "motion_dominance": math.nan}, None
+        undefined = dict.fromkeys(MOTION_METRICS, math.nan)
+        return undefined, None, [dict(undefined) for _ in range(draws)]
     shares = share_vectors(canvas, name, chosen, total).numpy()
     centres = kmeans_centres(shares, settings["motion_clusters"], settings["seed"])
     clusters = nearest_centre(shares, centres)
     motion_ami = float(adjusted_mutual_info_score(motion[chosen].numpy(), clusters))
     object_ami = float(adjusted_mutual_info_score(objects[chosen].numpy(), clusters))
-    return {"motion_ami": motion_ami, "object_ami": object_ami, "motion_dominance": motion_ami - object_ami}, centres
+    scores = {"motion_ami": motion_ami, "object_ami": object_ami, "motion_dominance": motion_ami - object_ami}
+    if not draws:
+        return scores, centres, []
+    order = permutations(chosen.numel(), draws, generator(settings["null_seed"], _PIXEL_STREAM))
+    motion_draws = ami_null_draws(motion[chosen].numpy(), clusters, order)
+    object_draws = ami_null_draws(objects[chosen].numpy(), clusters, order)
+    null = [
+        {"motion_ami": float(m), "object_ami": float(o), "motion_dominance": float(m - o)}
+        for m, o in zip(motion_draws, object_draws)
+    ]
+    return scores, centres, null
 
 
 def seed_mixing(canvases: Sequence[Canvas], params: dict[str, Any]) -> float:
@@ -221,24 +334,44 @@ def clustering(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
         pixel_clusters (32), neuron_clusters (6), method (``kmeans`` | ``finch``), seed (0),
         gabor_bank (``full`` | ``reference``); video: motion (true), motion_clusters (8),
         motion_threshold (0.5), flow_magnitude_bins (3), flow_direction_bins (8), max_pixels (65536),
-        max_share_values (None: no cap; else at most ``max_share_values // N`` pixels per layer).
+        max_share_values (None: no cap; else at most ``max_share_values // N`` pixels per layer);
+        null_draws, null_seed: draws of each null (0: none) and their seed.
     """
     settings = _neuron_settings(params)
+    draws, null_seed = int(params.get("null_draws", 0)), int(params.get("null_seed", 0))
     pixel_labels = _pixel_clusters(canvas, settings)
     count = int(pixel_labels.max()) + 1
     per_layer: dict[str, dict[str, float]] = {}
+    neuron_draws: list[dict[str, dict[str, float]]] = [{} for _ in range(draws)]
     cluster_maps: dict[str, list[torch.Tensor]] = {}
     for name in canvas.layer_names:
         vectors, alive = neuron_vectors(canvas, name, pixel_labels, count)
         labels = cluster_neurons(vectors.numpy(), settings["neuron_clusters"], settings["method"], settings["seed"])
         per_layer[name] = {"silhouette": silhouette(vectors.numpy(), labels), "clusters": float(len(np.unique(labels)))}
+        null = silhouette_null_draws(vectors.numpy(), labels, draws, generator(null_seed, _NEURON_STREAM))
+        for draw, value in zip(neuron_draws, null):
+            draw[name] = {"silhouette": value}
         cluster_maps[name] = _cluster_mean_maps(canvas.layer_frames(name, 0, 1)[alive, 0].abs(), labels)
     figures = {"neuron_clusters": _neuron_figure(cluster_maps)}
+    nulls = {"neuron_permutation": collect_null_draws(neuron_draws)} if draws else {}
+    absent: dict[str, str] = {}
     if canvas.shape[0] > 1 and bool(params.get("motion", True)):
-        motion_scores, figures["motion_clusters"] = _motion_clustering(canvas, params, settings["seed"])
+        motion_scores, figures["motion_clusters"], pixel_draws = _motion_clustering(
+            canvas, params, settings["seed"], draws, null_seed
+        )
         for name, values in motion_scores.items():
             per_layer[name].update(values)
-    return ProbeResult(scores=collect_scores(per_layer), figures=figures)
+        if draws:
+            nulls["label_permutation"] = collect_null_draws(pixel_draws)
+    else:
+        reason = _REASONS["image"] if canvas.shape[0] == 1 else _REASONS["off"]
+        absent.update(dict.fromkeys(MOTION_METRICS, reason))
+    scores = collect_scores(per_layer)
+    for name, value in scores.items():
+        if math.isnan(value):
+            metric = name.rsplit("/", 1)[-1]
+            absent[name] = _REASONS["silhouette" if metric == "silhouette" else "motion"]
+    return ProbeResult(scores=scores, figures=figures, nulls=nulls, absent=absent)
 
 
 def _neuron_settings(params: dict[str, Any]) -> dict[str, Any]:
@@ -256,8 +389,10 @@ def _pixel_clusters(canvas: Canvas, settings: dict[str, Any]) -> torch.Tensor:
     return gabor_clusters(canvas.frames, settings["pixel_clusters"], settings["seed"], settings["gabor_bank"])
 
 
-def _motion_clustering(canvas: Canvas, params: dict[str, Any], seed: int) -> tuple[dict[str, dict[str, float]], Any]:
-    """Motion-clustering scores of every layer and the cluster-map figure."""
+def _motion_clustering(
+    canvas: Canvas, params: dict[str, Any], seed: int, draws: int, null_seed: int
+) -> tuple[dict[str, dict[str, float]], Any, list[dict[str, dict[str, float]]]]:
+    """Motion-clustering scores of every layer, the cluster-map figure and the label-permutation draws."""
     flow = require_flow(canvas, "clustering (motion clustering; or set motion: false)")
     masks = require_masks(canvas, "clustering (motion clustering; or set motion: false)")
     settings = {
@@ -265,6 +400,8 @@ def _motion_clustering(canvas: Canvas, params: dict[str, Any], seed: int) -> tup
         "max_pixels": int(params.get("max_pixels", 65536)),
         "max_share_values": None if params.get("max_share_values") is None else int(params["max_share_values"]),
         "seed": seed,
+        "null_draws": draws,
+        "null_seed": null_seed,
     }
     motion = motion_labels(
         flow[1:],
@@ -274,15 +411,18 @@ def _motion_clustering(canvas: Canvas, params: dict[str, Any], seed: int) -> tup
     )
     objects = masks[1:]
     scores: dict[str, dict[str, float]] = {}
+    null: list[dict[str, dict[str, float]]] = [{} for _ in range(draws)]
     frame = int(torch.linalg.vector_norm(flow[1:], dim=-1).flatten(1).mean(dim=1).argmax()) + 1
     maps: dict[str, np.ndarray] = {}
     for name in canvas.layer_names:
-        scores[name], centres = layer_motion_clustering(
+        scores[name], centres, layer_draws = layer_motion_clustering(
             canvas, name, motion.reshape(-1), objects.reshape(-1), settings
         )
+        for draw, values in zip(null, layer_draws):
+            draw[name] = values
         if centres is not None:
             maps[name] = _frame_clusters(canvas.layer_frames(name, frame, frame + 1)[:, 0], centres)
-    return scores, _motion_figure(maps, motion[frame - 1], masks[frame], frame)
+    return scores, _motion_figure(maps, motion[frame - 1], masks[frame], frame), null
 
 
 def _frame_clusters(frame: torch.Tensor, centres: np.ndarray) -> np.ndarray:
@@ -308,6 +448,12 @@ def _finch(vectors: np.ndarray, num_clusters: int) -> np.ndarray:
     partitions, counts, _ = FINCH(vectors, verbose=False)
     best = int(np.argmin(np.abs(np.asarray(counts) - num_clusters)))
     return np.unique(partitions[:, best], return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+
+def _entropy(counts: np.ndarray) -> float:
+    """Entropy (nats) of a labelling with these class ``counts`` (all positive)."""
+    shares = counts / counts.sum()
+    return float(-(shares * np.log(shares)).sum())
 
 
 def _normalised_seed_entropy(clusters: np.ndarray, seeds: np.ndarray, num_seeds: int) -> float:

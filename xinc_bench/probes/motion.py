@@ -14,7 +14,24 @@ pixel moves by more than ``motion_threshold`` pixels; their pixels are pooled.
   over moving instances divided by its mean over static instances; median over neurons.
 
 Undefined values (no frame with motion, constant dS or F, no moving or no static instance, an
-all-zero layer) are NaN. A canvas whose changes ignore motion scores 0, 1 and 1.
+all-zero layer) are NaN; a canvas-wide cause (no motion, no moving or no static instance) also
+puts the scores into ``ProbeResult.absent`` with its reason. A canvas whose changes ignore motion
+scores 0, 1 and 1.
+
+Nulls, drawn on what the observed scores already computed (no further pass over the canvas):
+
+* ``pixel_permutation`` (``flow_spearman``, ``flow_top_bottom_ratio``): the flow speed of each
+  frame with motion permuted over that frame's pixels, the same permutation for every layer, and
+  the scores recomputed on each layer's pooled dS. A draw gathers the speed ranks and the
+  fast/slow masks at the permutation (ties in the masks are broken by the pixels' positions before
+  the permutation, so each draw selects exactly as many pixels as the observed score).
+* ``label_permutation`` (``moving_static_cov_ratio``): the moving/static flags permuted over the
+  instances, the same for every layer, and the ratio recomputed on the per-neuron per-instance
+  coefficients of variation.
+
+Pixels are independent under the pixel permutation while dS and F are smooth in space, so that
+null's spread is narrower than the spread of a canvas unrelated to motion yet smooth; the shuffled
+and random-init controls beside every record are the references for that.
 
 Layers are read in frame chunks, each frame once (dS carries a chunk's last frame into the next);
 the per-instance means come from per-neuron sums over each (frame, instance) group.
@@ -26,6 +43,7 @@ import math
 from typing import Any
 
 import torch
+from scipy.stats import rankdata
 
 from ..canvas.canvas import Canvas
 from ..registry import PROBES
@@ -43,6 +61,14 @@ from .features import (
     spearman,
     top_fraction_mask,
 )
+from .nulls import generator, permutations
+from .stats import collect_null_draws
+
+#: why the flow scores are absent when no frame moves
+NO_MOTION_REASON = "no frame has motion above motion_threshold (or the flow speed is constant over them)"
+#: why the CoV ratio is absent without both kinds of instance
+NO_CONTRAST_REASON = "the masks need both a moving and a static instance (by mean flow speed vs motion_threshold)"
+FLOW_METRICS = ("flow_spearman", "flow_top_bottom_ratio")
 
 
 def contribution_change(canvas: Canvas, name: str) -> torch.Tensor:
@@ -135,28 +161,90 @@ def cov_ratio(cov: torch.Tensor, moving: torch.Tensor) -> float:
     return finite_median(ratio)
 
 
+def flow_null_draws(
+    changes: dict[str, torch.Tensor], speed: torch.Tensor, top: float, bottom: float, draws: int, gen: torch.Generator
+) -> list[dict[str, dict[str, float]]]:
+    """The flow scores of every layer under ``draws`` pixel-permutation draws of the flow speed.
+
+    Each draw permutes the speed of every frame over that frame's pixels (one permutation for all
+    layers) and recomputes :func:`change_vs_flow` on the kept dS: the Spearman correlation as the
+    dot product of standardised ranks (the ranks of a permuted speed are the permuted ranks) and
+    the top/bottom ratio with the permuted fast and slow masks. One draw at a time, so the extra
+    memory is one permutation of the pooled pixels.
+
+    Args:
+        changes: layer -> pooled dS ``[T' H W]`` of the frames with motion (float64).
+        speed: F ``[T', H, W]`` of the same frames.
+        top, bottom: the flow quantiles compared; draws: D; gen: the draws' generator.
+
+    Returns:
+        ``D`` dicts ``{layer: {"flow_spearman": ..., "flow_top_bottom_ratio": ...}}``; none when
+        the observed scores are undefined (no frame with motion, constant speed).
+    """
+    if draws == 0 or speed.numel() == 0 or float(speed.max() - speed.min()) <= 0:
+        return []
+    flat = speed.reshape(-1)
+    fast = top_fraction_mask(flat, top)
+    slow = top_fraction_mask(flat, bottom, largest=False)
+    speed_ranks = _standardised_ranks(flat)
+    change_ranks = {name: _standardised_ranks(change) for name, change in changes.items()}
+    frames, pixels = speed.shape[0], speed[0].numel()
+    offsets = (torch.arange(frames) * pixels)[:, None]
+    out = []
+    for _ in range(draws):
+        order = (permutations(pixels, frames, gen) + offsets).reshape(-1)
+        shuffled_ranks, shuffled_fast, shuffled_slow = speed_ranks[order], fast[order], slow[order]
+        out.append(
+            {
+                name: {
+                    "flow_spearman": float((change_ranks[name] @ shuffled_ranks).clamp(-1.0, 1.0)),
+                    "flow_top_bottom_ratio": safe_ratio(
+                        float(change[shuffled_fast].mean()), float(change[shuffled_slow].mean())
+                    ),
+                }
+                for name, change in changes.items()
+            }
+        )
+    return out
+
+
+def cov_null_draws(
+    covs: dict[str, torch.Tensor], moving: torch.Tensor, draws: int, gen: torch.Generator
+) -> list[dict[str, dict[str, float]]]:
+    """``moving_static_cov_ratio`` of every layer with the moving flags ``[K]`` permuted over the instances.
+
+    One permutation per draw for all layers, applied to the per-neuron per-instance CoV ``[N, K]``
+    of each layer (:func:`instance_cov`). None when every instance moves or none does.
+    """
+    if draws == 0 or bool(moving.all()) or not bool(moving.any()):
+        return []
+    flags = moving[permutations(moving.numel(), draws, gen)]  # [D, K]
+    return [{name: {"moving_static_cov_ratio": cov_ratio(cov, row)} for name, cov in covs.items()} for row in flags]
+
+
 def layer_motion(
     canvas: Canvas,
     name: str,
     speed: torch.Tensor,
+    active: torch.Tensor,
     labels: torch.Tensor,
     moving: torch.Tensor,
     params: dict[str, float],
-) -> tuple[dict[str, float], torch.Tensor]:
-    """Motion scores of layer ``name`` (read in frame chunks), and its ``dS[T - 1, H, W]`` for figures.
+) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """Motion scores of layer ``name`` (read in frame chunks), its ``dS[T - 1, H, W]`` and its CoV ``[N, K]``.
 
     Args:
-        speed: flow magnitude ``[T, H, W]``; labels: instance index ``[T, H, W]`` (-1 = unlabelled);
-        moving: ``[K]`` whether each instance moves; params: motion_threshold, top_fraction,
-        bottom_fraction.
+        speed: flow magnitude ``[T, H, W]``; active: ``[T - 1]`` whether frame t >= 1 has motion;
+        labels: instance index ``[T, H, W]`` (-1 = unlabelled); moving: ``[K]`` whether each
+        instance moves; params: top_fraction, bottom_fraction.
     """
     change = contribution_change(canvas, name)
-    active = speed[1:].flatten(1).amax(dim=1) > params["motion_threshold"]
     scores = change_vs_flow(
         change[active].reshape(-1), speed[1:][active].reshape(-1), params["top_fraction"], params["bottom_fraction"]
     )
-    scores["moving_static_cov_ratio"] = cov_ratio(instance_cov(canvas, name, labels, len(moving)), moving)
-    return scores, change
+    cov = instance_cov(canvas, name, labels, len(moving))
+    scores["moving_static_cov_ratio"] = cov_ratio(cov, moving)
+    return scores, change, cov
 
 
 @PROBES.register("motion")
@@ -166,6 +254,7 @@ def motion(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
     Params:
         motion_threshold: pixels per frame above which a frame or an instance moves (0.5).
         top_fraction / bottom_fraction: flow quantiles compared (0.1 / 0.5).
+        null_draws, null_seed: draws of each null (0: none) and their seed.
     """
     require_video(canvas, "motion")
     speed = flow_magnitude(require_flow(canvas, "motion"))
@@ -174,14 +263,58 @@ def motion(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
         "top_fraction": float(params.get("top_fraction", 0.1)),
         "bottom_fraction": float(params.get("bottom_fraction", 0.5)),
     }
+    draws, seed = int(params.get("null_draws", 0)), int(params.get("null_seed", 0))
     labels, moving = moving_instances(require_masks(canvas, "motion"), speed, settings["motion_threshold"])
+    active = speed[1:].flatten(1).amax(dim=1) > settings["motion_threshold"]
+    shown = _figure_frame(speed)
     per_layer: dict[str, dict[str, float]] = {}
-    changes: dict[str, torch.Tensor] = {}
+    shown_changes: dict[str, torch.Tensor] = {}
+    pooled: dict[str, torch.Tensor] = {}
+    covs: dict[str, torch.Tensor] = {}
     for name in canvas.layer_names:
-        per_layer[name], changes[name] = layer_motion(canvas, name, speed, labels, moving, settings)
+        per_layer[name], change, cov = layer_motion(canvas, name, speed, active, labels, moving, settings)
+        shown_changes[name] = change[shown - 1].clone()  # not a view: the full dS is freed
+        if draws:
+            pooled[name], covs[name] = change[active].reshape(-1), cov
     scores = collect_scores(per_layer)
+    nulls: dict[str, dict[str, list[float]]] = {}
+    if draws:
+        pixel_draws = flow_null_draws(
+            pooled, speed[1:][active], settings["top_fraction"], settings["bottom_fraction"], draws, generator(seed, 0)
+        )
+        label_draws = cov_null_draws(covs, moving, draws, generator(seed, 1))
+        nulls = {
+            model: collect_null_draws(found)
+            for model, found in (("pixel_permutation", pixel_draws), ("label_permutation", label_draws))
+            if found
+        }
+    absent = _absent_reasons(scores, speed[1:][active], moving)
     scores.update(moving_instances=float(moving.sum()), static_instances=float((~moving).sum()))
-    return ProbeResult(scores=scores, figures={"change_vs_flow": _figure(changes, speed)})
+    return ProbeResult(
+        scores=scores, figures={"change_vs_flow": _figure(shown_changes, speed, shown)}, nulls=nulls, absent=absent
+    )
+
+
+def _standardised_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Average ranks of flat ``values``, centred and scaled to unit norm (NaN when ``values`` is constant)."""
+    values = values.reshape(-1)
+    if values.numel() == 0 or bool(values.max() <= values.min()):
+        return torch.full((values.numel(),), math.nan, dtype=torch.float64)
+    ranks = torch.from_numpy(rankdata(values.double().numpy()))
+    ranks -= ranks.mean()
+    return ranks / torch.linalg.vector_norm(ranks)
+
+
+def _absent_reasons(scores: dict[str, float], speed: torch.Tensor, moving: torch.Tensor) -> dict[str, str]:
+    """Canvas-wide reasons for the scores that are undefined on every layer of this canvas."""
+    reasons: dict[str, str] = {}
+    no_motion = speed.numel() == 0 or float(speed.max() - speed.min()) <= 0
+    no_contrast = bool(moving.all()) or not bool(moving.any())
+    for name in scores:
+        metric = name.rsplit("/", 1)[-1]
+        if (metric in FLOW_METRICS and no_motion) or (metric == "moving_static_cov_ratio" and no_contrast):
+            reasons[name] = NO_MOTION_REASON if metric in FLOW_METRICS else NO_CONTRAST_REASON
+    return reasons
 
 
 def _nan_mean(values: torch.Tensor) -> torch.Tensor:
@@ -192,16 +325,20 @@ def _nan_mean(values: torch.Tensor) -> torch.Tensor:
     return torch.where(count > 0, total / count.clamp(min=1), math.nan)
 
 
-def _figure(changes: dict[str, torch.Tensor], speed: torch.Tensor) -> Any:
-    """The frame with the most motion: flow magnitude, then dS_t of each layer."""
+def _figure_frame(speed: torch.Tensor) -> int:
+    """The frame ``t >= 1`` with the most motion (the largest mean flow speed)."""
+    return int(speed[1:].flatten(1).mean(dim=1).argmax()) + 1
+
+
+def _figure(changes: dict[str, torch.Tensor], speed: torch.Tensor, t: int) -> Any:
+    """Frame ``t``: flow magnitude, then dS_t ``[H, W]`` of each layer."""
     plt = pyplot()
-    t = int(speed[1:].flatten(1).mean(dim=1).argmax()) + 1
     fig, axes = plt.subplots(1, len(changes) + 1, figsize=(3.6 * (len(changes) + 1), 2.4), squeeze=False)
     shown = axes[0][0].imshow(speed[t].numpy(), cmap="viridis")
     axes[0][0].set_title(f"|flow| at frame {t}", fontsize=9)
     fig.colorbar(shown, ax=axes[0][0], fraction=0.03)
     for axis, (name, change) in zip(axes[0][1:], changes.items()):
-        shown = axis.imshow(change[t - 1].numpy(), cmap="magma")
+        shown = axis.imshow(change.numpy(), cmap="magma")
         axis.set_title(f"{name}: dS_t", fontsize=9)
         fig.colorbar(shown, ax=axis, fraction=0.03)
     for axis in axes[0]:

@@ -6,28 +6,41 @@ import pytest
 import torch
 
 from xinc_bench.canvas import Canvas
-from xinc_bench.probes.base import load_task
+from xinc_bench.errors import XincError
+from xinc_bench.probes.base import ProbeResult, load_task
+from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.distribution import (
     contribution_threshold,
     gini,
     layer_distribution,
     layer_thresholds,
+    sorted_columns,
     streamed_thresholds,
 )
+from xinc_bench.probes.stats import summarise_null
 
 N, H, W = 8, 16, 32
+METRICS = ["neurons_per_pixel_a0.1", "neurons_per_pixel_a0.5", "pixels_per_neuron", "top_neuron_share", "gini"]
+
+
+def _result(layer: torch.Tensor, **params: object) -> ProbeResult:
+    import matplotlib.pyplot as plt
+
+    canvas = Canvas(layers={"layer": layer}, frames=torch.zeros(layer.shape[1], H, W, 3))
+    result = load_task("distribution").run(canvas, **params)
+    plt.close("all")
+    return result
 
 
 def _run(layer: torch.Tensor) -> dict[str, float]:
-    canvas = Canvas(layers={"layer": layer}, frames=torch.zeros(layer.shape[1], H, W, 3))
-    return load_task("distribution").run(canvas).scores
+    return _result(layer, null_draws=0).scores
 
 
 def test_single_neuron_holds_every_pixel() -> None:
     layer = torch.zeros(N, 1, H, W)
     layer[3] = torch.rand(1, H, W) + 0.5
     scores = _run(layer)
-    assert scores["top_neuron_dominance"] == 1.0
+    assert scores["top_neuron_share"] == 1.0
     assert scores["gini"] == pytest.approx((N - 1) / N)
     assert scores["neurons_per_pixel_a0.1"] == pytest.approx(1 / N)
     assert scores["pixels_per_neuron"] == 0.0  # 7 of 8 neurons own no pixel
@@ -37,7 +50,7 @@ def test_single_neuron_holds_every_pixel() -> None:
 def test_uniform_canvas_is_fully_distributed() -> None:
     scores = _run(torch.ones(N, 1, H, W))
     assert scores["gini"] == pytest.approx(0.0, abs=1e-6)
-    assert scores["top_neuron_dominance"] == 0.0
+    assert scores["top_neuron_share"] == pytest.approx(1 / N)
     assert scores["pixels_per_neuron"] == 0.0  # shares equal 1/N exactly, never above it
 
 
@@ -46,7 +59,7 @@ def test_each_neuron_owns_one_block() -> None:
     for n in range(N):
         layer[n, 0, :, n * (W // N) : (n + 1) * (W // N)] = 1.0
     scores = _run(layer)
-    assert scores["top_neuron_dominance"] == 1.0
+    assert scores["top_neuron_share"] == 1.0
     assert scores["pixels_per_neuron"] == pytest.approx(1 / N)
     assert scores["neurons_per_pixel_a0.5"] == 0.0  # the threshold equals every owner's value: none exceed it
 
@@ -65,7 +78,9 @@ def test_threshold_holds_the_requested_mass() -> None:
 
 def test_gini_matches_definition() -> None:
     shares = torch.tensor([[0.0], [0.0], [0.0], [1.0]])
-    assert float(gini(shares)) == pytest.approx(0.75)
+    assert float(gini(sorted_columns(shares))) == pytest.approx(0.75)
+    values = torch.tensor([[3.0, 2.0], [1.0, 2.0]])  # scale-free: (3, 1) has shares (3/4, 1/4)
+    assert gini(sorted_columns(values)).tolist() == pytest.approx([0.25, 0.0])
 
 
 def _canvas(layer: torch.Tensor, chunk_bytes: int = 1 << 30) -> Canvas:
@@ -75,8 +90,8 @@ def _canvas(layer: torch.Tensor, chunk_bytes: int = 1 << 30) -> Canvas:
 def test_neuron_order_and_scale_invariance() -> None:
     torch.manual_seed(0)
     layer = torch.rand(N, 1, H, W) ** 4
-    base = layer_distribution(_canvas(layer), "layer", [0.1, 0.5])
-    permuted = layer_distribution(_canvas(layer[torch.randperm(N)] * 7.5), "layer", [0.1, 0.5])
+    base, _ = layer_distribution(_canvas(layer), "layer", [0.1, 0.5])
+    permuted, _ = layer_distribution(_canvas(layer[torch.randperm(N)] * 7.5), "layer", [0.1, 0.5])
     for key, value in base.items():
         assert permuted[key] == pytest.approx(value, rel=1e-5, abs=1e-6)
 
@@ -112,3 +127,84 @@ def test_streamed_threshold_is_the_sorted_one(kind: str) -> None:
 def test_streamed_threshold_of_an_all_zero_layer_is_zero() -> None:
     layer = torch.zeros(N, 3, H, W)
     assert streamed_thresholds(_canvas(layer, chunk_bytes=1), "layer", [0.1, 0.5]) == {0.1: 0.0, 0.5: 0.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# the spatial-shuffle null
+
+
+def _tiles(noise: float = 0.0) -> torch.Tensor:
+    """``[N, 1, H, W]``: neuron n owns the n-th vertical tile (value 1), elsewhere ``noise`` or 0."""
+    layer = noise * torch.rand(N, 1, H, W, generator=torch.Generator().manual_seed(1))
+    for n in range(N):
+        layer[n, 0, :, n * (W // N) : (n + 1) * (W // N)] = 1.0
+    return layer
+
+
+def _effects(result: ProbeResult) -> dict[str, float | None]:
+    draws = result.nulls["spatial_shuffle"]
+    return {name: summarise_null(result.scores[name], draws[name], "spatial_shuffle").effect_size for name in draws}
+
+
+def test_tiles_own_their_pixels_far_beyond_the_null() -> None:
+    """Each pixel owned by one neuron: shuffled, about 1 - 1/e of a pixel's owners coincide with
+    others, so the top share falls from 1 to about 0.75 and the Gini with it."""
+    result = _result(_tiles())
+    draws = result.nulls["spatial_shuffle"]
+    assert len(draws["top_neuron_share"]) == 20 and set(draws) == {*METRICS, *(f"layer/{m}" for m in METRICS)}
+    assert result.scores["top_neuron_share"] == 1.0
+    assert 0.6 < sum(draws["top_neuron_share"]) / 20 < 0.85
+    effects = _effects(result)
+    assert effects["top_neuron_share"] > 10
+    assert effects["gini"] > 10
+
+
+def test_tiles_over_noise_dominate_beyond_the_null() -> None:
+    """A continuous canvas (no share exactly 0 or 1): the owner of a pixel still stands out."""
+    effects = _effects(_result(_tiles(noise=0.2)))
+    assert effects["top_neuron_share"] > 10 and effects["gini"] > 10
+
+
+def test_independent_noise_maps_are_their_own_null() -> None:
+    """Maps of independent noise are already a spatial shuffle: every score lies within its null."""
+    layer = torch.rand(N, 3, H, W, generator=torch.Generator().manual_seed(2)) ** 3
+    result = _result(layer, null_pixels=600)  # fewer than the 1536 pixels: sampled over the frames
+    effects = _effects(result)
+    assert effects["gini"] is not None and effects["top_neuron_share"] is not None
+    for name, effect in effects.items():
+        assert effect is None or abs(effect) < 3, (name, effect)
+
+
+def test_shuffled_control_scores_within_the_null_of_the_canvas() -> None:
+    """The null estimates the scores of the shuffled control (whole maps shuffled, not sampled)."""
+    canvas = Canvas(layers={"layer": _tiles(noise=0.2)}, frames=torch.zeros(1, H, W, 3))
+    result = load_task("distribution").run(canvas)
+    control = load_task("distribution").run(shuffle_canvas(canvas), null_draws=0).scores
+    for name in ("top_neuron_share", "gini"):
+        summary = summarise_null(control[name], result.nulls["spatial_shuffle"][name], "spatial_shuffle")
+        assert abs(summary.effect_size) < 3, (name, summary)
+
+
+def test_null_draws_are_seeded_absent_without_draws_and_chunk_free() -> None:
+    layer = torch.rand(N, 4, H, W, generator=torch.Generator().manual_seed(3)) ** 2
+    first = _result(layer, null_pixels=700).nulls
+    assert _result(layer, null_pixels=700).nulls == first
+    assert _result(layer, null_pixels=700, null_seed=1).nulls != first
+    assert _result(layer, null_draws=0).nulls == {}
+    assert len(_result(layer, null_draws=3).nulls["spatial_shuffle"]["gini"]) == 3
+    frame_by_frame = _canvas(layer, chunk_bytes=1)
+    assert frame_by_frame.frames_per_chunk("layer") == 1
+    chunked = load_task("distribution").run(frame_by_frame, null_pixels=700).nulls
+    assert chunked.keys() == first.keys()
+    for name, draws in first["spatial_shuffle"].items():
+        assert chunked["spatial_shuffle"][name] == pytest.approx(draws, rel=1e-9, abs=1e-12), name
+
+
+def test_null_of_an_all_zero_layer_is_zero_like_the_layer() -> None:
+    draws = _result(torch.zeros(N, 1, H, W), null_draws=2).nulls["spatial_shuffle"]
+    assert all(draws[name] == [0.0, 0.0] for name in METRICS)
+
+
+def test_bad_null_pixels_is_a_clear_error() -> None:
+    with pytest.raises(XincError, match="null_pixels"):
+        _result(torch.rand(N, 1, H, W), null_pixels=0)

@@ -23,9 +23,10 @@ from xinc_bench.canvas import Canvas, compute_canvas
 from xinc_bench.data.signal import Signal
 from xinc_bench.errors import XincError
 from xinc_bench.inrs.base import create_inr, signal_coordinates
-from xinc_bench.probes.base import load_task
+from xinc_bench.probes.base import ProbeResult, load_task
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.faithfulness import deletion_region
+from xinc_bench.probes.stats import summarise_null
 
 H, W, STRIPS = 16, 32, 8
 
@@ -64,13 +65,21 @@ def _setup(strip: int = 3) -> tuple[StripINR, Canvas]:
     return model, canvas
 
 
-def _run(canvas: Canvas, model: nn.Module, **params: object) -> dict[str, float]:
+def _result(canvas: Canvas, model: nn.Module, **params: object) -> ProbeResult:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = load_task("faithfulness").run(canvas, model=model, **params)
     assert set(result.figures) == {"canvas_vs_ablation", "deletion"}
     plt.close("all")
-    return result.scores
+    return result
+
+
+def _run(canvas: Canvas, model: nn.Module, **params: object) -> dict[str, float]:
+    return _result(canvas, model, null_draws=0, **params).scores
+
+
+def _effect(result: ProbeResult, null: str, name: str) -> float | None:
+    return summarise_null(result.scores[name], result.nulls[null][name], null).effect_size
 
 
 def test_exact_canvas_agrees_with_ablation_and_deletes_locally() -> None:
@@ -166,12 +175,103 @@ def test_kernel_ablation_zeroes_weight_and_bias_share_and_restores_the_model() -
         kernel_ablated_output(model, "head", torch.tensor([12]), (3, 16, 32))
 
 
-def test_scores_do_not_depend_on_the_frame_chunk_size() -> None:
+def test_scores_and_null_draws_do_not_depend_on_the_frame_chunk_size() -> None:
     import dataclasses
 
     model, canvas = _nerv_canvas("tanh")
-    whole = _run(canvas, model, max_neurons=16)
-    frame_by_frame = _run(dataclasses.replace(canvas, chunk_bytes=1), model, max_neurons=16)
-    assert frame_by_frame.keys() == whole.keys()
-    for name, value in whole.items():
-        assert frame_by_frame[name] == pytest.approx(value, rel=1e-9, nan_ok=True), name
+    params = {"max_neurons": 16, "null_draws": 6, "deletion_null_draws": 2}
+    whole = _result(canvas, model, **params)
+    frame_by_frame = _result(dataclasses.replace(canvas, chunk_bytes=1), model, **params)
+    assert frame_by_frame.scores.keys() == whole.scores.keys()
+    for name, value in whole.scores.items():
+        assert frame_by_frame.scores[name] == pytest.approx(value, rel=1e-9, nan_ok=True), name
+    assert whole.nulls.keys() == frame_by_frame.nulls.keys() == {"neuron_permutation", "random_neurons"}
+    for null, scores in whole.nulls.items():
+        assert scores.keys() == frame_by_frame.nulls[null].keys()
+        for name, draws in scores.items():
+            assert frame_by_frame.nulls[null][name] == pytest.approx(draws, rel=1e-9, nan_ok=True), name
+    assert len(whole.nulls["neuron_permutation"]["head/ablation_neuron_correlation"]) == 6
+    assert len(whole.nulls["random_neurons"]["deletion_contrast"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# nulls
+
+
+class WaveINR(nn.Module):
+    """``coords[P, 2] -> rgb[P, 3]``: 16 fixed (untraced) random plane waves, then ``nn.Linear(16, 3)``.
+
+    The head's linear canvas is its ablation canvas exactly (zeroing wave n removes exactly its
+    term), and different waves are different maps: the pairing of a map with its own ablation is
+    what the neuron-permutation null destroys.
+    """
+
+    input_kind = "coords"
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.register_buffer("directions", 3 * torch.randn(2, 16, generator=generator))
+        self.register_buffer("phases", 6.3 * torch.rand(16, generator=generator))
+        self.head = nn.Linear(16, 3, bias=False)
+        with torch.no_grad():
+            self.head.weight.copy_(0.2 * torch.rand(3, 16, generator=generator) + 0.05)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cos(coords @ self.directions + self.phases))
+
+
+def test_canvas_identical_to_the_ablation_beats_every_re_pairing() -> None:
+    model = WaveINR().eval()
+    with torch.no_grad():
+        frames = model(signal_coordinates(1, H, W)).clamp(0, 1).reshape(1, H, W, 3)
+    canvas = compute_canvas(model, Signal(frames, "waves"), "linear")
+    result = _result(canvas, model, region="centre")
+    assert result.scores["ablation_neuron_correlation"] == pytest.approx(1.0, abs=1e-6)
+    draws = result.nulls["neuron_permutation"]["ablation_neuron_correlation"]
+    assert len(draws) == 20 and max(draws) < 0.9
+    assert _effect(result, "neuron_permutation", "ablation_neuron_correlation") > 5
+    assert _effect(result, "neuron_permutation", "ablation_correlation") > 5
+    assert len(result.nulls["random_neurons"]["deletion_contrast"]) == 5  # deletion_null_draws of the task
+    assert load_task("faithfulness").run(canvas, model=model, region="centre").nulls == result.nulls  # seeded
+    assert _result(canvas, model, null_draws=0, region="centre").nulls == {}
+
+
+def test_random_neurons_blank_strips_outside_the_region() -> None:
+    """Deleting a random strip's neuron blanks the region (strip 3) only if it hits strip 3; any other
+    strip drops the PSNR outside, not inside: the contrast of random deletions lies far below."""
+    model, canvas = _setup()
+    result = _result(canvas, model, deletion_fraction=1 / STRIPS, deletion_null_draws=8, null_draws=6)
+    draws = result.nulls["random_neurons"]["deletion_contrast"]
+    assert len(draws) == 6  # deletion_null_draws capped by null_draws
+    observed = result.scores["deletion_contrast"]
+    assert all(draw < 0 or draw == pytest.approx(observed) for draw in draws)
+    assert sum(draw < 0 for draw in draws) >= 4
+    assert draws == result.nulls["random_neurons"]["head/deletion_contrast"]
+
+
+def test_region_covering_every_pixel_leaves_deletion_absent_with_its_reason() -> None:
+    model, canvas = _setup()
+    canvas.masks = torch.ones_like(canvas.masks)
+    result = _result(canvas, model)
+    for name in ("deletion_contrast", "head/deletion_contrast", "drop_inside", "head/drop_outside"):
+        assert "covers every pixel" in result.absent[name]
+        assert math.isnan(result.scores[name])
+    assert "random_neurons" not in result.nulls
+    assert result.scores["ablation_correlation"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_null_pairings_are_the_correlations_of_the_re_paired_maps() -> None:
+    """The Gram-matrix shortcut gives exactly the scores of :func:`agreement` on re-ordered ablation maps."""
+    from xinc_bench.probes.faithfulness import agreement, permuted_agreement
+
+    generator = torch.Generator().manual_seed(0)
+    tested = torch.randn(12, 2, 9, 11, generator=generator) + torch.arange(12.0)[:, None, None, None]
+    truth = tested + 0.8 * torch.randn(12, 2, 9, 11, generator=generator)
+    truth[4] = 3.0  # a constant ablation map: left out of the per-neuron median
+    shuffled = [torch.randperm(12, generator=generator) for _ in range(2)]
+    orders = torch.stack([torch.arange(12), *shuffled])
+    for draw, order in zip(permuted_agreement(tested, truth, orders), orders):
+        direct = agreement(tested, truth[order])
+        for name in ("ablation_correlation", "ablation_neuron_correlation"):
+            assert draw[name] == pytest.approx(direct[name], abs=1e-12), name

@@ -13,7 +13,7 @@ from xinc_bench.results.record import build_record, write_json_atomic
 pytest_plugins = ["pytester"]
 
 SCORES = {"neurons_per_pixel_a0.1": 0.3, "neurons_per_pixel_a0.5": 0.1, "pixels_per_neuron": 0.2,
-          "top_neuron_dominance": 0.05, "gini": 0.7}
+          "top_neuron_share": 0.05, "gini": 0.7}
 
 
 def _plugin_args() -> list[str]:

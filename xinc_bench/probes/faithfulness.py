@@ -20,6 +20,18 @@ Per layer, with ``|C|`` the canvas under test and ``|A|`` the ablation canvas:
   or the centre block of half the height and width of every frame (``auto`` without masks, or
   ``centre``).
 
+Nulls (``params["null_draws"]`` ``D``, ``params["null_seed"]``):
+
+* ``neuron_permutation`` for the two correlations: each sampled canvas map is paired with the
+  ablation map of another sampled neuron (a uniform permutation of the sample per draw, so a
+  neuron keeps its own map with probability 1/k). The pairings are read off one Gram matrix of
+  the maps already computed (:func:`permuted_agreement`): no extra forward pass, no pass per draw.
+* ``random_neurons`` for ``deletion_contrast``: as many neurons as the test zeroes, drawn at
+  random from the whole layer instead of by canvas mass (:func:`random_deletions`). Each draw is
+  one forward pass of the signal per layer, so only ``min(D, deletion_null_draws)`` draws are
+  made (default 5): with 5 draws the effect size rests on a rough standard deviation and the
+  smallest p-value is 1/6, which the task YAML says.
+
 Kernel canvases (the ``cnn`` tracer of the NeRV family, SPEC 4.2) are checked against kernel
 ablation: zeroing kernel ``(i, o)``'s weight and bias share
 (:func:`~xinc_bench.canvas.cnn.kernel_ablated_output`). Each ablation is one forward pass of the
@@ -51,10 +63,16 @@ from ..errors import XincError
 from ..registry import PROBES, TRACERS
 from .base import ProbeResult
 from .features import collect_scores, finite_median, layer_group_sums, magnitudes, pearson, pearson_rows, pyplot
+from .nulls import generator, permutations
+from .stats import collect_null_draws
 
 REGIONS = ("auto", "segment", "centre")
+#: default ``random_neurons`` draws of the deletion test (each one forward pass of the signal per layer)
+DELETION_NULL_DRAWS = 5
 _MSE_FLOOR = 1e-10
 _SCATTER_POINTS = 200_000
+#: entries of a ``[k, P]`` block of maps held in float64 at once by :func:`permuted_agreement`
+_BLOCK_ELEMENTS = 1 << 22
 
 
 def ablation_layer_names(
@@ -118,6 +136,51 @@ def agreement(canvas_layer: torch.Tensor, ablation: torch.Tensor) -> dict[str, f
     }
 
 
+def permuted_agreement(
+    canvas_layer: torch.Tensor, ablation: torch.Tensor, orders: torch.Tensor
+) -> list[dict[str, float]]:
+    """The correlations of :func:`agreement` with the ablation maps re-paired: the ``neuron_permutation`` null.
+
+    Draw ``d`` pairs canvas map ``i`` with ablation map ``orders[d, i]`` (``orders[D, k]``, one
+    permutation per draw). Every pairing's cross products come from one Gram matrix of the ``k``
+    row-centred maps, ``[k, k]`` (a ``k x P`` matmul, cheaper than the ``k`` ablation passes that
+    made the maps), so the ``D`` draws cost no pass over the maps each. Returns per draw
+    ``ablation_correlation`` and ``ablation_neuron_correlation``.
+    """
+    tested, truth = magnitudes(canvas_layer), magnitudes(ablation)
+    pixels = tested.shape[1]
+    tested_means, truth_means = tested.mean(dim=1, dtype=torch.float64), truth.mean(dim=1, dtype=torch.float64)
+    gram = torch.zeros(tested.shape[0], truth.shape[0], dtype=torch.float64)
+    tested_squares = torch.zeros(tested.shape[0], dtype=torch.float64)
+    truth_squares = torch.zeros(truth.shape[0], dtype=torch.float64)
+    block = max(1, _BLOCK_ELEMENTS // max(1, tested.shape[0]))
+    for start in range(0, pixels, block):
+        x = tested[:, start : start + block].double() - tested_means[:, None]
+        y = truth[:, start : start + block].double() - truth_means[:, None]
+        gram += x @ y.T
+        tested_squares += (x * x).sum(dim=1)
+        truth_squares += (y * y).sum(dim=1)
+    # per neuron: Pearson of row i with row j; NaN where either map is constant (as pearson_rows)
+    valid = (tested.amax(dim=1) > tested.amin(dim=1))[:, None] & (truth.amax(dim=1) > truth.amin(dim=1))[None, :]
+    norms = torch.sqrt(tested_squares[:, None] * truth_squares[None, :])
+    rows = torch.where(valid, gram / torch.where(valid, norms, 1.0), math.nan).clamp(-1.0, 1.0)
+    # over all entries: the rows' deviations from the global means add P (a_i - a)(b_j - b)
+    tested_offsets = tested_means - tested_means.mean()
+    truth_offsets = truth_means - truth_means.mean()
+    entries = gram + pixels * tested_offsets[:, None] * truth_offsets[None, :]
+    tested_spread = (tested_squares + pixels * tested_offsets**2).sum()
+    truth_spread = (truth_squares + pixels * truth_offsets**2).sum()
+    own = torch.arange(tested.shape[0]).expand_as(orders)  # [D, k]: canvas map i, paired with orders[d, i]
+    overall = (entries[own, orders].sum(dim=1) / torch.sqrt(tested_spread * truth_spread)).clamp(-1.0, 1.0)
+    if not (tested.amax() > tested.amin() and truth.amax() > truth.amin()):
+        overall = torch.full_like(overall, math.nan)
+    per_neuron = rows[own, orders]  # [D, k]
+    return [
+        {"ablation_correlation": float(overall[d]), "ablation_neuron_correlation": finite_median(per_neuron[d])}
+        for d in range(orders.shape[0])
+    ]
+
+
 def deletion_region(canvas: Canvas, region: str) -> torch.Tensor:
     """Boolean region ``[T, H, W]`` of the deletion test."""
     num_frames, height, width = canvas.shape
@@ -159,20 +222,55 @@ def deletion(
         frames: the signal ``[T, H, W, 3]``; ``base`` the plain output ``[T, H, W, 3]``.
         region: boolean ``[T, H, W]``; ``fraction``: share of neurons zeroed (at least one).
     """
-    num_neurons = mass.shape[0]
-    if bool(region.all()) or not bool(region.any()):
+    if degenerate_region(region):
         return {"deletion_contrast": math.nan, "drop_inside": math.nan, "drop_outside": math.nan}, base
-    count = min(num_neurons, max(1, round(fraction * num_neurons)))
-    chosen = torch.sort(mass, descending=True, stable=True).indices[:count]
+    chosen = torch.sort(mass, descending=True, stable=True).indices[: deletion_count(mass.shape[0], fraction)]
     ablated = ablate(chosen)
+    return deletion_drops(ablated, frames, base, region), ablated
+
+
+def deletion_count(num_neurons: int, fraction: float) -> int:
+    """How many neurons the deletion test zeroes: ``round(fraction * N)``, at least 1 and at most ``N``."""
+    return min(num_neurons, max(1, round(fraction * num_neurons)))
+
+
+def degenerate_region(region: torch.Tensor) -> bool:
+    """Whether the region covers every pixel or none (then there is no inside/outside contrast)."""
+    return bool(region.all()) or not bool(region.any())
+
+
+def deletion_drops(
+    ablated: torch.Tensor, frames: torch.Tensor, base: torch.Tensor, region: torch.Tensor
+) -> dict[str, float]:
+    """PSNR drops inside and outside ``region`` from ``base`` to ``ablated`` (``[T, H, W, 3]``) and their difference."""
     inside = psnr(base, frames, region) - psnr(ablated, frames, region)
     outside = psnr(base, frames, ~region) - psnr(ablated, frames, ~region)
-    return {"deletion_contrast": inside - outside, "drop_inside": inside, "drop_outside": outside}, ablated
+    return {"deletion_contrast": inside - outside, "drop_inside": inside, "drop_outside": outside}
+
+
+def random_deletions(
+    ablate: Callable[[torch.Tensor], torch.Tensor],
+    num_neurons: int,
+    frames: torch.Tensor,
+    base: torch.Tensor,
+    region: torch.Tensor,
+    fraction: float,
+    draws: int,
+    gen: torch.Generator,
+) -> list[float]:
+    """``deletion_contrast`` of each of ``draws`` random sets of as many neurons as :func:`deletion` zeroes.
+
+    The ``random_neurons`` null: one forward pass of the signal per draw; the other arguments are
+    those of :func:`deletion`.
+    """
+    count = deletion_count(num_neurons, fraction)
+    chosen = permutations(num_neurons, draws, gen)[:, :count]
+    return [deletion_drops(ablate(neurons), frames, base, region)["deletion_contrast"] for neurons in chosen]
 
 
 @PROBES.register("faithfulness")
 def faithfulness(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
-    """SPEC 5.8 for every layer; headline scores are means over layers.
+    """SPEC 5.8 for every layer, with its null draws; headline scores are means over layers.
 
     Params:
         model: the INR the canvas was computed from (required).
@@ -180,6 +278,9 @@ def faithfulness(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
         layer_map: canvas layer -> ablation layer name (default: automatic, see module doc).
         deletion_fraction (0.1), region (``auto`` | ``segment`` | ``centre``), chunk_size (16384),
         max_neurons (256): neurons per layer, a seeded sample, compared with their ablation.
+        null_draws (0), null_seed (0): ``neuron_permutation`` draws of the correlations.
+        deletion_null_draws (5): ``random_neurons`` draws of the deletion test, at most ``null_draws``
+            (each is one forward pass of the signal per layer).
     """
     model = params.get("model")
     if not isinstance(model, nn.Module):
@@ -193,6 +294,9 @@ def faithfulness(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
     model.eval()
     chunk_size = int(params.get("chunk_size", 16384))
     limit = int(params.get("max_neurons", 256))
+    draws = int(params.get("null_draws", 0))
+    seed = int(params.get("null_seed", 0))
+    deletion_draws = min(draws, int(params.get("deletion_null_draws", DELETION_NULL_DRAWS)))
     tested = _tested_canvas(canvas, model, params.get("tracer"), chunk_size)
     samples = {name: neuron_sample(tested.layer_shape(name)[0], limit) for name in tested.layer_names}
     region = deletion_region(canvas, region_name)
@@ -210,18 +314,44 @@ def faithfulness(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
             name: partial(ablate_output, model, names[name], shape=canvas.shape) for name in tested.layer_names
         }
     per_layer: dict[str, dict[str, float]] = {}
+    permuted: dict[str, list[dict[str, float]]] = {}
+    deleted: dict[str, list[float]] = {}
     ablated: dict[str, torch.Tensor] = {}
     maps: dict[str, torch.Tensor] = {}
-    for name in tested.layer_names:
+    for index, name in enumerate(tested.layer_names):
         maps[name] = sampled_rows(tested, name, samples[name])
         mass = region_mass(tested, name, region)
         scores, ablated[name] = deletion(ablators[name], mass, canvas.frames, base, region, fraction)
         per_layer[name] = {**agreement(maps[name], truth[name]), **scores}
+        if draws:
+            orders = permutations(samples[name].numel(), draws, generator(seed, 2 * index))
+            permuted[name] = permuted_agreement(maps[name], truth[name], orders)
+        if deletion_draws and not degenerate_region(region):
+            gen = generator(seed, 2 * index + 1)
+            deleted[name] = random_deletions(
+                ablators[name], mass.shape[0], canvas.frames, base, region, fraction, deletion_draws, gen
+            )
+    nulls: dict[str, dict[str, list[float]]] = {}
+    if permuted:
+        nulls["neuron_permutation"] = collect_null_draws([{n: permuted[n][d] for n in permuted} for d in range(draws)])
+    if deleted:
+        nulls["random_neurons"] = collect_null_draws(
+            [{n: {"deletion_contrast": deleted[n][d]} for n in deleted} for d in range(deletion_draws)]
+        )
+    absent: dict[str, str] = {}
+    if degenerate_region(region):
+        extent = "every" if bool(region.all()) else "no"
+        reason = f"the deletion region ({region_name}) covers {extent} pixel: there is no inside/outside contrast"
+        absent = {
+            f"{prefix}{metric}": reason
+            for prefix in ("", *(f"{name}/" for name in tested.layer_names))
+            for metric in ("deletion_contrast", "drop_inside", "drop_outside")
+        }
     figures = {
         "canvas_vs_ablation": _scatter_figure(maps, truth),
         "deletion": _deletion_figure(base, ablated, region),
     }
-    return ProbeResult(scores=collect_scores(per_layer), figures=figures)
+    return ProbeResult(scores=collect_scores(per_layer), figures=figures, nulls=nulls, absent=absent)
 
 
 def _ablation_name(model: nn.Module, layer: str, ablatable: dict[str, int], layer_map: dict[str, str]) -> str:

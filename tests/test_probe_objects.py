@@ -2,10 +2,13 @@
 
 Four instances (the quadrants of a 32 x 64 image, unequal areas on purpose: the top row is
 shorter) in two categories: segments 1 and 2 are category 7, segments 3 and 4 category 8.
+Effect sizes are measured against the task's label-permutation null through
+:func:`~xinc_bench.probes.stats.score_evidence`, as a record stores them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -13,14 +16,18 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
+from xinc_bench.annotate.masks import felzenszwalb_masks
 from xinc_bench.canvas import Canvas
+from xinc_bench.data.synthetic import make_scene
 from xinc_bench.errors import XincError
-from xinc_bench.probes.base import load_task
+from xinc_bench.probes.base import ProbeResult, load_task
 from xinc_bench.probes.controls import shuffle_canvas
-from xinc_bench.probes.objects import instance_labels, profiles
+from xinc_bench.probes.objects import NO_CATEGORIES, instance_labels, profiles
+from xinc_bench.probes.stats import score_evidence
 
 N, H, W = 16, 32, 64
 CATEGORIES = {"1": 7, "2": 7, "3": 8, "4": 8}
+TASK = load_task("objects")
 
 
 def _masks() -> torch.Tensor:
@@ -40,38 +47,73 @@ def _on(segments_per_neuron: list[list[int]]) -> torch.Tensor:
     return layer * _weights()
 
 
-def _run(layer: torch.Tensor, masks: torch.Tensor | None = None, **params: object) -> dict[str, float]:
-    canvas = Canvas(
+def _canvas(layer: torch.Tensor, masks: torch.Tensor | None = None, metadata: dict | None = None) -> Canvas:
+    return Canvas(
         layers={"layer": layer},
         frames=torch.rand(1, H, W, 3, generator=torch.Generator().manual_seed(5)),
         masks=_masks() if masks is None else masks,
-        metadata={"categories": CATEGORIES},
+        metadata={"categories": CATEGORIES} if metadata is None else metadata,
     )
+
+
+def _result(canvas: Canvas, **params: object) -> ProbeResult:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        result = load_task("objects").run(canvas, **params)
+        result = TASK.run(canvas, **params)
     assert set(result.figures) == {"neuron_profiles"}
     plt.close("all")
-    return result.scores
+    return result
 
 
-def test_neurons_shared_within_categories_are_semantically_consistent() -> None:
-    scores = _run(_on([[1, 2]] * 8 + [[3, 4]] * 8))
-    assert scores["semantic_consistency"] == pytest.approx(1.0)  # same category: cos 1, across: 0
-    assert scores["object_selectivity"] == 0.0  # profiles put exactly half on each of two instances
-    assert scores["instances"] == 4
+def _run(layer: torch.Tensor, masks: torch.Tensor | None = None, **params: object) -> dict[str, float]:
+    return _result(_canvas(layer, masks), **params).scores
 
 
-def test_neurons_owning_one_instance_are_selective_but_not_semantic() -> None:
-    scores = _run(_on([[1], [2], [3], [4]] * 4))
-    assert scores["object_selectivity"] == 1.0
-    assert scores["semantic_consistency"] == pytest.approx(0.0)  # all instance columns orthogonal
+def _effects(result: ProbeResult) -> dict[str, float | None]:
+    """Effect size of every score against the task's null, as a record stores it."""
+    null_of = {metric: spec.null for metric, spec in TASK.metrics.items()}
+    _, nulls, _ = score_evidence(result.scores, result.nulls, result.absent, null_of)
+    return {name: summary["effect_size"] for name, summary in nulls.items()}
 
 
-def test_uniform_canvas_matches_the_declared_chance() -> None:
-    scores = _run(torch.ones(N, 1, H, W))
-    for metric, spec in load_task("objects").metrics.items():
-        assert scores[metric] == pytest.approx(spec.chance, abs=1e-9), metric
+def test_task_declares_headline_nulls_and_ranges() -> None:
+    assert TASK.version == 2 and TASK.headline == "object_selectivity"
+    assert TASK.nulls.draws == 20
+    assert {m.null for m in TASK.metrics.values()} == {"label_permutation"}
+    assert TASK.metrics["object_selectivity"].range == (0.0, 1.0)
+    assert TASK.metrics["semantic_consistency"].range == (-1.0, 1.0)
+
+
+def test_neuron_groups_owning_one_instance_each_are_selective_beyond_the_null() -> None:
+    result = _result(_canvas(_on([[1], [2], [3], [4]] * 4)))
+    assert result.scores["object_selectivity"] == pytest.approx(1.0)  # every profile is one-hot
+    assert result.scores["semantic_consistency"] == pytest.approx(0.0)  # all instance columns orthogonal
+    effects = _effects(result)
+    assert effects["object_selectivity"] > 5 and effects["layer/object_selectivity"] > 5
+    assert abs(effects["semantic_consistency"]) < 3  # selective, but not by category
+
+
+def test_neurons_shared_within_categories_are_semantically_consistent_beyond_the_null() -> None:
+    result = _result(_canvas(_on([[1, 2]] * 8 + [[3, 4]] * 8)))
+    assert result.scores["semantic_consistency"] == pytest.approx(1.0)  # same category: cos 1, across: 0
+    assert result.scores["object_selectivity"] == pytest.approx(0.5)  # half on each of 2 of 4: 1 - log 2 / log 4
+    assert result.scores["instances"] == 4
+    effects = _effects(result)
+    assert effects["semantic_consistency"] > 5 and effects["object_selectivity"] > 5
+
+
+def test_random_canvas_is_indistinguishable_from_its_null() -> None:
+    layer = torch.rand(N, 1, H, W, generator=torch.Generator().manual_seed(1))
+    effects = _effects(_result(_canvas(layer)))
+    for metric in ("object_selectivity", "semantic_consistency"):
+        assert effects[metric] is not None and abs(effects[metric]) < 3, metric
+
+
+def test_uniform_canvas_matches_the_declared_chance_and_its_null() -> None:
+    result = _result(_canvas(torch.ones(N, 1, H, W)))
+    for metric, spec in TASK.metrics.items():
+        assert result.scores[metric] == pytest.approx(spec.chance, abs=1e-9), metric
+        assert result.nulls["label_permutation"][metric] == pytest.approx([spec.chance] * 20, abs=1e-9), metric
 
 
 def test_profiles_are_area_normalised() -> None:
@@ -91,10 +133,9 @@ def test_unlabelled_pixels_are_not_an_instance() -> None:
 
 
 def test_shuffled_control_loses_selectivity() -> None:
-    canvas = Canvas(layers={"layer": _on([[1], [2], [3], [4]] * 4)}, frames=torch.rand(1, H, W, 3), masks=_masks())
-    control = load_task("objects").run(shuffle_canvas(canvas, seed=0)).scores
-    plt.close("all")
-    assert control["object_selectivity"] == 0.0
+    canvas = _canvas(_on([[1], [2], [3], [4]] * 4))
+    control = _result(shuffle_canvas(canvas, seed=0), null_draws=0).scores
+    assert control["object_selectivity"] < 0.05
 
 
 def test_categories_param_overrides_metadata_and_missing_ids_are_errors() -> None:
@@ -105,22 +146,83 @@ def test_categories_param_overrides_metadata_and_missing_ids_are_errors() -> Non
         _run(layer, categories={1: 7})
 
 
-def test_without_categories_consistency_is_nan() -> None:
-    canvas = Canvas(layers={"layer": _on([[1]] * N)}, frames=torch.rand(1, H, W, 3), masks=_masks())
-    scores = load_task("objects").run(canvas).scores
-    plt.close("all")
-    assert math.isnan(scores["semantic_consistency"])
-    assert scores["object_selectivity"] == 1.0
+def test_without_categories_consistency_is_absent_with_its_reason() -> None:
+    result = _result(_canvas(_on([[1]] * N), metadata={}))
+    for name in ("semantic_consistency", "layer/semantic_consistency"):
+        assert result.absent[name] == NO_CATEGORIES
+        assert name not in result.scores and name not in result.nulls["label_permutation"]
+    assert result.scores["object_selectivity"] == 1.0
+
+
+def test_categories_without_a_pair_of_each_kind_are_absent_with_their_reason() -> None:
+    result = _result(_canvas(_on([[1]] * N), metadata={"categories": {"1": 0, "2": 1, "3": 2, "4": 3}}))
+    assert "two instances of one category" in result.absent["semantic_consistency"]
+    assert "semantic_consistency" not in result.scores
+
+
+def test_synthetic_scene_categories_define_semantic_consistency() -> None:
+    """Categories travel as canvas_run writes them (string keys); neurons per category are consistent."""
+    signal = make_scene("moving", (16, 32), num_frames=3, seed=0)
+    by_category = torch.stack([
+        torch.tensor([signal.categories[int(i)] == c for i in signal.masks.reshape(-1)]).float() for c in (1, 2, 3)
+    ]).reshape(3, *signal.masks.shape)
+    layer = by_category.repeat_interleave(2, dim=0) + 0.01  # two neurons per category, faint elsewhere
+    metadata = {"categories": {str(k): v for k, v in signal.categories.items()}, "annotations": {"masks": "gt"}}
+    canvas = Canvas(layers={"layer": layer}, frames=signal.frames, masks=signal.masks, metadata=metadata)
+    result = _result(canvas)
+    assert result.scores["semantic_consistency"] > 0.5 and _effects(result)["semantic_consistency"] > 5
+    assert not result.absent
+
+
+def test_computed_masks_do_not_borrow_the_signals_categories() -> None:
+    signal = make_scene("static", (16, 32), num_frames=1, seed=0)
+    categories = {str(k): v for k, v in signal.categories.items()}
+    metadata = {"categories": categories, "annotations": {"masks": "felzenszwalb"}}
+    masks = felzenszwalb_masks(signal.frames, min_size=20)
+    canvas = Canvas(layers={"layer": torch.rand(4, 1, 16, 32)}, frames=signal.frames, masks=masks, metadata=metadata)
+    result = _result(canvas, null_draws=0)
+    assert result.absent["semantic_consistency"].startswith(NO_CATEGORIES)
+    assert "felzenszwalb" in result.absent["semantic_consistency"]
+    assert math.isfinite(result.scores["object_selectivity"])
 
 
 def test_missing_masks_is_a_clear_error() -> None:
     canvas = Canvas(layers={"layer": torch.rand(N, 1, H, W)}, frames=torch.rand(1, H, W, 3))
     with pytest.raises(XincError, match="mask"):
-        load_task("objects").run(canvas)
+        TASK.run(canvas)
 
 
 def test_degenerate_inputs_are_defined() -> None:
     zero = _run(torch.zeros(N, 1, H, W))
     assert math.isnan(zero["semantic_consistency"]) and math.isnan(zero["object_selectivity"])
-    no_segments = _run(torch.rand(1, 1, H, W), masks=torch.zeros(1, H, W, dtype=torch.int32))
-    assert no_segments["instances"] == 0 and math.isnan(no_segments["object_selectivity"])
+    empty = _result(_canvas(torch.rand(1, 1, H, W), masks=torch.zeros(1, H, W, dtype=torch.int32), metadata={}))
+    assert empty.scores == {"instances": 0.0}
+    assert "at least two instances" in empty.absent["object_selectivity"]
+    one = _result(_canvas(torch.rand(2, 1, H, W), masks=torch.ones(1, H, W, dtype=torch.int32), metadata={}))
+    assert "found 1" in one.absent["layer/object_selectivity"]
+
+
+def test_null_draws_are_reproducible_and_absent_without_draws() -> None:
+    canvas = _canvas(torch.rand(N, 1, H, W, generator=torch.Generator().manual_seed(2)))
+    first, again = _result(canvas).nulls, _result(canvas).nulls
+    assert first == again and len(first["label_permutation"]["object_selectivity"]) == 20
+    assert _result(canvas, null_seed=1).nulls != first
+    none = _result(canvas, null_draws=0)
+    assert none.nulls == {} and math.isfinite(none.scores["object_selectivity"])
+
+
+def test_scores_and_null_draws_do_not_depend_on_the_chunk_size() -> None:
+    generator = torch.Generator().manual_seed(4)
+    masks = torch.randint(0, 5, (4, 8, 12), generator=generator, dtype=torch.int32)
+    canvas = Canvas(
+        layers={"a": torch.randn(5, 4, 8, 12, generator=generator), "b": torch.rand(7, 4, 8, 12, generator=generator)},
+        frames=torch.rand(4, 8, 12, 3, generator=generator),
+        masks=masks,
+        metadata={"categories": {"1": 0, "2": 0, "3": 1, "4": 1}},
+    )
+    frame_by_frame = dataclasses.replace(canvas, chunk_bytes=1)
+    assert frame_by_frame.frames_per_chunk("b") == 1
+    whole, chunked = _result(canvas), _result(frame_by_frame)
+    assert chunked.scores == pytest.approx(whole.scores, rel=1e-9, abs=1e-12)
+    for name, draws in whole.nulls["label_permutation"].items():
+        assert chunked.nulls["label_permutation"][name] == pytest.approx(draws, rel=1e-9, abs=1e-12), name

@@ -108,6 +108,15 @@ def test_registered_loader_defaults_to_thirty_frames(variant: str) -> None:
     assert DATA_SOURCES.entry(f"synthetic-{variant}").metadata["kind"] == "video"
 
 
+@pytest.mark.parametrize("variant", synthetic.VARIANTS)
+def test_registered_scenes_give_every_instance_a_category(variant: str) -> None:
+    """The objects probe's semantic consistency is defined on them: a same- and a different-category pair."""
+    signal = DATA_SOURCES.get(f"synthetic-{variant}")(size=SIZE, frames=FrameRange(0, 4))
+    categories = [signal.categories[i] for i in signal.masks.unique().tolist()]
+    assert len(set(categories)) < len(categories) and len(set(categories)) > 1
+    assert categories.count(synthetic.BACKGROUND) == 1  # the background is its own category
+
+
 def test_strided_range_keeps_frames_and_exact_flow() -> None:
     full = synthetic.make_scene("moving", SIZE, num_frames=10, seed=0)
     strided = DATA_SOURCES.get("synthetic-moving")(size=SIZE, frames=FrameRange(1, 10, 3))

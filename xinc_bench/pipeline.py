@@ -111,6 +111,8 @@ def fit_run(
     }
     if getattr(model, "needs_frames", False):
         twin.set_frames(signal.frames)
+    if getattr(model, "needs_signal", False):
+        twin.set_signal(signal)
     twin_recon = render(twin, signal)
     for trained in (model, twin):
         if getattr(trained, "needs_frames", False):
@@ -181,7 +183,7 @@ def canvas_run(
         "checkpoint": str(Path(checkpoint).resolve()),
         "annotations": annotations,
     }
-    if signal.categories:
+    if signal.categories and annotations["masks"] == "gt":  # categories name the ground-truth segments only
         metadata["categories"] = {str(k): v for k, v in signal.categories.items()}
     return compute_canvas(model, signal, tracer or info.tracer, out=Path(out), dtype=dtype, metadata=metadata)
 

@@ -5,16 +5,26 @@ layer, neuron n's profile over the K instances is its area-normalised contributi
 ``a_ni = sum_{p in i} |C_n(p)| / area_i``, normalised over instances: ``P_ni = a_ni / sum_i a_ni``.
 Neurons with no contribution to any instance have no profile and are left out.
 
+* ``object_selectivity``: how far a typical neuron singles out instances, the median over
+  neurons of ``1 - H(P_n) / log K`` (``H`` the Shannon entropy of the profile). In [0, 1]: 0 when
+  a neuron spreads evenly over the instances (area-normalised), 1 when it acts on one instance
+  only. It replaces version 1's fraction of neurons with more than half their profile on one
+  instance, a threshold that with tens of instances almost no neuron crosses (0 for half the
+  zoo); the entropy moves continuously with how concentrated the profiles are. Needs K >= 2.
 * ``semantic_consistency``: the cosine similarity of two instances' neuron-profile columns
   ``P[:, i]`` and ``P[:, j]``, averaged over pairs of instances of the same category, minus the
-  average over pairs of different categories. Needs categories (``params["categories"]`` or
-  ``canvas.metadata["categories"]``, segment id -> category id) and at least one pair of each
-  kind; otherwise NaN.
-* ``object_selectivity``: the fraction of neurons whose profile puts more than half its mass on
-  one instance.
+  average over pairs of different categories; in [-1, 1]. Needs categories
+  (``params["categories"]``, or ``canvas.metadata["categories"]`` when the masks are the signal's
+  ground truth: dataset annotations or a synthetic scene) and at least one pair of each kind.
 
-A canvas spread evenly over space gives ``P_ni = 1/K``: consistency 0 and selectivity 0. A layer
-is read once, in frame chunks, for its per-neuron sums over the instances.
+Null model ``label_permutation``: the instance labels (unlabelled pixels included) are permuted
+over the pixels of each frame, so every instance keeps its area in every frame while its link
+to the canvas is destroyed. The same ``D`` permutations serve every layer; a layer is read once,
+in frame chunks, for the per-neuron sums over the instances of the canvas and of all ``D``
+permuted label maps together (:func:`~xinc_bench.probes.nulls.permuted_group_sums`). The ``D``
+permuted maps are held as int32 ``[D, T * H * W]``.
+
+A canvas spread evenly over space gives ``P_ni = 1/K``: consistency 0 and selectivity 0.
 """
 
 from __future__ import annotations
@@ -28,7 +38,13 @@ from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
 from .base import ProbeResult
-from .features import collect_scores, layer_group_sums, pyplot, relabel, require_masks
+from .features import collect_scores, pyplot, relabel, require_masks
+from .nulls import generator, permuted_group_sums, permuted_labels
+from .stats import collect_null_draws
+
+METRICS = ("object_selectivity", "semantic_consistency")
+NULL_MODEL = "label_permutation"
+NO_CATEGORIES = "needs instance categories (dataset ground truth or a synthetic scene)"
 
 
 def instance_labels(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,6 +56,53 @@ def instance_labels(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return flat, ids
 
 
+def label_draws(labels: torch.Tensor, frame_pixels: int, draws: int, seed: int) -> torch.Tensor:
+    """``[1 + draws, P]`` int32: row 0 the instance labels, then ``draws`` label-permutation nulls.
+
+    Each null row permutes ``labels[P]`` (-1 = unlabelled, kept as a label) within each frame of
+    ``frame_pixels`` pixels, so every instance keeps its area in every frame. Seeded by ``seed``
+    alone: the same draws for every layer and whatever the chunk size.
+    """
+    frames = labels.reshape(-1, frame_pixels).to(torch.int32)
+    out = torch.empty(1 + draws, *frames.shape, dtype=torch.int32)
+    out[0] = frames
+    if draws:
+        gen = generator(seed)
+        for t in range(frames.shape[0]):
+            out[1:, t] = permuted_labels(frames[t], draws, gen)
+    return out.reshape(1 + draws, -1)
+
+
+def group_profiles(canvas: Canvas, name: str, labels: torch.Tensor, num_instances: int) -> torch.Tensor:
+    """Area-normalised neuron profiles ``[R, N, K]`` of layer ``name`` for each row of label maps.
+
+    Rows of neurons with no contribution to any instance are zero (no profile); the others sum to 1.
+
+    Args:
+        labels: ``[P]`` or ``[R, P]`` instance index of each canvas pixel (-1 = unlabelled), as
+            :func:`instance_labels` (and :func:`label_draws` for null rows). Every row has the
+            instance areas of the first.
+        num_instances: K.
+    """
+    rows = labels.reshape(-1, labels.shape[-1])
+    frame_pixels = math.prod(canvas.shape[1:])
+    sums = torch.zeros(rows.shape[0], canvas.layer_shape(name)[0], num_instances + 1, dtype=torch.float64)
+    for start, chunk in canvas.frame_chunks(name):
+        pixels = slice(start * frame_pixels, (start + chunk.shape[1]) * frame_pixels)
+        index = _group_index(rows[:, pixels], num_instances)
+        sums += permuted_group_sums(chunk.reshape(chunk.shape[0], -1).abs(), index, num_instances + 1)
+    areas = torch.bincount(_group_index(rows[0], num_instances), minlength=num_instances + 1)[:num_instances].double()
+    normalised = sums[..., :num_instances] / areas
+    totals = normalised.sum(dim=-1, keepdim=True)
+    return torch.where(totals > 0, normalised / torch.where(totals > 0, totals, 1.0), 0.0)
+
+
+def _group_index(labels: torch.Tensor, num_instances: int) -> torch.Tensor:
+    """Instance labels (-1 = unlabelled) as int64 groups ``0..K``, the unlabelled pixels group K."""
+    labels = labels.long()
+    return torch.where(labels < 0, num_instances, labels)
+
+
 def profiles(canvas: Canvas, name: str, labels: torch.Tensor, num_instances: int) -> torch.Tensor:
     """Neuron profiles ``P[N', K]`` (rows sum to 1) of the neurons of layer ``name`` that touch any instance.
 
@@ -47,27 +110,50 @@ def profiles(canvas: Canvas, name: str, labels: torch.Tensor, num_instances: int
         labels: ``[P]`` instance index of each canvas pixel (-1 = unlabelled), as :func:`instance_labels`.
         num_instances: K.
     """
-    index = torch.where(labels < 0, num_instances, labels)
-    sums = layer_group_sums(canvas, name, index.reshape(canvas.shape), num_instances + 1)[:, :num_instances]
-    areas = torch.bincount(index, minlength=num_instances + 1)[:num_instances].double()
-    normalised = sums / areas
-    totals = normalised.sum(dim=1, keepdim=True)
-    alive = totals[:, 0] > 0
-    return normalised[alive] / totals[alive]
+    profile = group_profiles(canvas, name, labels, num_instances)[0]
+    return profile[profile.sum(dim=1) > 0]
 
 
-def semantic_consistency(profile: torch.Tensor, categories: torch.Tensor | None) -> float:
-    """Mean same-category minus mean different-category cosine similarity of instance columns."""
-    if categories is None or profile.shape[0] == 0:
-        return math.nan
-    columns = torch.nn.functional.normalize(profile.T, dim=1)
-    similarity = columns @ columns.T
+def selectivity(profile: torch.Tensor) -> torch.Tensor:
+    """Median over neurons of ``1 - H(P_n) / log K`` for profiles ``[R, N, K]``: ``[R]``.
+
+    Neurons without a profile (zero rows) are left out; NaN where no neuron has one or K < 2.
+    """
+    num_instances = profile.shape[-1]
+    if num_instances < 2:
+        return torch.full(profile.shape[:1], math.nan, dtype=torch.float64)
+    alive = profile.sum(dim=-1) > 0
+    entropy = -torch.special.xlogy(profile, profile).sum(dim=-1) / math.log(num_instances)
+    concentration = (1.0 - entropy).clamp(0.0, 1.0)
+    return torch.where(alive, concentration, math.nan).nanmedian(dim=1).values
+
+
+def category_pairs(categories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[K, K]`` masks of the instance pairs ``(i != j)`` of the same category and of different ones."""
     same = categories[:, None] == categories[None, :]
-    off_diagonal = ~torch.eye(len(categories), dtype=torch.bool)
-    within, across = similarity[same & off_diagonal], similarity[~same]
-    if within.numel() == 0 or across.numel() == 0:
-        return math.nan
-    return float(within.mean() - across.mean())
+    return same & ~torch.eye(len(categories), dtype=torch.bool), ~same
+
+
+def semantic_consistency(profile: torch.Tensor, categories: torch.Tensor | None) -> torch.Tensor:
+    """Mean same-category minus mean different-category cosine similarity of instance columns: ``[R]``.
+
+    Args:
+        profile: ``[R, N, K]`` profiles (zero rows for neurons without one).
+        categories: ``[K]`` category of each instance; None gives NaN.
+
+    NaN without categories, without a same-category or a different-category pair, or when no
+    neuron has a profile.
+    """
+    nan = torch.full(profile.shape[:1], math.nan, dtype=torch.float64)
+    if categories is None:
+        return nan
+    within, across = category_pairs(categories)
+    if not bool(within.any()) or not bool(across.any()):
+        return nan
+    columns = torch.nn.functional.normalize(profile.transpose(1, 2), dim=2)  # [R, K, N]
+    similarity = columns @ columns.transpose(1, 2)
+    value = similarity[:, within].mean(dim=1) - similarity[:, across].mean(dim=1)
+    return torch.where(profile.sum(dim=(1, 2)) > 0, value, nan)
 
 
 def category_ids(ids: torch.Tensor, categories: Mapping[Any, Any] | None) -> torch.Tensor | None:
@@ -86,38 +172,106 @@ def category_ids(ids: torch.Tensor, categories: Mapping[Any, Any] | None) -> tor
 
 def layer_objects(
     canvas: Canvas, name: str, labels: torch.Tensor, categories: torch.Tensor | None, num_instances: int
-) -> tuple[dict[str, float], torch.Tensor]:
-    """Object scores of layer ``name`` (read once in frame chunks) and its profiles.
+) -> tuple[dict[str, float], list[dict[str, float]], torch.Tensor]:
+    """Object scores of layer ``name`` (read once in frame chunks), its null draws and its profiles.
 
     Args:
-        labels: ``[P]`` instance index of each canvas pixel (-1 = unlabelled).
+        labels: ``[P]`` instance index of each canvas pixel (-1 = unlabelled), or ``[1 + D, P]``
+            with ``D`` null label maps after it (:func:`label_draws`).
         categories: ``[K]`` category of each instance, or None.
         num_instances: K.
+
+    Returns:
+        ``(scores, draws, profile)``: the canvas's scores (NaN where undefined), the scores of each
+        of the ``D`` null draws, and the canvas's profiles ``[N', K]`` of the neurons that have one.
     """
-    profile = profiles(canvas, name, labels, num_instances)
-    selectivity = float((profile.amax(dim=1) > 0.5).double().mean()) if profile.shape[0] else math.nan
-    return {
+    if num_instances == 0:
+        undefined = dict.fromkeys(METRICS, math.nan)
+        draws = labels.reshape(-1, labels.shape[-1]).shape[0] - 1
+        return undefined, [undefined] * draws, torch.zeros(0, 0, dtype=torch.float64)
+    profile = group_profiles(canvas, name, labels, num_instances)
+    values = {
+        "object_selectivity": selectivity(profile),
         "semantic_consistency": semantic_consistency(profile, categories),
-        "object_selectivity": selectivity,
-    }, profile
+    }
+    rows = [{metric: float(value[row]) for metric, value in values.items()} for row in range(profile.shape[0])]
+    return rows[0], rows[1:], profile[0][profile[0].sum(dim=1) > 0]
+
+
+def absent_reasons(
+    num_instances: int, categories: torch.Tensor | None, no_categories: str = NO_CATEGORIES
+) -> dict[str, str]:
+    """Metric -> why it cannot be computed with these instances and categories (none when both can).
+
+    Args:
+        no_categories: the reason given when ``categories`` is None.
+    """
+    reasons: dict[str, str] = {}
+    if num_instances < 2:
+        reasons["object_selectivity"] = f"needs at least two instances in the masks (found {num_instances})"
+    if categories is None:
+        reasons["semantic_consistency"] = no_categories
+    elif not all(bool(pairs.any()) for pairs in category_pairs(categories)):
+        reasons["semantic_consistency"] = (
+            "needs two instances of one category and an instance of another (categories of the "
+            f"{num_instances} instances: {sorted(set(categories.tolist()))})"
+        )
+    return reasons
+
+
+def canvas_categories(canvas: Canvas, params: Mapping[str, Any]) -> tuple[Mapping[Any, Any] | None, str]:
+    """The categories map for this canvas's masks (or None) and the reason to give when there is none.
+
+    ``params["categories"]`` wins; ``canvas.metadata["categories"]`` (the signal's) applies only
+    when the masks are the signal's ground truth (``metadata["annotations"]["masks"]`` is ``gt``
+    or not recorded): they name ground-truth segments, not those of a computed mask source.
+    """
+    if params.get("categories") is not None:
+        return params["categories"], NO_CATEGORIES
+    source = (canvas.metadata.get("annotations") or {}).get("masks", "gt")
+    if source != "gt" and canvas.metadata.get("categories") is not None:
+        return None, f"{NO_CATEGORIES}; the signal's categories name its ground-truth segments, not {source} masks"
+    return canvas.metadata.get("categories"), NO_CATEGORIES
 
 
 @PROBES.register("objects")
 def objects(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
-    """SPEC 5.5 for every layer; headline scores are means over layers.
+    """SPEC 5.5 for every layer with ``label_permutation`` null draws; headline scores are means over layers.
 
     Params:
-        categories: segment id -> category id; default ``canvas.metadata["categories"]``.
+        categories: segment id -> category id; default ``canvas.metadata["categories"]`` when the
+            masks are ground truth.
+        null_draws: D label permutations (0: none); null_seed: their seed.
     """
     labels, ids = instance_labels(require_masks(canvas, "objects"))
-    categories = category_ids(ids, params.get("categories", canvas.metadata.get("categories")))
+    mapping, no_categories = canvas_categories(canvas, params)
+    categories = category_ids(ids, mapping)
+    draws = int(params.get("null_draws", 0))
+    rows = label_draws(labels, math.prod(canvas.shape[1:]), draws, int(params.get("null_seed", 0)))
     per_layer: dict[str, dict[str, float]] = {}
+    layer_draws: dict[str, list[dict[str, float]]] = {}
     layer_profiles: dict[str, torch.Tensor] = {}
     for name in canvas.layer_names:
-        per_layer[name], layer_profiles[name] = layer_objects(canvas, name, labels, categories, len(ids))
+        per_layer[name], layer_draws[name], layer_profiles[name] = layer_objects(
+            canvas, name, rows, categories, len(ids)
+        )
     scores = collect_scores(per_layer)
+    null = collect_null_draws([{name: layer_draws[name][d] for name in canvas.layer_names} for d in range(draws)])
+    reasons = absent_reasons(len(ids), categories, no_categories)
+    absent: dict[str, str] = {}
+    for score in list(scores):
+        reason = reasons.get(score.rsplit("/", 1)[-1])
+        if reason is not None:
+            absent[score] = reason
+            scores.pop(score)
+            null.pop(score, None)
     scores["instances"] = float(len(ids))
-    return ProbeResult(scores=scores, figures={"neuron_profiles": _figure(layer_profiles, ids, categories)})
+    return ProbeResult(
+        scores=scores,
+        figures={"neuron_profiles": _figure(layer_profiles, ids, categories)},
+        nulls={NULL_MODEL: null} if draws else {},
+        absent=absent,
+    )
 
 
 def _figure(layer_profiles: dict[str, torch.Tensor], ids: torch.Tensor, categories: torch.Tensor | None) -> Any:

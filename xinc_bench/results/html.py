@@ -39,6 +39,12 @@ th.sortable { cursor: pointer; user-select: none; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; } th[aria-sort="descending"]::after { content: " \\25BC"; }
 td.text, th.text { text-align: left; }
 tr.stale td { background: #fff4e0; }
+table.reference td { background: #eef6ee; }
+tr.headline td { font-weight: 600; }
+th a.detail { font-weight: 400; font-size: 0.75rem; display: block; }
+td.wrap { white-space: normal; min-width: 16rem; max-width: 48rem; }
+td.score { white-space: normal; min-width: 7rem; }
+span.part { white-space: nowrap; }
 img.pixelated { image-rendering: pixelated; }
 .pictures { display: flex; flex-wrap: wrap; gap: 0.75rem; align-items: flex-start; }
 figure { margin: 0; } figcaption { font-size: 0.75rem; color: #55555f; text-align: center; }
@@ -68,6 +74,21 @@ def format_number(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.4g}"
     return str(value)
+
+
+def short_number(value: float | None, digits: int = 3) -> str:
+    """``value`` with ``digits`` significant digits, positional between 1e-4 and 1e6, else in e-notation; NaN empty.
+
+    E.g. ``0.71 -> "0.710"``, ``27.71 -> "27.7"``, ``1234.5 -> "1234"``, ``2e-7 -> "2.00e-07"``.
+    """
+    if value is None or not math.isfinite(value):
+        return ""
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    if -4 <= magnitude < 6:
+        return f"{value:.{max(0, digits - 1 - magnitude)}f}"
+    return f"{value:.{digits - 1}e}"
 
 
 def page(title: str, body: str, script: str = "") -> str:

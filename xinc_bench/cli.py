@@ -1,4 +1,4 @@
-"""The ``xinc-bench`` command line: list, fit, canvas, probe, run, suite, leaderboard, report, check.
+"""The ``xinc-bench`` command line: list, fit, canvas, probe, run, suite, leaderboard, report, sanity, check.
 
 Exit codes: 0 on success, 2 on bad input (one line on stderr naming the problem and the fix),
 1 when ``check`` finds a regression or a ``suite run`` step failed (rerun to retry).
@@ -136,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--by-tier", action="store_true", help="rank architectures only within a PSNR tier")
     board.set_defaults(handler=_cmd_leaderboard)
 
+    sanity = commands.add_parser("sanity", help="model randomisation check of a run: which scores move when the "
+                                 "model's layers are re-initialised (writes RUN_DIR/records/sanity.json)")
+    sanity.add_argument("run_dir", type=Path, help="run folder written by `xinc-bench run`")
+    sanity.add_argument("--tasks", nargs="+", default=None,
+                        help="tasks to check (names or task YAML files; default: every task with a record in the run)")
+    sanity.add_argument("--seed", type=int, default=None, help="re-initialisation seed (default: the run's seed + 1)")
+    sanity.set_defaults(handler=_cmd_sanity)
+
     report = commands.add_parser("report", help="write RUN_DIR/report.html: reconstruction, neuron maps, probe figures")
     report.add_argument("run_dir", type=Path)
     report.set_defaults(handler=_cmd_report)
@@ -246,6 +254,30 @@ def _cmd_leaderboard(args: argparse.Namespace) -> None:
     table = build_leaderboard(args.records)
     paths = write_leaderboard(tier_view(table) if args.by_tier else table, args.out, args.name)
     print(f"{len(table)} rows -> " + ", ".join(str(p) for p in paths))
+
+
+def _cmd_sanity(args: argparse.Namespace) -> None:
+    from .sanity import FIGURES_DIR, FIGURE_NAME, SANITY_NAME, sanity_check
+
+    record = sanity_check(args.run_dir, args.tasks, seed=args.seed, progress=lambda line: print(line, file=sys.stderr))
+    print(f"{'task':<14} {'score':<28} {'trained':>9} {'randomised':>10} {'movement':>10}  flag")
+    for task, scores in record["tasks"].items():
+        headline = record["headlines"][task]
+        for score, entry in scores.items():
+            if "/" in score:
+                continue
+            unit = "sd" if entry["movement_unit"] == "null_sd" else "rel"
+            movement = "n/a" if entry["movement"] is None else f"{entry['movement']:.3g} {unit}"
+            name = score + (" *" if score == headline else "")
+            print(f"{task:<14} {name:<28} {_fmt(entry['trained']):>9} {_fmt(entry['randomised'][-1]):>10} "
+                  f"{movement:>10}  {'INSENSITIVE' if entry['insensitive'] else ''}")
+    flagged = sum(entry["insensitive"] for scores in record["tasks"].values() for entry in scores.values())
+    total = sum(len(scores) for scores in record["tasks"].values())
+    records = args.run_dir / "records"
+    cascade, seconds = record["cascade"], record["timings"]["sanity_seconds"]
+    print(f"* headline. {flagged} of {total} scores (per layer included) insensitive after re-initialising "
+          f"{len(cascade)} layers ({', '.join(cascade)}) in {seconds:.0f} s")
+    print(f"record -> {records / SANITY_NAME}, figure -> {records / FIGURES_DIR / FIGURE_NAME}")
 
 
 def _cmd_report(args: argparse.Namespace) -> None:

@@ -61,11 +61,14 @@ def fit(
 
     Coordinate INRs train full batch (every pixel each step, as in the paper); frame INRs train on
     ``batch_frames`` frames per step. Deterministic on CPU for a fixed ``seed``. Models that
-    declare ``needs_frames`` (HNeRV) are given the signal's frames first.
+    declare ``needs_frames`` (HNeRV) are given the signal's frames first; models that declare
+    ``needs_signal`` (the known-answer INRs) are given the whole signal (``set_signal``).
     """
     L.seed_everything(seed, workers=True, verbose=False)
     if getattr(model, "needs_frames", False):
         model.set_frames(signal.frames)  # encoder-based INRs (HNeRV) read the frames they embed
+    if getattr(model, "needs_signal", False):
+        model.set_signal(signal)  # known-answer INRs read their pixel groups from the signal
     input_kind = getattr(model, "input_kind", "coords")
     if input_kind == "frame":
         dataset = FrameBatches(signal, steps, batch_frames, seed)

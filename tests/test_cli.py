@@ -36,14 +36,20 @@ def test_run_writes_every_artefact(run_dir: Path) -> None:
                  "init/model.safetensors", "init/canvas.safetensors", "records/distribution.json"):
         assert (run_dir / name).is_file(), name
     record = json.loads((run_dir / "records/distribution.json").read_text())
-    assert record["schema_version"] == 1
-    assert record["task"]["name"] == "distribution" and record["task"]["version"] == 1
+    assert record["schema_version"] == 2
+    assert record["task"]["name"] == "distribution" and record["task"]["version"] == 2
     assert record["model"]["name"] == "ffn-paper" and record["model"]["num_parameters"] == 32_971
     assert record["model"]["bits_per_pixel"] == pytest.approx(32_971 * 8 / (32 * 64))
     assert record["data"]["data"] == "astronaut" and len(record["data"]["content_hash"]) == 16
     assert record["fidelity"]["psnr"] > 10 and 0 < record["fidelity"]["ssim"] <= 1
-    assert set(record["controls"]["random_init"]) == {"neurons_per_pixel_a0.1", "neurons_per_pixel_a0.5",
-                                                      "pixels_per_neuron", "top_neuron_dominance", "gini"}
+    headline = {"neurons_per_pixel_a0.1", "neurons_per_pixel_a0.5", "pixels_per_neuron", "top_neuron_share", "gini"}
+    assert headline <= set(record["controls"]["random_init"])  # controls hold every score, per layer too
+    assert {"layer1/gini", "layer3/gini"} <= set(record["controls"]["shuffled"])
+    # every score stands beside its null: spatial-shuffle draws, effect size and p-value
+    gini = record["nulls"]["gini"]
+    assert gini["model"] == "spatial_shuffle" and gini["draws"] == 20
+    assert gini["effect_size"] == pytest.approx((record["scores"]["gini"] - gini["mean"]) / gini["sd"])
+    assert 1 / 21 <= gini["p_value"] <= 1
     assert record["environment"]["torch"]
     for artifact in record["artifacts"]:
         assert Path(artifact).is_file()
@@ -130,6 +136,9 @@ def test_bad_inputs_give_one_clear_line(run_dir: Path, tmp_path: Path, reference
     for size in ("12x", "0x5"):
         _assert_bad_input(xinc("fit", "--model", "ffn-paper", "--data", "astronaut", "--size", size,
                                "--out", tmp_path / "r"), "invalid size")
+    for draws in ("0", "-3"):
+        _assert_bad_input(xinc("probe", "--canvas", run_dir / "canvas.safetensors", "--task", "color",
+                               "--null-draws", draws, "--out", tmp_path / "r.json"), "expected a positive integer")
     assert not out.exists() and not (tmp_path / "r").exists() and not (tmp_path / "r.json").exists()
 
 

@@ -24,14 +24,15 @@ float32, and k-means works on float64 copies of them, about 8x that at its peak)
 (the task sets 2^28: layers up to 4,096 neurons keep all ``max_pixels``; the paper NeRV's block 1,
 18,352 kernels, gets 14,627 pixels and about 10 GiB). Unset, there is no cap.
 
-**Nulls** (no further pass over the canvas; memory as without them, plus ``D`` label vectors):
+**Nulls** (no further pass over the canvas):
 
-* ``neuron_permutation`` (``silhouette``): the neuron cluster labels permuted over the neurons of
-  a layer (cluster sizes kept) and the silhouette of the same vectors recomputed. The neurons'
-  distances are computed once, in row blocks, and each block's per-cluster distance sums for all
-  ``D`` draws come from one matmul (:func:`~xinc_bench.probes.nulls.permuted_group_sums`).
-  The null asks whether the clusters are tied to the vectors, which k-means guarantees even for
-  structureless vectors, so the spatial-shuffle control is the reference for "no neuron kinds".
+* ``spatial_shuffle`` (``silhouette``): every neuron's map permuted over the pixels of each frame,
+  independently of the other neurons (the spatial-shuffle control, ``D`` times), and the neuron
+  vectors, their clustering and its silhouette recomputed. Drawn in the pass that builds the
+  vectors (each neuron's values summed over its own permuted pixel labels); the clustering is
+  redone per draw on the ``[N', K]`` vectors, never on the canvas. It asks whether the neuron kinds
+  come from *where* the neurons act, not just from their value distributions (which alone make
+  k-means find some clusters).
 * ``label_permutation`` (``motion_ami``, ``object_ami``, ``motion_dominance``): the motion and
   object labels of a layer's sampled pixels permuted together over those pixels (one permutation
   per draw; layers with the same sample size get the same permutations). A permutation keeps both
@@ -72,15 +73,13 @@ from .features import (
     require_flow,
     require_masks,
 )
-from .nulls import generator, permutations, permuted_group_sums
+from .nulls import generator, permutations
 from .stats import collect_null_draws
 
 METHODS = ("kmeans", "finch")
 MOTION_METRICS = ("motion_ami", "object_ami", "motion_dominance")
-#: elements of one block of neuron distances (float64) in :func:`silhouette_null_draws`
-_DISTANCE_BLOCK = 1 << 22
-#: null seed streams: neuron labels, pixel labels
-_NEURON_STREAM, _PIXEL_STREAM = 1, 2
+#: null seed streams: spatial shuffles of the neuron maps (one per draw and frame), pixel labels
+_SHUFFLE_STREAM, _PIXEL_STREAM, _STREAMS = 1, 2, 2
 _REASONS = {
     "silhouette": "fewer than two distinct neuron clusters, or fewer than three neurons with a nonzero map",
     "motion": "no pixel of frames t >= 1 has any contribution",
@@ -90,27 +89,51 @@ _REASONS = {
 
 
 def neuron_vectors(
-    canvas: Canvas, name: str, pixel_labels: torch.Tensor, num_clusters: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference neuron vectors ``[N', K]`` of layer ``name``'s neurons with a nonzero map, and their indices.
+    canvas: Canvas,
+    name: str,
+    pixel_labels: torch.Tensor,
+    num_clusters: int,
+    shuffles: int = 0,
+    null_seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Reference neuron vectors ``[N', K]`` of layer ``name``'s neurons with a nonzero map, their
+    indices, and the vectors of ``shuffles`` spatial-shuffle draws ``[shuffles, N', K]``.
 
     Each map ``|C_n|`` is min-max normalised over all its pixels (a constant map becomes zero),
     then averaged over the pixels of each cluster of ``pixel_labels[T, H, W]``. Two passes over
     the layer's frame chunks: the per-neuron extrema, then the sums of the normalised maps (in
     float32, as a whole-layer normalisation, accumulated in float64).
+
+    A spatial-shuffle draw permutes every neuron's map over the pixels of each frame independently
+    of the other neurons (as :func:`~xinc_bench.probes.controls.shuffle_canvas` does) before the
+    averaging; the extrema, hence the normalisation, are unchanged by a permutation. It is
+    computed in the same pass: each neuron's normalised map is summed over its own permuted copy of
+    the pixel labels (one label gather and scatter-add per draw and frame, no further read). Draw
+    ``d`` of frame ``t`` uses the generator of stream ``(d, t)`` of ``null_seed``, so the draws do not
+    depend on how the layer is chunked.
     """
     low, high = layer_extrema(canvas, name)
     span = (high - low)[:, None]
     scale = torch.where(span > 0, span, 1.0)
     frame_labels = pixel_labels.reshape(pixel_labels.shape[0], -1)
-    sums = torch.zeros(low.numel(), num_clusters, dtype=torch.float64)
+    num_neurons, frame_pixels = low.numel(), frame_labels.shape[1]
+    sums = torch.zeros(num_neurons, num_clusters, dtype=torch.float64)
+    null_sums = torch.zeros(shuffles, num_neurons, num_clusters, dtype=torch.float64)
     for start, mags in magnitude_chunks(canvas, name):
-        stop = start + mags.shape[1] // frame_labels.shape[1]
+        stop = start + mags.shape[1] // frame_pixels
         normalised = torch.where(span > 0, (mags - low[:, None]) / scale, 0.0)
-        sums += group_sums(normalised, frame_labels[start:stop].reshape(-1), num_clusters)
+        chunk_labels = frame_labels[start:stop]
+        sums += group_sums(normalised, chunk_labels.reshape(-1), num_clusters)
+        values = normalised.double().reshape(num_neurons, stop - start, frame_pixels)
+        for draw in range(shuffles):
+            for offset, frame in enumerate(range(start, stop)):
+                gen = generator(null_seed, _SHUFFLE_STREAM + (draw * canvas.shape[0] + frame) * _STREAMS)
+                order = torch.rand(num_neurons, frame_pixels, generator=gen).argsort(dim=1)
+                own_labels = chunk_labels[offset][order]  # [N, H * W]: each neuron's own permuted labels
+                null_sums[draw].scatter_add_(1, own_labels, values[:, offset])
     alive = torch.nonzero(high > 0).reshape(-1)
     areas = torch.bincount(pixel_labels.reshape(-1), minlength=num_clusters).double()
-    return sums[alive] / areas, alive
+    return sums[alive] / areas, alive, null_sums[:, alive] / areas
 
 
 def cluster_neurons(vectors: np.ndarray, num_clusters: int, method: str, seed: int) -> np.ndarray:
@@ -132,32 +155,20 @@ def silhouette(vectors: np.ndarray, labels: np.ndarray) -> float:
     return float(silhouette_score(vectors, labels))
 
 
-def silhouette_null_draws(vectors: np.ndarray, labels: np.ndarray, draws: int, gen: torch.Generator) -> list[float]:
-    """Silhouette of ``vectors[N', K]`` with ``labels[N']`` permuted over the neurons, ``draws`` times.
+def silhouette_null_draws(
+    null_vectors: torch.Tensor, num_clusters: int, method: str, seed: int
+) -> list[float]:
+    """Silhouette of the neuron clustering of each spatial-shuffle draw's vectors ``[D, N', K]``.
 
-    The definition of :func:`silhouette` (scikit-learn's: Euclidean distances; a neuron alone in
-    its cluster scores 0), evaluated for all draws in one pass over row blocks of the distance
-    matrix; cluster sizes are those of ``labels`` in every draw. NaN draws where the silhouette
-    is undefined.
+    Each draw is clustered as the canvas is (:func:`cluster_neurons`, same method and seed), so a
+    draw answers: how distinct would the neuron kinds look if every neuron kept its values but
+    not where they lie? NaN draws where the silhouette is undefined.
     """
-    count = len(np.unique(labels))
-    if count < 2 or count > vectors.shape[0] - 1:
-        return [math.nan] * draws
-    codes = torch.from_numpy(np.unique(labels, return_inverse=True)[1].reshape(-1))
-    shuffled = codes[permutations(codes.numel(), draws, gen)]  # [D, N']
-    sizes = torch.bincount(codes, minlength=count).double()
-    points = torch.from_numpy(np.asarray(vectors, dtype=np.float64))
-    total = torch.zeros(draws, dtype=torch.float64)
-    block = max(1, _DISTANCE_BLOCK // points.shape[0])
-    for start in range(0, points.shape[0], block):
-        # direct differences (not the matmul form): a neuron's distance to itself is exactly 0
-        distances = torch.cdist(points[start : start + block], points, compute_mode="donot_use_mm_for_euclid_dist")
-        sums = permuted_group_sums(distances, shuffled, count)  # [D, b, C]
-        own = shuffled[:, start : start + block, None]
-        intra = sums.gather(2, own)[..., 0] / (sizes[own[..., 0]] - 1)  # NaN (0 / 0) for a lone neuron
-        inter = (sums / sizes).scatter_(2, own, math.inf).amin(dim=2)
-        total += torch.nan_to_num((inter - intra) / torch.maximum(intra, inter), nan=0.0).sum(dim=1)
-    return (total / points.shape[0]).tolist()
+    scores = []
+    for vectors in null_vectors.numpy():
+        labels = cluster_neurons(vectors, num_clusters, method, seed)
+        scores.append(silhouette(vectors, labels))
+    return scores
 
 
 def ami_null_draws(truth: np.ndarray, clusters: np.ndarray, order: torch.Tensor) -> np.ndarray:
@@ -345,15 +356,15 @@ def clustering(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
     neuron_draws: list[dict[str, dict[str, float]]] = [{} for _ in range(draws)]
     cluster_maps: dict[str, list[torch.Tensor]] = {}
     for name in canvas.layer_names:
-        vectors, alive = neuron_vectors(canvas, name, pixel_labels, count)
+        vectors, alive, null_vectors = neuron_vectors(canvas, name, pixel_labels, count, draws, null_seed)
         labels = cluster_neurons(vectors.numpy(), settings["neuron_clusters"], settings["method"], settings["seed"])
         per_layer[name] = {"silhouette": silhouette(vectors.numpy(), labels), "clusters": float(len(np.unique(labels)))}
-        null = silhouette_null_draws(vectors.numpy(), labels, draws, generator(null_seed, _NEURON_STREAM))
+        null = silhouette_null_draws(null_vectors, settings["neuron_clusters"], settings["method"], settings["seed"])
         for draw, value in zip(neuron_draws, null):
             draw[name] = {"silhouette": value}
         cluster_maps[name] = _cluster_mean_maps(canvas.layer_frames(name, 0, 1)[alive, 0].abs(), labels)
     figures = {"neuron_clusters": _neuron_figure(cluster_maps)}
-    nulls = {"neuron_permutation": collect_null_draws(neuron_draws)} if draws else {}
+    nulls = {"spatial_shuffle": collect_null_draws(neuron_draws)} if draws else {}
     absent: dict[str, str] = {}
     if canvas.shape[0] > 1 and bool(params.get("motion", True)):
         motion_scores, figures["motion_clusters"], pixel_draws = _motion_clustering(

@@ -37,7 +37,7 @@ for _name, _description in {
         "neuron keeps its value distribution; which neurons co-occur at a pixel is destroyed)"
     ),
     "neuron_permutation": (
-        "neuron labels are permuted: each neuron is paired with another neuron's cluster, ablation "
+        "neuron labels are permuted: each neuron is paired with another neuron's ablation "
         "map or profile, keeping the set of values and destroying the pairing"
     ),
     "random_neurons": (

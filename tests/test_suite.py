@@ -136,20 +136,26 @@ def test_shards_partition_the_matrix(name: str, count: int) -> None:
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
 
 
-def test_quick_suite_covers_the_matched_budget_zoo() -> None:
+def test_quick_suite_covers_the_matched_budget_zoo_over_three_seeds() -> None:
     from xinc_bench.inrs import inr_info
     from xinc_bench.registry import INRS
 
     units = load_suite("quick").units
-    images = {u.model for u in units if u.frames is None}
+    family = {u.model: inr_info(u.model).family for u in units}
+    zoo = [u for u in units if family[u.model] != "known-answer"]
+    images = {u.model for u in zoo if u.frames is None}
     expected = {n for n in INRS.names() if inr_info(n).signal_kind == "image" and (n == "ffn-paper" or n.endswith("-33k"))}
     assert images == expected
-    assert {u.data for u in units if u.frames is None} == {"astronaut", "camera"}
-    assert {u.size for u in units if u.frames is None} == {(128, 256)}
-    videos = {u.model for u in units if u.frames is not None}
+    assert {u.data for u in zoo if u.frames is None} == {"astronaut", "camera"}
+    assert {u.size for u in zoo if u.frames is None} == {(64, 128)}
+    videos = {u.model for u in zoo if u.frames is not None}
     assert videos == {n for n in INRS.names() if inr_info(n).signal_kind == "video" and inr_info(n).family != "known-answer"}
-    assert {u.data for u in units if u.frames is not None} == {"synthetic-moving", "bikes"}
-    assert len(units) == 2 * len(expected) + 2 * len(videos)
+    assert {u.data for u in zoo if u.frames is not None} == {"synthetic-moving", "bikes"}
+    assert len(zoo) == 3 * (2 * len(expected) + 2 * len(videos))
+    assert {u.seed for u in units} == {0, 1, 2} and {u.seed for u in units if u.sanity} == {0}
+    # every known-answer preset is there as a reference row
+    assert {m for m, f in family.items() if f == "known-answer"} == {
+        n for n in INRS.names() if inr_info(n).family == "known-answer"}
 
 
 def test_paper_suite_uses_the_paper_settings() -> None:
@@ -181,6 +187,36 @@ def test_bad_suite_files_are_refused_with_the_fix(tmp_path: Path, group: str, me
     path.write_text(f"name: bad\ngroups:\n  - {group}\n")
     with pytest.raises(XincError, match=message):
         load_suite(path)
+
+
+def test_sanity_seeds_must_be_suite_seeds(tmp_path: Path) -> None:
+    path = tmp_path / "sanity.yaml"
+    path.write_text("name: s\nseeds: [0, 1]\nsanity_seeds: [2]\ngroups:\n  - {size: 16x32, data: [astronaut], models: [ffn-paper]}\n")
+    with pytest.raises(XincError, match="'sanity_seeds' must be a list of seeds from 'seeds'"):
+        load_suite(path)
+
+
+def test_an_image_inr_takes_one_frame_of_a_video_and_no_more(tmp_path: Path) -> None:
+    path = tmp_path / "frame.yaml"
+    group = "  - {size: 16x32, frames: '%s', data: [synthetic-static], models: [known-objects]}\n"
+    path.write_text("name: f\ngroups:\n" + group % "0:1")
+    assert [u.unit_id for u in load_suite(path).units] == ["known-objects__synthetic-static__16x32__f0-1__seed0"]
+    path.write_text("name: f\ngroups:\n" + group % "0:2")
+    with pytest.raises(XincError, match="an image INR takes one frame of a video"):
+        load_suite(path)
+
+
+def test_units_of_the_sanity_seeds_run_the_sanity_check_once(tmp_path: Path) -> None:
+    path = tmp_path / "sanity.yaml"
+    path.write_text(SMOKE.read_text().replace("seeds: [0]", "seeds: [0, 1]\nsanity_seeds: [1]")
+                    .replace("      siren-33k: {lr: 1.0e-4}\n", ""))
+    summary = run_suite(path, tmp_path / "out")
+    assert [(r.unit.seed, r.sanity) for r in summary.units] == [(0, False), (1, True)]
+    unsane, checked = (tmp_path / "out" / r.unit.unit_id / "records" for r in summary.units)
+    assert not (unsane / "sanity.json").exists()
+    sanity = json.loads((checked / "sanity.json").read_text())
+    assert sanity["kind"] == "sanity" and sanity["seed"] == 1 and set(sanity["tasks"]) == {"distribution"}
+    assert all(r.skipped for r in run_suite(path, tmp_path / "out").units)  # complete: nothing is redone
 
 
 def test_a_unit_listed_twice_is_refused(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ A suite file (``configs/suites/<name>.yaml``)::
     name: quick
     description: what the suite is for and what it costs
     seeds: [0]                   # every (model, data) pair is trained once per seed
+    sanity_seeds: [0]            # optional: units of these seeds also run the sanity check
+                                 # (model randomisation, records/sanity.json; default none)
     tasks: all                   # or a list of task names; a unit runs those that apply to its signal
     groups:                      # each group is its own models x data matrix
       - size: 128x256            # HEIGHTxWIDTH of the signal
@@ -15,7 +17,7 @@ A suite file (``configs/suites/<name>.yaml``)::
         lr: null                 # ... learning rate (null: the model's own default) ...
         schedule: null           # ... lr schedule: constant, cosine, warmup-cosine (null: the model's)
         batch_frames: null       # ... and frames per step of frame INRs (null: 1)
-        data: [astronaut, camera]
+        data: [astronaut, camera]  # an image INR may take a video source with a one-frame range
         models:                  # name -> overrides (steps, lr, schedule, batch_frames, tracer);
                                  # a plain list means none
           ffn-paper: {}
@@ -24,7 +26,7 @@ A suite file (``configs/suites/<name>.yaml``)::
 The matrix expands into *units* (one model, one data source, one seed, in the order models x
 data x seeds within each group, groups in file order). Unit ``k`` runs in ``out/<unit id>/`` with
 the run-directory layout of ``xinc-bench run`` (``model.safetensors``, ``canvas.safetensors``,
-``init/``, ``records/<task>.json``). Every step writes atomically, so a run that is interrupted
+``init/``, ``records/<task>.json``, and ``records/sanity.json`` for the ``sanity_seeds``). Every step writes atomically, so a run that is interrupted
 resumes where it stopped: a finished fit, canvas or record is never redone, and a half-done one
 never counts as finished.
 """
@@ -36,7 +38,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,7 +58,7 @@ _FIT_OUTPUTS = ("model.safetensors", "model.json", "init/model.safetensors", "in
 _GROUP_KEYS = {"size", "frames", "steps", "lr", "schedule", "batch_frames", "tracer", "data", "models", "tasks",
                "float16"}
 _MODEL_KEYS = {"steps", "lr", "schedule", "batch_frames", "tracer"}
-_SUITE_KEYS = {"name", "description", "seeds", "tasks", "groups"}
+_SUITE_KEYS = {"name", "description", "seeds", "sanity_seeds", "tasks", "groups"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class SuiteUnit:
         float16: store the canvases as float16.
         schedule: learning-rate schedule (``None``: the model's default).
         batch_frames: frames per step of a frame INR (``None``: 1).
+        sanity: also run the sanity check (:func:`xinc_bench.sanity.sanity_check`) on the records.
     """
 
     model: str
@@ -90,6 +93,7 @@ class SuiteUnit:
     float16: bool = False
     schedule: str | None = None
     batch_frames: int | None = None
+    sanity: bool = False
 
     @property
     def unit_id(self) -> str:
@@ -119,6 +123,7 @@ class SuiteUnit:
             "tracer": self.tracer,
             "tasks": list(self.tasks),
             "float16": self.float16,
+            "sanity": self.sanity,
         }
 
 
@@ -144,7 +149,8 @@ class UnitResult:
         records_written: tasks whose records were written now.
         records_kept: tasks whose records were already there and were kept.
         seconds: wall time spent on the unit now.
-        failed: step (``fit``, ``canvas``) or task -> the :class:`XincError` message that stopped it;
+        sanity: whether the sanity check was run now.
+        failed: step (``fit``, ``canvas``, ``sanity``) or task -> the :class:`XincError` message that stopped it;
             nothing of a failed step is written, so the next run of the suite retries it.
     """
 
@@ -155,12 +161,13 @@ class UnitResult:
     records_written: list[str]
     records_kept: list[str]
     seconds: float
+    sanity: bool = False
     failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def skipped(self) -> bool:
         """True when the unit was already complete and nothing was run."""
-        return not (self.fitted or self.canvases or self.records_written or self.failed)
+        return not (self.fitted or self.canvases or self.records_written or self.sanity or self.failed)
 
 
 @dataclass
@@ -237,9 +244,13 @@ def load_suite(name_or_path: str | Path) -> Suite:
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise XincError(f"suite file {path}: 'seeds' must be a non-empty list of integers, e.g. [0, 1]")
+    sanity_seeds = raw.get("sanity_seeds", [])
+    if not isinstance(sanity_seeds, list) or not set(sanity_seeds) <= set(seeds):
+        raise XincError(f"suite file {path}: 'sanity_seeds' must be a list of seeds from 'seeds' ({seeds}), "
+                        f"got {sanity_seeds!r}")
     tasks = _suite_tasks(raw.get("tasks", "all"), f"suite file {path}")
     units = [
-        unit
+        replace(unit, sanity=unit.seed in sanity_seeds)
         for index, group in enumerate(raw["groups"])
         for unit in _expand_group(group, seeds, tasks, f"suite file {path}, group {index + 1}")
     ]
@@ -273,7 +284,8 @@ def run_unit(unit: SuiteUnit, run_dir: Path, *, progress_bar: bool = False) -> U
     """Run one unit in ``run_dir``, doing only the steps whose outputs are missing.
 
     Steps: fit (skipped when the checkpoint, its random-init twin and ``recon.png`` are all there),
-    the canvas and the twin's canvas, then one record per task. Retraining (when the checkpoint
+    the canvas and the twin's canvas, one record per task, then (``unit.sanity``) the sanity check
+    of the unit's records, redone whenever a record was rewritten. Retraining (when the checkpoint
     was incomplete) recomputes everything downstream of it. A step or task that raises
     :class:`XincError` (a probe that needs what this model or signal lacks, say) is reported in
     ``failed`` and the rest goes on; other exceptions propagate.
@@ -324,8 +336,26 @@ def run_unit(unit: SuiteUnit, run_dir: Path, *, progress_bar: bool = False) -> U
                     result.failed[task] = str(exc)
                     continue
                 result.records_written.append(task)
+    if unit.sanity:
+        _run_sanity(result)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _run_sanity(result: UnitResult) -> None:
+    """The sanity check of a unit's records, unless its ``records/sanity.json`` is already current."""
+    from ..pipeline import RECORDS_DIR
+    from ..sanity import SANITY_NAME, sanity_check
+
+    tasks = [task for task in result.unit.tasks if task not in result.failed]
+    if not tasks or ((result.run_dir / RECORDS_DIR / SANITY_NAME).is_file() and not result.records_written):
+        return
+    try:
+        sanity_check(result.run_dir, tasks)
+    except XincError as exc:
+        result.failed["sanity"] = str(exc)
+        return
+    result.sanity = True
 
 
 def run_suite(
@@ -400,7 +430,8 @@ def suite_main(args: argparse.Namespace) -> int:
     print(f"suite {suite.name}: {len(units)} of {len(suite.units)} units -> {args.out}", flush=True)
 
     def report(result: UnitResult) -> None:
-        state = "complete, kept" if result.skipped else f"{len(result.records_written)} records written"
+        state = "complete, kept" if result.skipped else (
+            f"{len(result.records_written)} records written" + (", sanity checked" if result.sanity else ""))
         print(f"  {result.unit.unit_id}: {state} ({result.seconds:.1f} s)", flush=True)
         for step, message in result.failed.items():
             print(f"    FAILED {step}: {message}", flush=True)
@@ -445,7 +476,7 @@ def _expand_group(group: Any, seeds: list[int], tasks: tuple[str, ...] | None, w
     for model, settings in models.items():
         kind = _model_kind(model, where)
         for source in data:
-            _check_data(str(source), kind, model, where)
+            _check_data(str(source), kind, model, where, frames)
             unit_tasks = _unit_tasks(tasks, kind)
             units += [
                 SuiteUnit(model=model, data=str(source), seed=seed, size=size, frames=frames,
@@ -497,7 +528,7 @@ def _model_kind(model: str, where: str) -> str:
         raise XincError(f"{where}: {exc}") from None
 
 
-def _check_data(source: str, kind: str, model: str, where: str) -> None:
+def _check_data(source: str, kind: str, model: str, where: str, frames: FrameRange | None) -> None:
     from ..registry import DATA_SOURCES
 
     if source in DATA_SOURCES:
@@ -508,9 +539,10 @@ def _check_data(source: str, kind: str, model: str, where: str) -> None:
         data_kind = "image"
     else:
         raise XincError(f"{where}: unknown data source {source!r}; see `xinc-bench list data`")
-    if data_kind is not None and data_kind != kind:
+    one_frame = frames is not None and frames.stop is not None and len(range(frames.start, frames.stop, frames.step)) == 1
+    if data_kind is not None and data_kind != kind and not (kind == "image" and one_frame):
         raise XincError(f"{where}: {model} is a {kind} INR but {source} is a {data_kind}; "
-                        f"move it to a group of {kind} data")
+                        f"move it to a group of {kind} data (an image INR takes one frame of a video: frames: \"0:1\")")
 
 
 def _suite_tasks(raw: Any, where: str) -> tuple[str, ...] | None:

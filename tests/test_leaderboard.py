@@ -36,7 +36,8 @@ from xinc_bench.results.leaderboard import (
     tier_view,
     write_leaderboard,
 )
-from xinc_bench.results.record import build_record, write_json_atomic
+from xinc_bench.files import write_json_atomic
+from xinc_bench.results.record import build_record
 
 TOY_YAML = """\
 name: toy

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from xinc_bench.probes.base import load_task
-from xinc_bench.results.record import build_record, write_json_atomic
+from xinc_bench.files import write_json_atomic
+from xinc_bench.results.record import build_record
 
 pytest_plugins = ["pytester"]
 

@@ -8,9 +8,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
-import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +17,6 @@ from typing import Any, Iterator
 import lightning as L
 import numpy as np
 import torch
-from torch import nn
 
 from .annotate import flow_for, masks_for
 from .canvas import Canvas, compute_canvas, read_canvas
@@ -34,7 +30,8 @@ from .registry import TRACERS
 from .probes.base import Task, available_tasks, load_task
 from .probes.controls import shuffle_canvas
 from .probes.stats import score_evidence
-from .results.record import build_record, write_json_atomic
+from .files import merged_dir, scratch_dir, write_json_atomic
+from .results.record import build_record
 from .training import fidelity, fit, render
 from .training.module import check_schedule
 
@@ -118,7 +115,7 @@ def fit_run(
         if getattr(trained, "needs_frames", False):
             trained.cache_embeddings()  # checkpoints carry the embeddings, not the frames
     twin_psnr, twin_ssim = fidelity(twin_recon, signal.frames)
-    with _staging(Path(out)) as stage:
+    with merged_dir(Path(out)) as stage:
         save_checkpoint(model, config, stage)
         save_checkpoint(twin, {**config, "training": {**config["training"], "steps": 0},
                                "fidelity": {"psnr": twin_psnr, "ssim": twin_ssim}}, stage / INIT_DIR)
@@ -224,7 +221,7 @@ def probe_run(
         controls["random_init"] = _control_scores(task, twin, _model_params(task, twin))
     out = Path(out)
     figure_dir = out.with_name(f"{out.stem}_figures")
-    with _staging(figure_dir) as stage:
+    with merged_dir(figure_dir) as stage:
         artifacts = save_figures(result.figures, stage)
     record = build_record(
         task,
@@ -325,34 +322,6 @@ def save_figures(figures: dict[str, Any], directory: Path) -> list[str]:
     return names
 
 
-class _staging:
-    """Build a directory's new contents in a temporary sibling, then move them into place.
-
-    Files already in the target directory that are not rewritten are kept (a run directory
-    gains its canvas and records over several steps).
-    """
-
-    def __init__(self, target: Path) -> None:
-        self.target = Path(target)
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.stage = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
-        return self.stage
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        try:
-            if exc_type is None:
-                self.target.mkdir(parents=True, exist_ok=True)
-                for item in sorted(self.stage.rglob("*")):
-                    if item.is_file():
-                        destination = self.target / item.relative_to(self.stage)
-                        destination.parent.mkdir(parents=True, exist_ok=True)
-                        os.replace(item, destination)
-        finally:
-            shutil.rmtree(self.stage, ignore_errors=True)
-
-
 def run_all(
     model_spec: str,
     data_spec: str,
@@ -410,11 +379,8 @@ def shuffled_control(canvas_path: Path) -> Iterator[Path]:
     canvas_path = Path(canvas_path)
     canvas = read_canvas(canvas_path)
     dtype = torch.float16 if canvas.metadata.get("dtype") == "float16" else torch.float32
-    folder = Path(tempfile.mkdtemp(prefix=".shuffled.tmp-", dir=canvas_path.parent))
-    try:
+    with scratch_dir(canvas_path.parent, "shuffled") as folder:
         yield write_canvas(shuffle_canvas(canvas, seed=0), folder / CANVAS_NAME, dtype=dtype)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check_run_disk_space(

@@ -44,9 +44,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -58,11 +55,11 @@ from .canvas import Canvas, compute_canvas, read_canvas
 from .checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint
 from .data import Signal
 from .errors import XincError
+from .files import atomic_file, scratch_dir, write_json_atomic
 from .inrs import create_inr, resolve_inr
 from .inrs.base import signal_coordinates
 from .pipeline import CANVAS_NAME, RECORDS_DIR
 from .probes.base import Task, load_task
-from .results.record import write_json_atomic
 
 SANITY_KIND = "sanity"
 SANITY_NAME = "sanity.json"
@@ -226,8 +223,7 @@ def _cascade_scores(
     frames_model = getattr(model, "needs_frames", False)
     stages: list[dict[str, dict[str, float]]] = []
     seconds: list[float] = []
-    folder = Path(tempfile.mkdtemp(prefix=".sanity.tmp-", dir=run_dir))
-    try:
+    with scratch_dir(run_dir, "sanity") as folder:
         for k, layer in enumerate(cascade, start=1):
             started = time.perf_counter()
             reinitialise(model, fresh, layer)
@@ -242,8 +238,6 @@ def _cascade_scores(
             seconds.append(time.perf_counter() - started)
             if progress is not None:
                 progress(f"stage {k}/{len(cascade)}: re-initialised {', '.join(cascade[:k])} ({seconds[-1]:.1f} s)")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     return stages, seconds
 
 
@@ -319,13 +313,8 @@ def write_figure(results: dict[str, dict[str, dict[str, Any]]], headlines: dict[
     for panel in panels[len(results):]:
         panel.set_visible(False)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
+    with atomic_file(path, path.suffix) as tmp:
         figure.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
-import tempfile
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 
 from ..data.signal import Signal
 from ..errors import XincError
+from ..files import atomic_file
 
 #: Upper bound on the bytes the in-memory store keeps before evicting the oldest entries.
 MEMORY_LIMIT_BYTES = 1 << 30
@@ -118,15 +117,8 @@ def cached_annotation(
 
 def write_npz_atomic(path: Path, array: np.ndarray) -> None:
     """Write ``array`` as the single entry ``annotation`` of a compressed ``.npz`` at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            np.savez_compressed(handle, annotation=array)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(handle, annotation=array)
 
 
 def _read_npz(path: Path) -> np.ndarray | None:

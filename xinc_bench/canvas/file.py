@@ -20,6 +20,7 @@ import torch
 from safetensors import safe_open
 
 from ..errors import XincError
+from ..files import temp_sibling
 from .canvas import Canvas
 
 FORMAT = "xinc-canvas/1"
@@ -46,7 +47,7 @@ class CanvasWriter:
 
     def __init__(self, path: Path, tensors: dict[str, tuple[tuple[int, ...], np.dtype]], metadata: dict[str, str]) -> None:
         self.path = Path(path)
-        self.tmp_path = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+        self.tmp_path = temp_sibling(self.path)
         header: dict[str, Any] = {"__metadata__": metadata}
         offset = 0
         self._layout: dict[str, tuple[int, tuple[int, ...], np.dtype]] = {}

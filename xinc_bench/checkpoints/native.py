@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import XincError
+from ..files import atomic_file, write_json_atomic
 
 CHECKPOINT_FORMAT = "xinc-checkpoint/1"
 WEIGHTS_NAME = "model.safetensors"
@@ -24,12 +24,9 @@ def save_checkpoint(model: nn.Module, config: dict[str, Any], run_dir: Path) -> 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     weights = run_dir / WEIGHTS_NAME
-    tmp = weights.with_name(f"{weights.name}.tmp-{os.getpid()}")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": CHECKPOINT_FORMAT})
-    os.replace(tmp, weights)
-    from ..results.record import write_json_atomic
-
+    with atomic_file(weights) as tmp:
+        save_file(state, str(tmp), metadata={"format": CHECKPOINT_FORMAT})
     write_json_atomic(run_dir / CONFIG_NAME, {"format": CHECKPOINT_FORMAT, **config})
     return weights
 

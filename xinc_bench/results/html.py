@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import re
 import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,40 +106,6 @@ def image(src: str, alt: str, caption: str | None = None, width: int | None = No
     if caption is None:
         return tag
     return f"<figure>{tag}<figcaption>{escape(caption)}</figcaption></figure>"
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary sibling and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-@contextmanager
-def staged_directory(target: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder; on success it replaces ``target`` as a whole.
-
-    The old folder is renamed aside before the new one moves in, so ``target`` is at every
-    moment either the complete old or the complete new contents; on failure ``target`` is untouched.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield stage
-        retired = target.with_name(f".{target.name}.old-{os.getpid()}")
-        if target.exists():
-            os.replace(target, retired)
-        os.replace(stage, target)
-        shutil.rmtree(retired, ignore_errors=True)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def save_rgb_png(frame: torch.Tensor, path: Path) -> Path:

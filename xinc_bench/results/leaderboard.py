@@ -86,10 +86,9 @@ from .html import (
     save_rgb_png,
     short_number,
     slug,
-    staged_directory,
     top_neurons,
-    write_text_atomic,
 )
+from ..files import replaced_dir, write_text_atomic
 from .record import SCHEMA_VERSION
 
 #: (exclusive upper bound in dB, label), ascending; the lower bound of a tier is inclusive
@@ -893,7 +892,7 @@ def write_leaderboard(df: pd.DataFrame, out_dir: Path, name: str) -> list[Path]:
         raise XincError(f"leaderboard name {name!r} is not a plain file name; use letters, digits, '.', '_' or '-'")
     out_dir = Path(out_dir)
     assets = f"{name}_assets"
-    with staged_directory(out_dir / assets) as stage:
+    with replaced_dir(out_dir / assets) as stage:
         pictures = _render_pictures(df, stage, assets)
         detail: Detail | None = df.attrs.get("detail")
         for task in (detail.tasks if detail else {}):

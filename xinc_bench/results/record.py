@@ -1,11 +1,8 @@
-"""Results records (SPEC 6): one JSON file per probe run, written atomically."""
+"""Results records (SPEC 6): one JSON file per probe run, written atomically (:func:`~xinc_bench.files.write_json_atomic`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
-import os
 import platform
 import subprocess
 from pathlib import Path
@@ -19,30 +16,6 @@ from ..probes.base import Task
 #: 2: scores beside their null summaries (``nulls``) and the reasons for absent scores (``absent``);
 #: controls hold every score, per layer too
 SCHEMA_VERSION = 2
-
-
-def write_json_atomic(path: Path, payload: Any) -> Path:
-    """Write ``payload`` as JSON to ``path`` via a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(_json_safe(payload), indent=2, sort_keys=False, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN/inf floats become null so records stay strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def git_commit() -> str | None:

@@ -26,10 +26,9 @@ from .html import (
     save_map_png,
     save_rgb_png,
     slug,
-    staged_directory,
     top_neurons,
-    write_text_atomic,
 )
+from ..files import replaced_dir, write_text_atomic
 from .leaderboard import ARROWS, RUN_CANVAS, RUN_RECORDS_DIR, RecordFile, read_records, record_figures
 
 REPORT_NAME = "report.html"
@@ -62,7 +61,7 @@ def write_report(run_dir: Path) -> Path:
     canvas = read_canvas(canvas_path)
     records_dir = run_dir / RUN_RECORDS_DIR
     records = sorted(read_records(records_dir), key=lambda r: (r.task, str(r.path))) if records_dir.is_dir() else []
-    with staged_directory(run_dir / ASSETS_DIR) as stage:
+    with replaced_dir(run_dir / ASSETS_DIR) as stage:
         frames_html = _frames_section(canvas, stage)
         neurons_html = _neurons_section(canvas, stage)
         probes_html = _probes_section(records, stage)

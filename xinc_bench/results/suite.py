@@ -447,7 +447,7 @@ def suite_main(args: argparse.Namespace) -> int:
 
 def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     """Write ``out/suite.json`` unless it already says the same (a resumed suite rewrites nothing)."""
-    from .record import write_json_atomic
+    from ..files import write_json_atomic
 
     if path.is_file():
         try:

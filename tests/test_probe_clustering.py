@@ -14,6 +14,7 @@ import torch
 from xinc_bench.canvas import Canvas
 from xinc_bench.errors import XincError
 from xinc_bench.probes.base import load_task
+from xinc_bench.probes.canvas_reading import layer_total
 from xinc_bench.probes.clustering import (
     ami_null_draws,
     motion_labels,
@@ -22,7 +23,6 @@ from xinc_bench.probes.clustering import (
     seed_mixing,
     share_vectors,
 )
-from xinc_bench.probes.features import layer_total
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.nulls import generator, permutations
 from xinc_bench.probes.stats import NullSummary, summarise_null

@@ -14,8 +14,9 @@ from xinc_bench.probes import color as color_probe
 from xinc_bench.probes.base import load_task
 from xinc_bench.probes.color import layer_color
 from xinc_bench.probes.controls import shuffle_canvas
-from xinc_bench.probes.features import finite_median, intensity, pearson, pearson_rows, spearman
+from xinc_bench.probes.image_features import intensity
 from xinc_bench.probes.nulls import frame_permutations, generator
+from xinc_bench.probes.numerics import finite_median, pearson, pearson_rows, spearman
 from xinc_bench.probes.stats import score_evidence
 
 N, H, W = 16, 32, 64

@@ -14,7 +14,7 @@ from xinc_bench.canvas import Canvas
 from xinc_bench.probes.base import load_task
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.edges import edge_mask, layer_edges
-from xinc_bench.probes.features import intensity, sobel_magnitude
+from xinc_bench.probes.image_features import intensity, sobel_magnitude
 from xinc_bench.probes.nulls import frame_permutations, generator
 from xinc_bench.probes.stats import score_evidence
 

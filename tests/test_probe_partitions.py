@@ -20,8 +20,9 @@ from xinc_bench.canvas import Canvas
 from xinc_bench.errors import XincError
 from xinc_bench.probes.base import load_task
 from xinc_bench.probes.controls import shuffle_canvas
-from xinc_bench.probes.features import contiguous_grid, gabor_kernels, gabor_responses
+from xinc_bench.probes.image_features import gabor_kernels, gabor_responses
 from xinc_bench.probes.partitions import Partition, instance_partition, layer_partitions
+from xinc_bench.probes.pixel_partitions import contiguous_grid
 from xinc_bench.probes.stats import score_evidence
 
 N, H, W, K = 16, 32, 64, 4

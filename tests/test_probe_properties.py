@@ -24,11 +24,11 @@ from xinc_bench.canvas import Canvas
 from xinc_bench.probes.clustering import cluster_neurons, neuron_vectors, silhouette
 from xinc_bench.probes.color import layer_color
 from xinc_bench.probes.edges import edge_mask, layer_edges
-from xinc_bench.probes.features import contiguous_grid, strided_grid
 from xinc_bench.probes.motion import layer_motion, moving_instances
-from xinc_bench.probes.objects import instance_labels, layer_objects
 from xinc_bench.probes.nulls import generator, permuted_labels
+from xinc_bench.probes.objects import instance_labels, layer_objects
 from xinc_bench.probes.partitions import Partition, instance_partition, layer_partitions
+from xinc_bench.probes.pixel_partitions import contiguous_grid, strided_grid
 
 T, H, W = 2, 8, 16
 # derandomize: every run checks the same examples, so a CI result is reproducible (widen max_examples locally to explore)
@@ -82,7 +82,7 @@ def _all_scores(layer: torch.Tensor, scene: dict[str, torch.Tensor]) -> dict[str
 
 def _clustering_score(layer: torch.Tensor) -> float:
     canvas = Canvas(layers={"layer": layer}, frames=torch.zeros(T, H, W, 3))
-    vectors, _ = neuron_vectors(canvas, "layer", contiguous_grid((T, H, W), 6), 6)
+    vectors, _, _ = neuron_vectors(canvas, "layer", contiguous_grid((T, H, W), 6), 6)
     return silhouette(vectors.numpy(), cluster_neurons(vectors.numpy(), 3, "kmeans", 0))
 
 

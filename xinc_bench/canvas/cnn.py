@@ -15,7 +15,7 @@ the maps of one conv sum over ``i`` to the conv output exactly.
   stride and GELU; finally a box filter for the head's receptive field.
 
 Beyond the head these rules are the reference's approximations, not exact decompositions; the
-ablation tracer is the exact alternative. Exactness checks (returned by :meth:`CNNTracer.trace`):
+ablation tracer is the exact alternative. Exactness checks (returned by :meth:`CNNTracer.fill`):
 the head maps sum to ``y`` (relative error), and GELU of a block's summed pre-GELU maps equals
 the next conv's input (absolute error).
 
@@ -39,7 +39,7 @@ from torch import nn
 from ..errors import XincError
 from ..inrs.base import render_output
 from ..registry import TRACERS
-from .tracer import Tracer, select_canvas_layers
+from .tracer import TraceJob, Tracer, select_canvas_layers
 
 
 _TORCH_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}
@@ -205,15 +205,7 @@ class CNNTracer(Tracer):
         counts = {layer.name: layer.num_kernels for layer in canvas_convs(model)}
         return select_canvas_layers(model, counts, "cnn")
 
-    @torch.no_grad()
-    def trace(
-        self,
-        model: nn.Module,
-        shape: tuple[int, int, int],
-        canvas: dict[str, np.ndarray],
-        recon: np.ndarray,
-        chunk_size: int,
-    ) -> dict[str, Any]:
+    def fill(self, model: nn.Module, job: TraceJob) -> dict[str, Any]:
         """Fill ``canvas[layer]`` (``[N, T, H, W]``, ``n = i * C_conv + o``) and ``recon`` (``[T, H, W, 3]``).
 
         ``chunk_size`` counts pixels: ``max(1, chunk_size // (H W))`` frames are traced at once.
@@ -221,8 +213,8 @@ class CNNTracer(Tracer):
         Returns:
             ``head_sum_max_rel_error`` and ``<block>_gelu_sum_max_abs_error`` for the traced layers.
         """
-        num_frames, height, width = shape
-        frames_per_chunk = max(1, chunk_size // (height * width))
+        num_frames, height, width = job.shape
+        frames_per_chunk = max(1, job.chunk_size // (height * width))
         layers = canvas_convs(model)
         device = model.head.weight.device
         checks: dict[str, float] = {}
@@ -230,12 +222,12 @@ class CNNTracer(Tracer):
             for start in range(0, num_frames, frames_per_chunk):
                 t = torch.arange(start, min(start + frames_per_chunk, num_frames), device=device)
                 result = model.trace(t)
-                recon[start : start + len(t)] = result.output.permute(0, 2, 3, 1).cpu().numpy()
+                job.recon[start : start + len(t)] = result.output.permute(0, 2, 3, 1).cpu().numpy()
                 targets = result.inputs[1:] + [result.head_output]
                 for layer, x, target in zip(layers, result.inputs, targets):
-                    if layer.name not in canvas:
+                    if layer.name not in job.canvas:
                         continue
-                    summed = self._fill_layer(layer, x, canvas[layer.name], start)
+                    summed = self._fill_layer(layer, x, job.canvas[layer.name], start)
                     name, error = _layer_error(layer, summed, target)
                     checks[name] = max(checks.get(name, 0.0), error)
         return checks

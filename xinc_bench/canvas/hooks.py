@@ -46,7 +46,7 @@ from torch import nn
 from ..errors import XincError
 from ..inrs.base import signal_coordinates
 from ..registry import TRACERS
-from .tracer import Tracer
+from .tracer import TraceJob, Tracer
 
 TRACED_TYPES = (nn.Linear, nn.Conv2d)
 
@@ -368,26 +368,18 @@ class LinearTracer(Tracer):
             )
         return counts
 
-    @torch.no_grad()
-    def trace(
-        self,
-        model: nn.Module,
-        shape: tuple[int, int, int],
-        canvas: dict[str, np.ndarray],
-        recon: np.ndarray,
-        chunk_size: int,
-    ) -> dict[str, Any]:
+    def fill(self, model: nn.Module, job: TraceJob) -> dict[str, Any]:
         """Fill the canvas chunk by chunk; ``chunk_size`` counts output pixels (at least one frame)."""
-        grid = PixelGrid.of(model, shape)
-        survey = self._survey(model, shape)
+        grid = PixelGrid.of(model, job.shape)
+        survey = self._survey(model, job.shape)
         all_layers = survey.layers
         last = all_layers[-1].name
-        layers = [layer for layer in all_layers if layer.spatial and layer.name in canvas]
-        views = {name: grid.canvas_view(array) for name, array in canvas.items()}
-        recon_rows = grid.recon_view(recon)
+        layers = [layer for layer in all_layers if layer.spatial and layer.name in job.canvas]
+        views = {name: grid.canvas_view(array) for name, array in job.canvas.items()}
+        recon_rows = grid.recon_view(job.recon)
         layer_error = output_error = 0.0
         upsampled: set[str] = set()
-        for start, stop in grid.chunks(chunk_size // grid.item_pixels):
+        for start, stop in grid.chunks(job.chunk_size // grid.item_pixels):
             maps, sums, output = self._capture(model, layers, grid.inputs(start, stop))
             rgb = grid.rgb(output, stop - start, model)
             recon_rows[start:stop] = rgb.numpy()

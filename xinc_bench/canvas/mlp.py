@@ -26,14 +26,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import XincError
 from ..inrs.base import signal_coordinates
 from ..registry import TRACERS
-from .tracer import Tracer, select_canvas_layers
+from .tracer import TraceJob, Tracer, select_canvas_layers
 
 
 def _require_trace(model: nn.Module) -> None:
@@ -76,19 +75,12 @@ class MLPTracer(Tracer):
         counts = {f"layer{i + 1}": linear.in_features for i, linear in enumerate(model.linears)}
         return select_canvas_layers(model, counts, "mlp")
 
-    @torch.no_grad()
-    def trace(
-        self,
-        model: nn.Module,
-        shape: tuple[int, int, int],
-        canvas: dict[str, np.ndarray],
-        recon: np.ndarray,
-        chunk_size: int,
-    ) -> dict[str, Any]:
-        num_frames, height, width = shape
-        coords = signal_coordinates(num_frames, height, width)
-        flat = {name: array.reshape(array.shape[0], -1) for name, array in canvas.items()}
-        recon_flat = recon.reshape(-1, 3)
+    def fill(self, model: nn.Module, job: TraceJob) -> dict[str, Any]:
+        """Fill the canvas ``chunk_size`` pixels at a time; checks ``output_sum_max_rel_error``."""
+        chunk_size = job.chunk_size
+        coords = signal_coordinates(*job.shape)
+        flat = {name: array.reshape(array.shape[0], -1) for name, array in job.canvas.items()}
+        recon_flat = job.recon.reshape(-1, 3)
         worst_error = 0.0
         for start in range(0, coords.shape[0], chunk_size):
             stop = min(start + chunk_size, coords.shape[0])

@@ -2,23 +2,47 @@
 
 A tracer declares its layers and their neuron counts first (:meth:`Tracer.layers`), so the
 canvas file can be laid out before any contribution is computed, then fills the per-layer
-arrays chunk by chunk (:meth:`Tracer.trace`). Arrays are numpy views: in memory or memory
-maps into the canvas file, which keeps peak memory at one chunk plus the model.
+arrays chunk by chunk (:meth:`Tracer.fill`, called by :meth:`Tracer.trace` without autograd).
+Arrays are numpy views: in memory or memory maps into the canvas file, which keeps peak memory
+at one chunk plus the model.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from ..errors import XincError
 
 
+@dataclass(frozen=True)
+class TraceJob:
+    """What one trace fills, and in what chunks.
+
+    Attributes:
+        shape: the signal's ``(T, H, W)``.
+        canvas: layer name -> ``[N, T, H, W]`` array for the layers asked for (a subset of
+            :meth:`Tracer.layers`).
+        recon: ``[T, H, W, 3]`` array for the model's output.
+        chunk_size: how much is traced at once; each tracer says in what unit (pixels, frames).
+    """
+
+    shape: tuple[int, int, int]
+    canvas: dict[str, np.ndarray]
+    recon: np.ndarray
+    chunk_size: int
+
+
 class Tracer(ABC):
-    """Computes the contribution of each neuron of each traced layer to each output pixel."""
+    """Computes the contribution of each neuron of each traced layer to each output pixel.
+
+    A tracer implements :meth:`layers` and :meth:`fill`; callers use :meth:`trace`.
+    """
 
     #: registry name, set by the ``TRACERS.register`` decorator users
     name: str = ""
@@ -27,7 +51,6 @@ class Tracer(ABC):
     def layers(self, model: nn.Module, shape: tuple[int, int, int]) -> dict[str, int]:
         """Traced layer names (network order) -> number of neurons, for a ``(T, H, W)`` signal."""
 
-    @abstractmethod
     def trace(
         self,
         model: nn.Module,
@@ -36,11 +59,17 @@ class Tracer(ABC):
         recon: np.ndarray,
         chunk_size: int,
     ) -> dict[str, Any]:
-        """Fill ``canvas[layer]`` (``[N, T, H, W]``) and ``recon`` (``[T, H, W, 3]``).
+        """Fill ``canvas[layer]`` (``[N, T, H, W]``) and ``recon`` (``[T, H, W, 3]``) without autograd.
 
         Returns:
             The exactness checks that ran, e.g. ``{"output_sum_max_rel_error": 3e-7}``.
         """
+        with torch.no_grad():
+            return self.fill(model, TraceJob(shape, canvas, recon, chunk_size))
+
+    def fill(self, model: nn.Module, job: TraceJob) -> dict[str, Any]:
+        """Fill ``job.canvas`` and ``job.recon`` (autograd is off); return the exactness checks."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement fill")
 
 
 def select_canvas_layers(model: nn.Module, counts: dict[str, int], tracer: str) -> dict[str, int]:

@@ -56,24 +56,15 @@ from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
 from .base import ProbeResult
-from .features import (
-    GABOR_BANKS,
-    choice,
-    collect_scores,
-    finite_mean,
-    gabor_clusters,
-    group_sums,
-    kmeans_centres,
-    kmeans_labels,
-    layer_extrema,
-    layer_total,
-    magnitude_chunks,
-    nearest_centre,
-    pyplot,
-    require_flow,
-    require_masks,
-)
+from .canvas_reading import layer_extrema, layer_total, magnitude_chunks
+from .image_features import GABOR_BANKS
+from .inputs import choice, require_flow, require_masks
+from .kmeans import kmeans_centres, kmeans_labels, nearest_centre
 from .nulls import generator, permutations
+from .numerics import finite_mean, group_sums
+from .pixel_partitions import gabor_clusters
+from .plotting import pyplot
+from .scores import collect_scores
 from .stats import collect_null_draws
 
 METHODS = ("kmeans", "finch")

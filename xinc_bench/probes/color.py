@@ -37,17 +37,12 @@ from scipy.stats import rankdata
 from ..canvas.canvas import Canvas
 from ..registry import PROBES
 from .base import ProbeResult
-from .features import (
-    collect_scores,
-    finite_median,
-    intensity,
-    magnitude_chunks,
-    minmax,
-    pearson,
-    pearson_rows,
-    pyplot,
-)
+from .canvas_reading import magnitude_chunks
+from .image_features import intensity
 from .nulls import null_order
+from .numerics import finite_median, minmax, pearson, pearson_rows
+from .plotting import pyplot
+from .scores import collect_scores
 from .stats import collect_null_draws
 
 CHANNELS = ("red", "green", "blue")
@@ -124,7 +119,7 @@ class ChannelMoments:
     def correlations(self, channels: torch.Tensor) -> torch.Tensor:
         """``[N, 3]`` Pearson correlation of each neuron with each channel of all ``channels[P, 3]``.
 
-        NaN where the neuron or the channel is constant (max == min, as ``features.pearson_rows``).
+        NaN where the neuron or the channel is constant (max == min, as ``numerics.pearson_rows``).
         """
         return self._normalise(self.comoment, channels)
 

@@ -58,7 +58,7 @@ from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
 from .base import ProbeResult
-from .features import magnitude_chunks, magnitudes
+from .canvas_reading import magnitude_chunks, magnitudes
 from .nulls import generator
 from .stats import collect_null_draws
 

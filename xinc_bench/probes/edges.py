@@ -27,17 +27,12 @@ import torch
 from ..canvas.canvas import Canvas
 from ..registry import PROBES
 from .base import ProbeResult
+from .canvas_reading import layer_total
+from .image_features import intensity, sobel_magnitude
 from .nulls import null_order
-from .features import (
-    collect_scores,
-    intensity,
-    layer_total,
-    minmax,
-    pyplot,
-    safe_ratio,
-    sobel_magnitude,
-    top_fraction_mask,
-)
+from .numerics import minmax, safe_ratio, top_fraction_mask
+from .plotting import pyplot
+from .scores import collect_scores
 from .stats import collect_null_draws
 
 #: the reason both scores are absent on a flat signal

@@ -62,8 +62,11 @@ from ..inrs.base import render_output
 from ..errors import XincError
 from ..registry import PROBES, TRACERS
 from .base import ProbeResult
-from .features import collect_scores, finite_median, layer_group_sums, magnitudes, pearson, pearson_rows, pyplot
+from .canvas_reading import layer_group_sums, magnitudes
 from .nulls import generator, permutations
+from .numerics import finite_median, pearson, pearson_rows
+from .plotting import pyplot
+from .scores import collect_scores
 from .stats import collect_null_draws
 
 REGIONS = ("auto", "segment", "centre")

@@ -48,20 +48,13 @@ from scipy.stats import rankdata
 from ..canvas.canvas import Canvas
 from ..registry import PROBES
 from .base import ProbeResult
-from .features import (
-    collect_scores,
-    finite_median,
-    layer_group_sums,
-    pyplot,
-    relabel,
-    require_flow,
-    require_masks,
-    require_video,
-    safe_ratio,
-    spearman,
-    top_fraction_mask,
-)
+from .canvas_reading import layer_group_sums
+from .inputs import require_flow, require_masks, require_video
 from .nulls import generator, permutations
+from .numerics import finite_median, safe_ratio, spearman, top_fraction_mask
+from .pixel_partitions import relabel
+from .plotting import pyplot
+from .scores import collect_scores
 from .stats import collect_null_draws
 
 #: why the flow scores are absent when no frame moves

@@ -38,8 +38,11 @@ from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
 from .base import ProbeResult
-from .features import collect_scores, pyplot, relabel, require_masks
+from .inputs import require_masks
 from .nulls import generator, permuted_group_sums, permuted_labels
+from .pixel_partitions import relabel
+from .plotting import pyplot
+from .scores import collect_scores
 from .stats import collect_null_draws
 
 METRICS = ("object_selectivity", "semantic_consistency")

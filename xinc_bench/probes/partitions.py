@@ -53,23 +53,15 @@ from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
 from .base import ProbeResult
+from .canvas_reading import magnitude_chunks
+from .image_features import GABOR_BANKS
+from .inputs import choice, require_masks
 from .nulls import generator, permuted_group_sums, permuted_labels
+from .numerics import group_sums
+from .pixel_partitions import REFERENCE_STRIDE, contiguous_grid, gabor_clusters, relabel, rgb_clusters, strided_grid
+from .plotting import pyplot
+from .scores import collect_scores
 from .stats import collect_null_draws
-from .features import (
-    GABOR_BANKS,
-    REFERENCE_STRIDE,
-    choice,
-    collect_scores,
-    contiguous_grid,
-    gabor_clusters,
-    group_sums,
-    magnitude_chunks,
-    pyplot,
-    relabel,
-    require_masks,
-    rgb_clusters,
-    strided_grid,
-)
 
 PARTITIONS = ("instances", "rgb", "gabor", "grid")
 

@@ -23,7 +23,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .features import collect_scores
+from .scores import collect_scores
 
 #: confidence level of seed intervals
 CONFIDENCE = 0.95

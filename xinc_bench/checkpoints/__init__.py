@@ -9,17 +9,33 @@ from torch import nn
 
 from ..errors import XincError
 from ..inrs.base import create_inr
-from .native import CONFIG_NAME, WEIGHTS_NAME, load_state, read_checkpoint, save_checkpoint
+from ..inrs.user import resolve_stored_inr
+from .native import CONFIG_NAME, WEIGHTS_NAME, config_file, load_state, read_checkpoint, save_checkpoint
 from .release import ffn_from_release_state, read_release_state_dict
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "load_checkpoint", "save_checkpoint"]
 
 
-def load_checkpoint(path: Path, height: int | None = None, width: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(
+    path: Path,
+    height: int | None = None,
+    width: int | None = None,
+    *,
+    trust_code: bool = False,
+    trusted_spec: str | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
     """Load a model from a run directory, its ``model.safetensors``, or a paper release ``.ckpt``.
+
+    A checkpoint is data: when its ``model.json`` names a file or module
+    (``path/to/file.py:Class``), that code is imported only if ``trust_code`` (``--trust-code``)
+    or if ``trusted_spec`` (the user's ``--model``) is that same spec, and only while the file
+    has the sha256 recorded at fit time. Registered INR names load without either.
 
     Returns:
         ``(model, config)``; ``config`` has at least ``model`` (registered name) and ``model_args``.
+
+    Raises:
+        XincError: missing or corrupt files, untrusted or changed code, weights that do not fit.
     """
     path = Path(path)
     if not path.exists():
@@ -30,9 +46,8 @@ def load_checkpoint(path: Path, height: int | None = None, width: int | None = N
         config = {"model": "ffn-paper", "model_args": config_args, "source": "xinc-release", "checkpoint": str(path)}
         return load_state(model, state, path), config
     config, state = read_checkpoint(path)
-    from ..inrs import resolve_inr
-
-    name = resolve_inr(config["model"])
+    name = resolve_stored_inr(config["model"], config.get("code"), source=str(config_file(path)),
+                              trust_code=trust_code, trusted_spec=trusted_spec)
     signal = config.get("signal", {})
     model = create_inr(
         name,

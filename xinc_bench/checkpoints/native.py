@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import XincError
 from ..files import atomic_file, write_json_atomic
+from ..inrs.user import code_provenance
 
 CHECKPOINT_FORMAT = "xinc-checkpoint/1"
 WEIGHTS_NAME = "model.safetensors"
@@ -20,7 +21,15 @@ CONFIG_NAME = "model.json"
 
 
 def save_checkpoint(model: nn.Module, config: dict[str, Any], run_dir: Path) -> Path:
-    """Write the model's state dict and ``config`` into ``run_dir`` (each file atomically)."""
+    """Write the model's state dict and ``config`` into ``run_dir`` (each file atomically).
+
+    When ``config["model"]`` names a file or module (``path/to/file.py:Class``), the code's
+    provenance (file and sha256, see :func:`~xinc_bench.inrs.user.code_provenance`) is stored
+    as ``code`` in ``model.json``: loading refuses that code once the file has changed.
+    """
+    code = code_provenance(config["model"])
+    if code is not None:
+        config = {**config, "code": code}
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     weights = run_dir / WEIGHTS_NAME
@@ -31,11 +40,17 @@ def save_checkpoint(model: nn.Module, config: dict[str, Any], run_dir: Path) -> 
     return weights
 
 
+def config_file(path: Path) -> Path:
+    """The ``model.json`` of a run directory or of its ``model.safetensors``."""
+    path = Path(path)
+    return (path / CONFIG_NAME) if path.is_dir() else path.with_name(CONFIG_NAME)
+
+
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read ``(config, state_dict)`` from a run directory or its ``model.safetensors``."""
     path = Path(path)
     weights = path / WEIGHTS_NAME if path.is_dir() else path
-    config_path = weights.with_name(CONFIG_NAME)
+    config_path = config_file(path)
     if not weights.is_file():
         raise XincError(f"checkpoint {weights} does not exist; pass a RUN_DIR written by `xinc-bench fit`")
     if not config_path.is_file():
@@ -46,6 +61,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
         raise XincError(f"checkpoint config {config_path} is not valid JSON ({exc})") from exc
     if config.get("format") != CHECKPOINT_FORMAT:
         raise XincError(f"{config_path} has format {config.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+    if not isinstance(config.get("model"), str):
+        raise XincError(f"{config_path} names no model (a string in 'model'); "
+                        "pass a RUN_DIR written by `xinc-bench fit`")
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:

@@ -1,9 +1,12 @@
-"""Dataset layouts (Cityscapes-VPS, VIPSeg, DAVIS) on tiny fake trees of real PNG/JPEG files."""
+"""Dataset layouts (Cityscapes-VPS, VIPSeg, DAVIS) on tiny fake trees of real PNG/JPEG files, read
+through ``datasets`` and through ``load_signal`` (``--data ROOT --layout NAME --sequence NAME``)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import imageio.v3 as iio
 import numpy as np
@@ -11,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from xinc_bench.data import datasets
+from xinc_bench.annotate import masks_for
+from xinc_bench.data import LAYOUTS, datasets, load_signal
 from xinc_bench.data.signal import FrameRange
 from xinc_bench.data.transforms import crop_and_resize
 from xinc_bench.errors import XincError
@@ -225,14 +229,29 @@ def test_davis_errors(tmp_path: Path) -> None:
     with pytest.raises(XincError, match=r"DAVIS sequence 'dog' not found .*available: bear, cows"):
         datasets.load_davis(root, "dog", LOW)
     iio.imwrite(root / "JPEGImages" / "480p" / "cows" / "00000.jpg", grey_frame(9, (16, 40)))
-    with pytest.raises(XincError, match=r"missing file .*cows/00000\.png"):
+    with pytest.raises(XincError, match=r"'cows' has no annotations: .*Annotations/480p/cows is missing"):
         datasets.load_davis(root, "cows", LOW)
-    with pytest.raises(XincError, match="unknown dataset layout 'kitti'"):
+    (root / "Annotations" / "480p" / "bear" / "00002.png").unlink()
+    with pytest.raises(XincError, match=r"missing file .*bear/00002\.png \(1 of the 4 selected .*complete frames \(0-1, 3\)"):
+        datasets.load_davis(root, "bear", LOW)
+    assert datasets.load_davis(root, "bear", LOW, FrameRange(0, 2)).num_frames == 2
+    with pytest.raises(XincError, match="unknown dataset layout 'kitti'.*Known dataset layouts: cityscapes-vps, davis, vipseg"):
         datasets.load_dataset(root, "kitti", "bear", LOW)
     with pytest.raises(XincError, match="'davis' takes no option split; its options: resolution"):
         datasets.load_dataset(root, "davis", "bear", LOW, split="val")
-    with pytest.raises(XincError, match=r"sequence 'bear' not found in .*1080p"):
+    with pytest.raises(XincError, match=r"no DAVIS frames at resolution '1080p' .*resolutions found: 480p"):
         datasets.load_dataset(root, "davis", "bear", LOW, resolution="1080p")
+    with pytest.raises(XincError, match=r"is not a DAVIS root: it has no JPEGImages"):
+        datasets.load_dataset(root / "Annotations", "davis", "bear", LOW)
+
+
+def test_davis_takes_its_only_resolution(tmp_path: Path) -> None:
+    root = davis_tree(tmp_path / "DAVIS")
+    for kind in ("JPEGImages", "Annotations"):
+        (root / kind / "480p").rename(root / kind / "Full-Resolution")
+    signal = datasets.load_dataset(root, "davis", "bear", LOW, FrameRange(0, 2))
+    assert signal.source["resolution"] == "Full-Resolution" and signal.num_frames == 2
+    assert datasets.list_sequences(root, "davis") == ["bear", "cows"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,3 +277,99 @@ def test_mask_resize_stays_aligned_with_frame_resize() -> None:
     pure = (window == small_masks[..., None]).all(-1)
     assert pure.sum() > 40
     assert torch.allclose(small_frames[pure], small_masks[pure].float() / 10, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# load_signal: the entry point of --data ROOT --layout NAME --sequence NAME
+
+
+def test_load_signal_reads_a_davis_sequence_with_its_masks(tmp_path: Path) -> None:
+    root = davis_tree(tmp_path / "DAVIS")
+    signal = load_signal(str(root), LOW, FrameRange(1, 4), layout="davis", sequence="bear")
+    assert signal.frames.shape == (3, *LOW, 3) and signal.name == "davis/bear"
+    assert torch.allclose(signal.frames.mean(dim=(1, 2, 3)) * 255, torch.tensor([60.0, 120, 180]), atol=2.0)
+    for index, t in enumerate([1, 2, 3]):
+        expected = drawing([0, 1, 2], shift=t)
+        expected[7, :] = 0
+        assert np.array_equal(signal.masks[index].numpy(), expected)
+    assert signal.categories is None and signal.source["frames"] == "1:4"
+    assert torch.equal(masks_for(signal), signal.masks)  # the object tasks' default mask source is the layout's
+
+
+def test_load_signal_reads_a_vipseg_sequence_with_categories(tmp_path: Path) -> None:
+    root = vipseg_tree(tmp_path / "VIPSeg_720P")
+    signal = load_signal(str(root), LOW, layout="vipseg", sequence="2001_abc")
+    assert signal.num_frames == 3 and signal.masks.shape == (3, *LOW)
+    assert np.array_equal(signal.masks[2].numpy(), drawing(VIPSEG_IDS, shift=2))
+    assert signal.categories == {5: 4, 6100: 60, 6101: 60}
+    assert torch.equal(masks_for(signal), signal.masks)
+
+
+def test_layouts_are_registered() -> None:
+    assert LAYOUTS.names() == ["cityscapes-vps", "davis", "vipseg"]
+    assert [LAYOUTS.get(name).title for name in LAYOUTS.names()] == ["Cityscapes-VPS", "DAVIS", "VIPSeg"]
+
+
+def test_dataset_roots_are_recognised(tmp_path: Path) -> None:
+    roots = {
+        "cityscapes-vps": city_tree(tmp_path / "cityscapes_vps"),
+        "davis": davis_tree(tmp_path / "DAVIS"),
+        "vipseg": vipseg_tree(tmp_path / "VIPSeg_720P"),
+    }
+    assert {name: datasets.detect_layouts(root) for name, root in roots.items()} == {name: [name] for name in roots}
+    assert datasets.detect_layouts(roots["davis"] / "JPEGImages") == []
+    _one_line_error(lambda: load_signal(str(roots["vipseg"]), LOW),
+                    "is a VIPSeg dataset root, not a folder of frames; add --layout vipseg --sequence NAME")
+
+
+def _one_line_error(call: Callable[[], object], pattern: str) -> None:
+    with pytest.raises(XincError, match=pattern) as caught:
+        call()
+    assert "\n" not in str(caught.value)
+
+
+def test_load_signal_bad_dataset_inputs(tmp_path: Path) -> None:
+    root = davis_tree(tmp_path / "DAVIS")
+    data = str(root)
+    _one_line_error(lambda: load_signal(data, LOW, layout="kitti", sequence="bear"),
+                    r"unknown dataset layout 'kitti'\. Known dataset layouts: cityscapes-vps, davis, vipseg")
+    _one_line_error(lambda: load_signal(data, LOW, layout="davis", sequence="dog"),
+                    r"DAVIS sequence 'dog' not found in .*480p; available: bear, cows; pick one with --sequence")
+    _one_line_error(lambda: load_signal(data, LOW, layout="davis"),
+                    r"--layout davis needs --sequence NAME; the sequences in .*DAVIS: bear, cows")
+    _one_line_error(lambda: load_signal(data, LOW, sequence="bear"),
+                    r"--sequence bear needs the dataset's layout: add --layout davis")
+    _one_line_error(lambda: load_signal(data, LOW),
+                    r"DAVIS is a DAVIS dataset root, not a folder of frames; add --layout davis --sequence NAME")
+    _one_line_error(lambda: load_signal(data, LOW, FrameRange(2, 9), layout="davis", sequence="bear"),
+                    r"davis/bear: frames 2:9 are out of range: the video has 4 frames \(valid indices 0\.\.3\)")
+    _one_line_error(lambda: load_signal(str(tmp_path / "nowhere"), LOW, layout="davis", sequence="bear"),
+                    r"dataset root .*nowhere does not exist or is not a folder; point --data at the DAVIS folder")
+    _one_line_error(lambda: load_signal(data, LOW, layout="davis", sequence="cows"),
+                    r"DAVIS sequence 'cows' has no frames: .*cows holds no image file; pick another sequence")
+    iio.imwrite(root / "JPEGImages" / "480p" / "cows" / "00000.jpg", grey_frame(9, (16, 40)))
+    _one_line_error(lambda: load_signal(data, LOW, layout="davis", sequence="cows"),
+                    r"DAVIS sequence 'cows' has no annotations: .*Annotations/480p/cows is missing; .*--data .*cows and no --layout")
+    _one_line_error(lambda: load_signal(str(tmp_path), LOW, layout="davis", sequence="bear"),
+                    r"is not a DAVIS root: it has no JPEGImages/<resolution>/ folder")
+
+
+def test_load_signal_datasets_without_annotations(tmp_path: Path) -> None:
+    vipseg = vipseg_tree(tmp_path / "VIPSeg_720P")
+    shutil.rmtree(vipseg / "panomasks")
+    _one_line_error(lambda: load_signal(str(vipseg), LOW, layout="vipseg", sequence="2001_abc"),
+                    r"VIPSeg sequence '2001_abc' has no annotations: .*panomasks/2001_abc is missing")
+    city = city_tree(tmp_path / "cityscapes_vps")
+    shutil.rmtree(city / "val" / "panoptic_video")
+    _one_line_error(lambda: load_signal(str(city), LOW, layout="cityscapes-vps", sequence="0005"),
+                    r"has no Cityscapes-VPS annotations for split 'val': neither .*panoptic_video nor .*panoptic_inst exists")
+
+
+def test_load_signal_keeps_frame_folders_and_files(tmp_path: Path) -> None:
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for t in range(3):
+        iio.imwrite(folder / f"{t:03d}.png", grey_frame(50 * t, (16, 32)))
+    (folder / "JPEGImages").mkdir()  # a frame folder that also holds a sub-folder named like DAVIS's
+    assert load_signal(str(folder), LOW).num_frames == 3
+    assert load_signal(str(folder / "001.png"), LOW).num_frames == 1

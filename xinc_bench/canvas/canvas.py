@@ -4,7 +4,7 @@ A layer can be far larger than memory (the paper NeRV's block 1 over 30 frames a
 72 GB as float32), so a layer is either a tensor or a :class:`LayerSource` that reads a range of
 frames on demand. Probes read big layers frame chunk by frame chunk through
 :meth:`Canvas.frame_chunks`, whose size is bounded by :func:`default_chunk_bytes` (1 GiB, or the
-environment variable ``XINC_CHUNK_BYTES``).
+environment variable ``XINC_CHUNK_BYTES``). Every read refuses NaN and inf values (:func:`non_finite`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping, Protocol
 
 import torch
 
+from ..data.signal import index_text
 from ..errors import XincError
 
 #: default upper bound of one float32 frame chunk handed to a probe (at least one frame is read)
@@ -39,6 +40,43 @@ class LayerSource(Protocol):
     def read(self, start: int, stop: int) -> torch.Tensor:
         """Frames ``start:stop`` of the layer, ``[N, stop - start, H, W]`` (any float dtype)."""
         ...
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """Where a chunk ``[N, t, H, W]`` holds NaN or inf: the frames, the neurons, and which values."""
+
+    frames: tuple[int, ...]
+    neurons: int
+    num_neurons: int
+    nan: bool
+    inf: bool
+
+    def __str__(self) -> str:
+        kinds = " and ".join(kind for kind, present in (("NaN", self.nan), ("inf", self.inf)) if present)
+        which = "frame" if len(self.frames) == 1 else "frames"
+        return f"{kinds} values in {which} {index_text(list(self.frames))} ({self.neurons} of its {self.num_neurons} neurons)"
+
+
+def non_finite(chunk: torch.Tensor, start: int = 0) -> NonFinite | None:
+    """``None`` when every value of ``chunk[N, t, H, W]`` (frames ``start ..``) is finite, else where they are not.
+
+    A sum propagates NaN and inf, so a finite sum proves every value finite at the cost of one
+    reduction; only a non-finite sum (or an overflowing one) pays for the element-wise test.
+    """
+    if torch.isfinite(chunk.sum(dtype=torch.float32)):
+        return None
+    bad = ~torch.isfinite(chunk)
+    frames = bad.any(dim=(0, 2, 3)).nonzero().flatten()
+    if len(frames) == 0:  # the sum overflowed; every value is finite
+        return None
+    return NonFinite(
+        frames=tuple(start + int(t) for t in frames),
+        neurons=int(bad.any(dim=(1, 2, 3)).sum()),
+        num_neurons=int(chunk.shape[0]),
+        nan=bool(torch.isnan(chunk).any()),
+        inf=bool(torch.isinf(chunk).any()),
+    )
 
 
 @dataclass
@@ -79,11 +117,25 @@ class Canvas:
         return self.layer_frames(name, 0, self.layer_shape(name)[1])
 
     def layer_frames(self, name: str, start: int, stop: int) -> torch.Tensor:
-        """Frames ``start:stop`` of one layer, ``[N, stop - start, H, W]`` float32."""
+        """Frames ``start:stop`` of one layer, ``[N, stop - start, H, W]`` float32.
+
+        Every read is checked: a chunk holding NaN or inf would turn scores into silent
+        garbage, so it raises instead (one reduction over the chunk, see :func:`non_finite`).
+
+        Raises:
+            XincError: the frames hold NaN or inf; the message names the layer and the frames.
+        """
         value = self.layers[name]
-        if isinstance(value, torch.Tensor):
-            return value[:, start:stop].float()
-        return value.read(start, stop).float()
+        stored = value[:, start:stop] if isinstance(value, torch.Tensor) else value.read(start, stop)
+        chunk = stored.float()
+        found = non_finite(chunk, start)
+        if found is not None:
+            overflow = stored.dtype == torch.float16 and not found.nan
+            fix = ("the contributions overflow float16: recompute the canvas without --float16" if overflow else
+                   "the model diverged or the canvas file is corrupt: refit the model (e.g. with a lower --lr) "
+                   "and recompute the canvas")
+            raise XincError(f"canvas layer {name!r} holds {found}; {fix}")
+        return chunk
 
     def frames_per_chunk(self, name: str) -> int:
         """How many frames of layer ``name`` fit in :attr:`chunk_bytes` as float32 (at least 1)."""

@@ -14,7 +14,7 @@ from torch import nn
 from ..data.signal import Signal
 from ..errors import XincError
 from ..registry import TRACERS
-from .canvas import Canvas
+from .canvas import Canvas, default_chunk_bytes, non_finite
 from .file import CanvasWriter, _file_metadata, read_canvas
 
 
@@ -38,6 +38,9 @@ def compute_canvas(
         dtype: ``torch.float32`` or ``torch.float16`` storage for the contribution maps.
         chunk_size: pixels (or frames, for frame tracers) processed at once.
         metadata: extra metadata (model, data, fidelity) stored with the canvas.
+
+    Raises:
+        XincError: a layer's contributions hold NaN or inf (:func:`refuse_non_finite`); no file is left.
     """
     model.eval()
     implementation = TRACERS.get(tracer)
@@ -50,6 +53,7 @@ def compute_canvas(
         canvas_arrays = {n: np.empty((c, *shape), np_dtype) for n, c in layer_counts.items()}
         recon = np.empty((*shape, 3), np.float32)
         meta["checks"] = implementation.trace(model, shape, canvas_arrays, recon, chunk_size)
+        refuse_non_finite(canvas_arrays)
         meta["canvas_seconds"] = time.perf_counter() - started
         return Canvas(
             layers={n: torch.from_numpy(a) for n, a in canvas_arrays.items()},
@@ -73,6 +77,7 @@ def compute_canvas(
     with CanvasWriter(Path(out), tensors, _file_metadata(placeholder)) as writer:
         canvas_arrays = {n: writer.array(f"canvas.{n}") for n in layer_counts}
         checks = implementation.trace(model, shape, canvas_arrays, writer.array("recon"), chunk_size)
+        refuse_non_finite(canvas_arrays)  # before commit: the writer removes its temporary file
         writer.array("frames")[...] = signal.frames.numpy()
         if signal.masks is not None:
             writer.array("masks")[...] = signal.masks.numpy()
@@ -82,6 +87,29 @@ def compute_canvas(
         writer.set_metadata(_file_metadata(Canvas(layers=dict.fromkeys(layer_counts), frames=signal.frames, metadata=meta)))
         writer.commit()
     return read_canvas(Path(out))
+
+
+def refuse_non_finite(canvas_arrays: dict[str, np.ndarray]) -> None:
+    """Refuse traced contributions ``layer -> [N, T, H, W]`` holding NaN or inf, naming the model's layer.
+
+    Read frame chunk by frame chunk within :func:`~xinc_bench.canvas.canvas.default_chunk_bytes`;
+    float16 values are summed in float32, so a sum of float16 never overflows by itself.
+
+    Raises:
+        XincError: naming the layer, the frames, and the fix (float32 storage for an overflow of
+            float16, a new fit for a model that gives NaN).
+    """
+    for name, array in canvas_arrays.items():
+        num_neurons, num_frames, height, width = array.shape
+        step = max(1, default_chunk_bytes() // max(1, 4 * num_neurons * height * width))  # summed as float32
+        for start in range(0, num_frames, step):
+            found = non_finite(torch.from_numpy(array[:, start : start + step]), start)
+            if found is None:
+                continue
+            fix = ("its contributions overflow float16: trace in float32 (without --float16)"
+                   if array.dtype == np.float16 and not found.nan else
+                   "the model's weights are broken (a diverged fit?): refit it, e.g. with a lower --lr")
+            raise XincError(f"the model's layer {name!r} gives {found}; the canvas is not stored: {fix}")
 
 
 def canvas_tensors(

@@ -7,6 +7,10 @@ the segments present in the loaded masks). Frames and masks are centre-cropped t
 neighbour so that no new ids appear. Without a frame range the first
 :data:`~xinc_bench.data.video.DEFAULT_NUM_FRAMES` annotated frames are loaded.
 
+The layouts are registered in :data:`LAYOUTS` (the project's :class:`~xinc_bench.registry.Registry`);
+the command line reaches them through :func:`xinc_bench.data.load_signal` (``--data ROOT --layout
+NAME --sequence NAME``).
+
 Layouts (``root`` is the folder named first):
 
 * ``cityscapes-vps`` (`mcahny/vps <https://github.com/mcahny/vps>`_ ``docs/DATASET.md``)::
@@ -40,7 +44,8 @@ Layouts (``root`` is the folder named first):
       DAVIS/Annotations/<resolution>/<sequence>/00000.png
 
   Annotations are palette PNGs whose index is the object id (0 = background, 255 = void);
-  binary grey PNGs (DAVIS 2016) read as object 1. Background and void are both 0 (DAVIS
+  binary grey PNGs (DAVIS 2016) read as object 1. ``<resolution>`` is ``480p``, or the only
+  resolution folder present (``Full-Resolution``, say). Background and void are both 0 (DAVIS
   labels objects only); DAVIS has no categories.
 """
 
@@ -48,6 +53,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -55,9 +61,10 @@ import numpy as np
 import torch
 
 from ..errors import XincError
-from .signal import FrameRange, Signal
+from ..registry import Registry
+from .signal import FrameRange, Signal, index_text
 from .transforms import centre_crop_box
-from .video import frame_range_text, image_files, read_frames, select_frames
+from .video import frame_range_text, list_image_files, read_frames, select_frames
 
 #: A decoder turns one annotation file into segment ids ``[H, W]`` int64 (0 = unlabelled).
 MaskDecoder = Callable[[Path], np.ndarray]
@@ -81,6 +88,28 @@ def crop_and_resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.T
     return masks[:, rows[:, None], cols[None, :]].to(torch.int32)
 
 
+@dataclass(frozen=True)
+class DatasetLayout:
+    """A dataset's standard folder layout (see the module docstring), registered in :data:`LAYOUTS`.
+
+    Attributes:
+        title: the dataset's name in messages (``"DAVIS"``).
+        load: ``(root, sequence, size, frames, **options) -> Signal`` with ``masks`` (and
+            ``categories`` when the layout has them).
+        sequences: ``(root, **options) -> [name, ...]``, the sequences found at ``root``, sorted.
+        recognise: whether a folder looks like a root of this layout (to suggest ``--layout``).
+    """
+
+    title: str
+    load: Callable[..., Signal]
+    sequences: Callable[..., list[str]]
+    recognise: Callable[[Path], bool]
+
+
+#: The dataset layouts by name (``--layout``): ``cityscapes-vps``, ``davis``, ``vipseg``.
+LAYOUTS: Registry[DatasetLayout] = Registry("dataset layout")
+
+
 def load_dataset(
     root: Path | str,
     layout: str,
@@ -89,26 +118,42 @@ def load_dataset(
     frames: FrameRange | None = None,
     **options: str,
 ) -> Signal:
-    """Load ``sequence`` of the dataset at ``root`` in ``layout`` (one of :data:`LAYOUTS`).
+    """Load ``sequence`` of the dataset at ``root`` in ``layout`` (a name in :data:`LAYOUTS`).
 
     ``options`` go to the layout's loader: ``split`` for Cityscapes-VPS, ``resolution`` for DAVIS.
+
+    Raises:
+        XincError: an unknown layout or option, a missing root or sequence (the sequences found
+            are listed), a sequence without annotations, missing files, frames out of range.
     """
-    if layout not in LAYOUTS:
-        raise XincError(f"unknown dataset layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
-    loader = LAYOUTS[layout]
-    allowed = set(inspect.signature(loader).parameters) - {"root", "sequence", "size", "frames"}
+    entry = LAYOUTS.get(layout)
+    root = _root(root, entry)
+    allowed = set(inspect.signature(entry.load).parameters) - {"root", "sequence", "size", "frames"}
     unknown = sorted(set(options) - allowed)
     if unknown:
         known = ", ".join(sorted(allowed)) or "none"
         raise XincError(f"dataset layout {layout!r} takes no option {', '.join(unknown)}; its options: {known}")
-    return loader(root, sequence, size, frames, **options)
+    return entry.load(root, sequence, size, frames, **options)
 
 
-def list_sequences(root: Path | str, layout: str) -> list[str]:
-    """The sequence names available at ``root`` in ``layout``."""
-    if layout not in SEQUENCE_LISTERS:
-        raise XincError(f"unknown dataset layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
-    return SEQUENCE_LISTERS[layout](Path(root))
+def list_sequences(root: Path | str, layout: str, **options: str) -> list[str]:
+    """The sequence names found at ``root`` in ``layout`` (``options`` as in :func:`load_dataset`)."""
+    entry = LAYOUTS.get(layout)
+    return entry.sequences(_root(root, entry), **options)
+
+
+def detect_layouts(folder: Path | str) -> list[str]:
+    """The layouts whose root ``folder`` looks like (usually none or one)."""
+    folder = Path(folder)
+    return [entry.name for entry in LAYOUTS if folder.is_dir() and entry.obj.recognise(folder)]
+
+
+def names_text(names: list[str], limit: int = 20) -> str:
+    """``names`` for a message: the first ``limit``, then how many there are (``"none"`` when empty)."""
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... ({len(names)} in all)"
 
 
 def load_davis(
@@ -116,13 +161,17 @@ def load_davis(
     sequence: str,
     size: tuple[int, int],
     frames: FrameRange | None = None,
-    resolution: str = "480p",
+    resolution: str | None = None,
 ) -> Signal:
-    """A DAVIS sequence with its object masks (no categories); see the module docstring."""
+    """A DAVIS sequence with its object masks (no categories); see the module docstring.
+
+    ``resolution`` defaults to ``480p``, or to the only resolution folder when 480p is absent.
+    """
     root = Path(root)
-    image_dir = _sequence_dir(root / "JPEGImages" / resolution, sequence, "DAVIS")
-    images = image_files(image_dir)
-    annotation_dir = root / "Annotations" / resolution / sequence
+    resolution = resolution or _davis_resolution(root)
+    image_dir = _sequence_dir(_davis_frames_root(root, resolution), sequence, "DAVIS")
+    images = _sequence_frames(image_dir, "DAVIS", sequence)
+    annotation_dir = _annotation_dir(root / "Annotations" / resolution / sequence, "DAVIS", sequence, image_dir)
     masks = [annotation_dir / f"{image.stem}.png" for image in images]
     signal = _annotated_signal(f"davis/{sequence}", images, masks, _decode_davis, size, frames)
     signal.source.update(source="davis", root=str(root), sequence=sequence, resolution=resolution)
@@ -138,8 +187,9 @@ def load_vipseg(
     """A VIPSeg video with panoptic masks and categories; see the module docstring."""
     root = Path(root)
     image_dir = _sequence_dir(_vipseg_image_root(root), sequence, "VIPSeg")
-    images = image_files(image_dir)
-    masks = [root / "panomasks" / sequence / f"{image.stem}.png" for image in images]
+    images = _sequence_frames(image_dir, "VIPSeg", sequence)
+    annotation_dir = _annotation_dir(root / "panomasks" / sequence, "VIPSeg", sequence, image_dir)
+    masks = [annotation_dir / f"{image.stem}.png" for image in images]
     signal = _annotated_signal(f"vipseg/{sequence}", images, masks, _decode_vipseg, size, frames)
     signal.categories = _present(signal.masks, _vipseg_category)
     signal.source.update(source="vipseg", root=str(root), sequence=sequence)
@@ -162,8 +212,11 @@ def load_cityscapes_vps(
     mask_dir = _cityscapes_mask_dir(root, split)
     masks = sorted(mask_dir.glob(f"{sequence}_*.png"))
     if not masks:
-        available = ", ".join(_cityscapes_sequences(mask_dir)) or "none"
-        raise XincError(f"Cityscapes-VPS sequence {sequence!r} not found in {mask_dir}; available: {available}")
+        available = names_text(_cityscapes_sequences(mask_dir))
+        raise XincError(
+            f"Cityscapes-VPS sequence {sequence!r} not found in {mask_dir}; available: {available}; "
+            "pick one with --sequence"
+        )
     images = [_cityscapes_image(root / split, mask) for mask in masks]
     if mask_dir.name == "panoptic_video":
         json_path = root / f"panoptic_gt_{split}_city_vps.json"
@@ -189,10 +242,16 @@ def _annotated_signal(
         indices = select_frames(frames, len(images))
     except XincError as exc:
         raise XincError(f"{name}: {exc}") from None
+    missing = [i for i in indices if not (images[i].is_file() and masks[i].is_file())]
+    if missing:
+        first = images[missing[0]] if not images[missing[0]].is_file() else masks[missing[0]]
+        annotated = [i for i in range(len(images)) if images[i].is_file() and masks[i].is_file()]
+        raise XincError(
+            f"{name}: missing file {first} ({len(missing)} of the {len(indices)} selected frames lack their image "
+            f"or mask); choose --frames among the complete frames ({index_text(annotated) or 'none'}) "
+            "or add the missing files"
+        )
     images, masks = [images[i] for i in indices], [masks[i] for i in indices]
-    for path in images + masks:
-        if not path.is_file():
-            raise XincError(f"{name}: missing file {path}; every selected frame needs its image and its mask")
     tensor = read_frames(images, size)  # checks that all frames share the first one's size
     frame_shape = _image_shape(images[0])
     mask_tensor = torch.stack([_mask_frame(mask, decode, frame_shape, size) for mask in masks])
@@ -280,11 +339,38 @@ def _present(masks: torch.Tensor, category_of: Callable[[int], int | None]) -> d
     return {i: c for i, c in categories.items() if c is not None}
 
 
+def _root(root: Path | str, layout: DatasetLayout) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise XincError(f"dataset root {root} does not exist or is not a folder; point --data at the {layout.title} folder")
+    return root
+
+
 def _sequence_dir(parent: Path, sequence: str, dataset: str) -> Path:
     folder = parent / sequence
     if not folder.is_dir():
-        available = ", ".join(_subfolders(parent)) or "none"
-        raise XincError(f"{dataset} sequence {sequence!r} not found in {parent}; available: {available}")
+        available = names_text(_subfolders(parent))
+        raise XincError(
+            f"{dataset} sequence {sequence!r} not found in {parent}; available: {available}; pick one with --sequence"
+        )
+    return folder
+
+
+def _sequence_frames(image_dir: Path, dataset: str, sequence: str) -> list[Path]:
+    files = list_image_files(image_dir)
+    if not files:
+        raise XincError(f"{dataset} sequence {sequence!r} has no frames: {image_dir} holds no image file; "
+                        "pick another sequence or add its frames")
+    return files
+
+
+def _annotation_dir(folder: Path, dataset: str, sequence: str, image_dir: Path) -> Path:
+    """The annotation folder of a sequence whose frames are in ``image_dir``; absent, name the fix."""
+    if not folder.is_dir():
+        raise XincError(
+            f"{dataset} sequence {sequence!r} has no annotations: {folder} is missing; add the dataset's "
+            f"annotations there, or load the frames alone with --data {image_dir} and no --layout"
+        )
     return folder
 
 
@@ -292,11 +378,46 @@ def _subfolders(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
 
 
+def _davis_resolution(root: Path) -> str:
+    """``480p`` when present, else the only resolution folder of ``JPEGImages/``."""
+    found = _subfolders(root / "JPEGImages")
+    if "480p" in found or not found:
+        return "480p"
+    if len(found) == 1:
+        return found[0]
+    raise XincError(
+        f"{root / 'JPEGImages'} holds several resolutions ({', '.join(found)}) and no 480p; "
+        "keep one of them there (load_dataset(..., resolution=...) picks one from Python)"
+    )
+
+
+def _davis_frames_root(root: Path, resolution: str) -> Path:
+    folder = root / "JPEGImages" / resolution
+    if not folder.is_dir():
+        found = _subfolders(root / "JPEGImages")
+        if not found:
+            raise XincError(
+                f"{root} is not a DAVIS root: it has no JPEGImages/<resolution>/ folder; "
+                "point --data at the folder holding JPEGImages/ and Annotations/"
+            )
+        raise XincError(f"{root} has no DAVIS frames at resolution {resolution!r} ({folder} is missing); "
+                        f"resolutions found: {', '.join(found)}")
+    return folder
+
+
+def _davis_sequences(root: Path, resolution: str | None = None) -> list[str]:
+    return _subfolders(_davis_frames_root(root, resolution or _davis_resolution(root)))
+
+
 def _vipseg_image_root(root: Path) -> Path:
     for name in ("images", "imgs"):
         if (root / name).is_dir():
             return root / name
-    raise XincError(f"{root} is not a VIPSeg root: it has no images/ (or imgs/) folder; point it at VIPSeg_720P")
+    raise XincError(f"{root} is not a VIPSeg root: it has no images/ (or imgs/) folder; point --data at VIPSeg_720P")
+
+
+def _vipseg_sequences(root: Path) -> list[str]:
+    return _subfolders(_vipseg_image_root(root))
 
 
 def _cityscapes_mask_dir(root: Path, split: str) -> Path:
@@ -306,7 +427,7 @@ def _cityscapes_mask_dir(root: Path, split: str) -> Path:
         if folder.is_dir():
             return folder
     raise XincError(
-        f"{root} is not a Cityscapes-VPS root for split {split!r}: it has neither {video_dir} nor {inst_dir}; "
+        f"{root} has no Cityscapes-VPS annotations for split {split!r}: neither {video_dir} nor {inst_dir} exists; "
         "create them with the dataset's prepare_data scripts"
     )
 
@@ -344,19 +465,33 @@ def _cityscapes_sequences(mask_dir: Path) -> list[str]:
     return sorted({p.name.split("_", 1)[0] for p in mask_dir.glob("*.png")})
 
 
-def _list_cityscapes(root: Path) -> list[str]:
-    return _cityscapes_sequences(_cityscapes_mask_dir(root, "val"))
+def _list_cityscapes(root: Path, split: str = "val") -> list[str]:
+    return _cityscapes_sequences(_cityscapes_mask_dir(root, split))
 
 
-#: Layout name -> loader ``(root, sequence, size, frames) -> Signal``.
-LAYOUTS: dict[str, Callable[..., Signal]] = {
-    "cityscapes-vps": load_cityscapes_vps,
-    "vipseg": load_vipseg,
-    "davis": load_davis,
-}
+def _is_cityscapes_root(folder: Path) -> bool:
+    return any(folder.glob("panoptic_gt_*_city_vps.json")) or any(
+        (split / kind).is_dir() for split in folder.iterdir() if split.is_dir() for kind in ("panoptic_video", "img_all")
+    )
 
-SEQUENCE_LISTERS: dict[str, Callable[[Path], list[str]]] = {
-    "cityscapes-vps": _list_cityscapes,
-    "vipseg": lambda root: _subfolders(_vipseg_image_root(root)),
-    "davis": lambda root: _subfolders(root / "JPEGImages" / "480p"),
-}
+
+LAYOUTS.add(
+    "cityscapes-vps",
+    DatasetLayout("Cityscapes-VPS", load_cityscapes_vps, _list_cityscapes, _is_cityscapes_root),
+    description="Cityscapes-VPS: <split>/panoptic_video (or panoptic_inst) + img/, panoptic masks with categories",
+)
+LAYOUTS.add(
+    "davis",
+    DatasetLayout("DAVIS", load_davis, _davis_sequences, lambda folder: (folder / "JPEGImages").is_dir()),
+    description="DAVIS 2016/2017: JPEGImages/<res>/<seq> + Annotations/<res>/<seq>, object masks",
+)
+LAYOUTS.add(
+    "vipseg",
+    DatasetLayout(
+        "VIPSeg",
+        load_vipseg,
+        _vipseg_sequences,
+        lambda folder: (folder / "panomasks").is_dir() or (folder / "imgs").is_dir(),
+    ),
+    description="VIPSeg: images/<video> (or imgs/) + panomasks/<video>, panoptic masks with categories",
+)

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import XincError
 from ..registry import DATA_SOURCES
+from .filetype import not_decodable
 from .signal import FrameRange, Signal
 from .transforms import crop_and_resize, to_float_rgb
 
@@ -50,7 +51,10 @@ def load_image_file(path: Path, size: tuple[int, int]) -> Signal:
     try:
         array = iio.imread(path)
     except Exception as exc:
-        raise XincError(f"cannot read image file {path}: {exc}; give a valid PNG/JPEG/TIFF file") from exc
+        raise XincError(f"cannot read image file {path}: {not_decodable(path, exc, 'image')}") from exc
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
         raise XincError(f"image file {path} has unsupported shape {array.shape}; give an RGB or grey image")
-    return _image_signal(array, path.stem, size, {"source": "file", "path": str(path)})
+    try:
+        return _image_signal(array, path.stem, size, {"source": "file", "path": str(path)})
+    except XincError as exc:  # a picture too small for the requested size
+        raise XincError(f"image file {path}: {exc}") from None

@@ -106,3 +106,20 @@ def parse_frames(text: str) -> FrameRange:
             f"invalid frame range {text!r}: STOP must exceed START and STEP be positive, e.g. 0:30"
         )
     return FrameRange(start, stop, step)
+
+
+def index_text(indices: list[int], limit: int = 8) -> str:
+    """Sorted frame indices as runs for messages: ``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"``.
+
+    After ``limit`` runs the rest is counted: ``"0, 2, 4, ... (12 in all)"``.
+    """
+    runs: list[list[int]] = []
+    for index in sorted(indices):
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    parts = [str(a) if a == b else f"{a}-{b}" for a, b in runs[:limit]]
+    if len(runs) > limit:
+        parts.append(f"... ({len(indices)} in all)")
+    return ", ".join(parts)

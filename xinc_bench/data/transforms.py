@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import XincError
+
 
 def to_float_rgb(array: np.ndarray) -> torch.Tensor:
     """An image array (``[H, W]``, ``[H, W, 1|3|4]``; uint8/uint16/float) as ``[H, W, 3]`` in [0, 1]."""
@@ -25,7 +27,11 @@ def to_float_rgb(array: np.ndarray) -> torch.Tensor:
 
 
 def centre_crop_box(source: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """``(top, left, crop_h, crop_w)`` of the centred crop of a ``source`` (H, W) to the aspect of ``size``."""
+    """``(top, left, crop_h, crop_w)`` of the centred crop of a ``source`` (H, W) to the aspect of ``size``.
+
+    Raises:
+        XincError: the crop would be empty (a 1x1 picture has no 1:2 crop); callers add the file.
+    """
     src_h, src_w = source
     height, width = size
     target_aspect = width / height
@@ -33,6 +39,11 @@ def centre_crop_box(source: tuple[int, int], size: tuple[int, int]) -> tuple[int
         crop_h, crop_w = src_h, round(src_h * target_aspect)
     else:
         crop_h, crop_w = round(src_w / target_aspect), src_w
+    if min(crop_h, crop_w) < 1:
+        raise XincError(
+            f"its {src_h}x{src_w} pixels are too few for --size {height}x{width}: the centre crop to that aspect "
+            f"would be {crop_h}x{crop_w} pixels; give a larger picture or a --size closer to {src_h}x{src_w}"
+        )
     return (src_h - crop_h) // 2, (src_w - crop_w) // 2, crop_h, crop_w
 
 

@@ -21,6 +21,7 @@ import torch
 
 from ..errors import XincError
 from ..registry import DATA_SOURCES
+from .filetype import not_decodable
 from .images import IMAGE_SUFFIXES
 from .signal import FrameRange, Signal
 from .transforms import crop_and_resize, to_float_rgb
@@ -109,13 +110,18 @@ def image_files(folder: Path) -> list[Path]:
     """The image files in ``folder``, sorted by name; a missing or image-less folder raises."""
     if not folder.is_dir():
         raise XincError(f"frame folder {folder} does not exist or is not a folder; check the path")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_image_files(folder)
     if not files:
         raise XincError(
             f"frame folder {folder} holds no image files (suffixes {sorted(IMAGE_SUFFIXES)}); "
             "point it at a folder of frames"
         )
     return files
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` with an image suffix (``images.IMAGE_SUFFIXES``), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -125,7 +131,7 @@ def read_image(path: Path) -> np.ndarray:
     try:
         return np.asarray(iio.imread(path))
     except Exception as exc:
-        raise XincError(f"cannot read image file {path}: {exc}; replace it with a valid image") from exc
+        raise XincError(f"cannot read image file {path}: {not_decodable(path, exc, 'image')}") from exc
 
 
 def read_frames(files: list[Path], size: tuple[int, int]) -> torch.Tensor:
@@ -144,7 +150,10 @@ def read_frames(files: list[Path], size: tuple[int, int]) -> torch.Tensor:
                 f"frame {file} is {shape[0]}x{shape[1]} but {files[0]} is {first_shape[0]}x{first_shape[1]}; "
                 "all frames of a video must have the same size"
             )
-        out[t] = crop_and_resize(to_float_rgb(array)[None], size)[0]
+        try:
+            out[t] = crop_and_resize(to_float_rgb(array)[None], size)[0]
+        except XincError as exc:  # a frame too small for the requested size
+            raise XincError(f"frame {file}: {exc}") from None
     return out
 
 
@@ -170,11 +179,12 @@ def _decode_video(path: Path, size: tuple[int, int], frames: FrameRange | None) 
             if frames is not None and announced > 0:
                 _indices_for(path, frames, announced)  # fail before decoding when the header knows
             wanted = frames or FrameRange(0, DEFAULT_NUM_FRAMES)
-            decoded, count = _decode_range(container.decode(stream), wanted, size)
+            try:
+                decoded, count = _decode_range(container.decode(stream), wanted, size)
+            except XincError as exc:  # frames too small for the requested size
+                raise XincError(f"video file {path}: {exc}") from None
     except av.FFmpegError as exc:
-        raise XincError(
-            f"cannot decode video file {path}: {exc}; the file is truncated or corrupt, re-encode or replace it"
-        ) from exc
+        raise XincError(f"cannot decode video file {path}: {not_decodable(path, exc, 'video')}") from exc
     if count == 0:
         raise XincError(f"video file {path} holds no frames; give a video with at least one frame")
     if count < min(wanted.stop or announced, announced):

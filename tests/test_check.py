@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import shutil
 from pathlib import Path
@@ -21,10 +22,9 @@ from xinc_bench.results.check import (
 )
 from xinc_bench.probes.base import load_task
 from xinc_bench.results.leaderboard import build_leaderboard, headline_metric
-from xinc_bench.results.suite import SuiteUnit, run_unit
+from xinc_bench.runs import UnitSpec, run_unit
 
-UNIT = SuiteUnit(model="ffn-paper", data="astronaut", seed=0, size=(16, 32), frames=None, steps=40, lr=None,
-                 tracer=None, tasks=("distribution",))
+UNIT = UnitSpec(model="ffn-paper", data="astronaut", seed=0, size=(16, 32), steps=40, tasks=("distribution",))
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("check")
     folders = {}
     for name, steps in (("baseline", 40), ("rerun", 40), ("undertrained", 4)):
-        unit = SuiteUnit(**{**UNIT.__dict__, "steps": steps})
+        unit = dataclasses.replace(UNIT, steps=steps)
         run_unit(unit, root / name / unit.unit_id)
         folders[name] = root / name
     csv = root / "baseline.csv"

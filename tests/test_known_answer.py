@@ -6,13 +6,14 @@ right answer does not depend on how well it trained.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from xinc_bench import pipeline
+from xinc_bench.runs import RunDir, UnitSpec, run_unit
 from xinc_bench.canvas import Canvas, read_canvas
 from xinc_bench.checkpoints import load_checkpoint
 from xinc_bench.data import load_signal, parse_frames
@@ -26,21 +27,18 @@ NULL_DRAWS = 10
 
 
 def run_preset(tmp_path: Path, model: str, data: str, frames: str | None, tasks: list[str]) -> dict[str, dict]:
-    """``fit_run`` -> ``canvas_run`` -> ``probe_run`` of ``tasks``; returns the records by task."""
-    out = tmp_path / model
-    frame_range = parse_frames(frames) if frames else None
-    pipeline.fit_run(model, data, SIZE, out=out, frames=frame_range, steps=STEPS, seed=0, progress_bar=False)
-    canvas = pipeline.canvas_run(out, SIZE, out=out / pipeline.CANVAS_NAME, frames=frame_range)
+    """``run_unit`` of the preset with ``tasks``; returns the records by task."""
+    out = RunDir(tmp_path / model)
+    spec = UnitSpec(model=model, data=data, size=SIZE, frames=parse_frames(frames) if frames else None, steps=STEPS,
+                    tasks=tuple(tasks), null_draws=NULL_DRAWS)
+    result = run_unit(spec, out.path)
+    assert result.records_written == tasks and not result.skipped
+    canvas = read_canvas(out.canvas)
     checks = canvas.metadata["checks"]
     assert checks["layer_sum_max_rel_error"] < 1e-5 and checks["output_sum_max_rel_error"] < 1e-5
     assert checks["skipped_layers"] == [] and checks["untraced_modules"] == []
-    assert_owned(out, canvas)
-    with pipeline.shuffled_control(out / pipeline.CANVAS_NAME) as shuffled:
-        return {
-            task: pipeline.probe_run(out / pipeline.CANVAS_NAME, task, out=out / f"{task}.json",
-                                     shuffled_canvas=shuffled, null_draws=NULL_DRAWS)
-            for task in tasks
-        }
+    assert_owned(out.path, canvas)
+    return {task: json.loads(out.record(task).read_text()) for task in tasks}
 
 
 def assert_owned(run_dir: Path, canvas: Canvas) -> None:
@@ -112,7 +110,7 @@ def test_motion_changes_only_on_moving_objects(tmp_path: Path) -> None:
     assert effect(motion, "flow_spearman") > 3
     assert motion["scores"]["flow_top_bottom_ratio"] > 5
     # the background's neurons are the same in every frame: its canvas does not change at all
-    canvas = read_canvas(tmp_path / "known-motion" / pipeline.CANVAS_NAME)
+    canvas = read_canvas(RunDir(tmp_path / "known-motion").canvas)
     background = (canvas.masks == canvas.masks.max()).all(dim=0)  # background (last id) in every frame
     for name in canvas.layer_names:
         maps = canvas.layer(name)[..., background]

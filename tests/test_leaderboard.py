@@ -31,13 +31,11 @@ from xinc_bench.results.leaderboard import (
     interval_ranks,
     markdown_table,
     psnr_tier,
-    read_records,
-    read_sanity_records,
     tier_view,
     write_leaderboard,
 )
 from xinc_bench.files import write_json_atomic
-from xinc_bench.results.record import build_record
+from xinc_bench.runs.record import build_record, read_records, read_sanity_records
 
 TOY_YAML = """\
 name: toy

@@ -9,7 +9,7 @@ import pytest
 
 from xinc_bench.probes.base import load_task
 from xinc_bench.files import write_json_atomic
-from xinc_bench.results.record import build_record
+from xinc_bench.runs.record import build_record
 
 pytest_plugins = ["pytester"]
 

@@ -13,7 +13,7 @@ import pytest
 
 from browser import HeadlessChromium, find_chromium
 from test_leaderboard import toy, toy_scores, toy_tasks, write_record, write_sanity
-from xinc_bench import pipeline
+from xinc_bench.runs import UnitSpec, run_unit
 from xinc_bench.errors import XincError
 from xinc_bench.probes.base import load_task
 from xinc_bench.results.leaderboard import (
@@ -48,13 +48,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two real runs (fit 20 steps at 16x32, canvas, random-init control, distribution probe)."""
     root = tmp_path_factory.mktemp("runs")
     for model in MODELS:
-        out = root / model
-        pipeline.fit_run(model, "astronaut", SIZE, out=out, steps=20, seed=0, progress_bar=False)
-        pipeline.canvas_run(out, SIZE, out=out / pipeline.CANVAS_NAME)
-        pipeline.canvas_run(out / pipeline.INIT_DIR, SIZE, out=out / pipeline.INIT_DIR / pipeline.CANVAS_NAME)
-        record = out / pipeline.RECORDS_DIR / "distribution.json"
-        pipeline.probe_run(out / pipeline.CANVAS_NAME, "distribution", out=record,
-                           control_canvas=out / pipeline.INIT_DIR / pipeline.CANVAS_NAME)
+        run_unit(UnitSpec(model=model, data="astronaut", size=SIZE, steps=20, tasks=("distribution",)), root / model)
     return root
 
 

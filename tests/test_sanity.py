@@ -11,11 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from xinc_bench import cli, pipeline
+from xinc_bench import cli
+from xinc_bench.runs import RunDir
+from xinc_bench.runs.stages import canvas_run, fit_run, probe_run
 from xinc_bench.inrs import create_inr
 from xinc_bench.probes.base import ProbeResult
 from xinc_bench.registry import PROBES
-from xinc_bench.sanity import NULL_SD_THRESHOLD, cascade_layers, reinitialise, sanity_check, score_movement
+from xinc_bench.runs.sanity import NULL_SD_THRESHOLD, cascade_layers, reinitialise, sanity_check, score_movement
 
 SIZE = (32, 64)
 FRAMES_ONLY = "test-frames-only"
@@ -46,12 +48,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
                     "metrics:\n  brightness: {null_model: pixel_permutation, higher_is_better: null}\n"
                     "  layers: {higher_is_better: null}\n")
     out = root / "run"
-    pipeline.fit_run("ffn-paper", "astronaut", SIZE, out=out, steps=30, seed=0, progress_bar=False)
-    canvas = out / pipeline.CANVAS_NAME
-    pipeline.canvas_run(out, SIZE, out=canvas)
+    fit_run("ffn-paper", "astronaut", SIZE, out=out, steps=30, seed=0, progress_bar=False)
+    canvas = RunDir(out).canvas
+    canvas_run(out, SIZE, out=canvas)
     for name in ("color", str(task)):
         stem = Path(name).stem
-        pipeline.probe_run(canvas, name, out=out / pipeline.RECORDS_DIR / f"{stem}.json", null_draws=5)
+        probe_run(canvas, name, out=RunDir(out).record(stem), null_draws=5)
     record = sanity_check(out, ["color", str(task)])
     return {"dir": out, "task": task, "record": record}
 

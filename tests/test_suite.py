@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
@@ -16,14 +15,8 @@ from pathlib import Path
 import pytest
 
 from xinc_bench.errors import XincError
-from xinc_bench.results.suite import (
-    add_suite_arguments,
-    load_suite,
-    parse_shard,
-    run_suite,
-    shard_units,
-    suite_main,
-)
+from xinc_bench import cli
+from xinc_bench.runs.suite import load_suite, parse_shard, run_suite, shard_units
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "suites" / "smoke.yaml"
@@ -46,7 +39,7 @@ def _files(root: Path) -> dict[str, int]:
 
 def _run_until_first_record_then_kill(out: Path, first_record: Path) -> int:
     """Run the smoke suite in a subprocess and SIGKILL it once ``first_record`` exists."""
-    script = "import torch; torch.set_num_threads(1)\nfrom xinc_bench.results.suite import run_suite\n" \
+    script = "import torch; torch.set_num_threads(1)\nfrom xinc_bench.runs.suite import run_suite\n" \
              f"run_suite({str(SMOKE)!r}, {str(out)!r})\n"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env,
@@ -84,8 +77,8 @@ def test_interrupted_suite_resumes_without_redoing_or_losing_anything(resumed: d
     assert f"{second.unit_id}/records/distribution.json" not in resumed["before"]  # ... before the second unit's record
     after = _files(out)
     assert {path: after[path] for path in resumed["before"]} == resumed["before"]  # nothing there was rewritten
-    first_result, second_result = resumed["summary"].units
-    assert first_result.skipped and first_result.records_kept == ["distribution"]
+    first_result, second_result = (outcome.result for outcome in resumed["summary"].units)
+    assert first_result.untouched and first_result.records_kept == ["distribution"]
     assert second_result.fitted and second_result.records_written == ["distribution"]
     for unit in (first, second):
         record = json.loads((out / unit.unit_id / "records" / "distribution.json").read_text())
@@ -103,8 +96,8 @@ def test_rerun_rewrites_only_a_missing_record(resumed: dict, tmp_path: Path) -> 
     old_scores = json.loads(record.read_text())["scores"]
     record.unlink()
     before = _files(out)
-    first_result, second_result = run_suite(SMOKE, out).units
-    assert first_result.skipped
+    first_result, second_result = (outcome.result for outcome in run_suite(SMOKE, out).units)
+    assert first_result.untouched
     assert (second_result.fitted, second_result.canvases, second_result.records_written) == (False, [], ["distribution"])
     figures = f"{second.unit_id}/records/distribution_figures/"  # rewritten with their record
     assert {k: v for k, v in _files(out).items() if k in before and not k.startswith(figures)} == \
@@ -121,7 +114,7 @@ def test_rerun_with_other_settings_in_the_same_folder_is_refused(resumed: dict, 
 
 def test_a_shard_runs_only_its_units(tmp_path: Path) -> None:
     summary = run_suite(SMOKE, tmp_path, shard=(2, 2))
-    assert [r.unit.model for r in summary.units] == ["siren-33k"]
+    assert [r.spec.model for r in summary.units] == ["siren-33k"]
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["siren-33k__astronaut__16x32__seed0"]
 
 
@@ -211,12 +204,12 @@ def test_units_of_the_sanity_seeds_run_the_sanity_check_once(tmp_path: Path) -> 
     path.write_text(SMOKE.read_text().replace("seeds: [0]", "seeds: [0, 1]\nsanity_seeds: [1]")
                     .replace("      siren-33k: {lr: 1.0e-4}\n", ""))
     summary = run_suite(path, tmp_path / "out")
-    assert [(r.unit.seed, r.sanity) for r in summary.units] == [(0, False), (1, True)]
-    unsane, checked = (tmp_path / "out" / r.unit.unit_id / "records" for r in summary.units)
+    assert [(r.spec.seed, r.result.sanity) for r in summary.units] == [(0, False), (1, True)]
+    unsane, checked = (r.run_dir / "records" for r in summary.units)
     assert not (unsane / "sanity.json").exists()
     sanity = json.loads((checked / "sanity.json").read_text())
     assert sanity["kind"] == "sanity" and sanity["seed"] == 1 and set(sanity["tasks"]) == {"distribution"}
-    assert all(r.skipped for r in run_suite(path, tmp_path / "out").units)  # complete: nothing is redone
+    assert all(r.result.untouched for r in run_suite(path, tmp_path / "out").units)  # complete: nothing is redone
 
 
 def test_a_unit_listed_twice_is_refused(tmp_path: Path) -> None:
@@ -237,7 +230,8 @@ def test_shard_text_is_one_based() -> None:
     assert parse_shard("1/2") == (1, 2) and parse_shard(" 2 / 2 ") == (2, 2)
 
 
-def test_a_failing_task_is_reported_and_the_rest_goes_on(tmp_path: Path) -> None:
+def test_a_failing_task_is_skipped_with_its_reason_and_the_rest_goes_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from xinc_bench.probes.base import ProbeResult
     from xinc_bench.registry import PROBES
 
@@ -252,28 +246,27 @@ def test_a_failing_task_is_reported_and_the_rest_goes_on(tmp_path: Path) -> None
     suite.write_text(f"name: failing\ntasks: [{task}, distribution]\n"
                      "groups:\n  - {size: 16x32, steps: 5, data: [astronaut], models: [ffn-paper]}\n")
     summary = run_suite(suite, tmp_path / "out")
-    (result,) = summary.units
-    assert result.records_written == ["distribution"]
-    assert result.failed == {str(task): "the needs-depth probe needs depth maps; give a signal with depth"}
-    assert summary.failed == {result.unit.unit_id: result.failed}
+    (outcome,) = summary.units
+    result = outcome.result
+    reason = "the needs-depth probe needs depth maps; give a signal with depth"
+    assert result.records_written == ["distribution"] and result.skipped == {str(task): reason}
+    assert summary.failed == {}  # a skipped task does not fail the unit
     assert not (result.run_dir / "records" / "depth.json").exists()
+    skipped = json.loads((result.run_dir / "records" / "skipped.json").read_text())
+    assert skipped == {"kind": "skipped", "tasks": {str(task): reason}}
     assert ProbeResult  # the probe interface the failing probe stands in for
-    again = run_suite(suite, tmp_path / "out").units[0]  # a rerun retries only the failed task
-    assert (again.records_kept, list(again.failed)) == (["distribution"], [str(task)])
-    assert suite_main(_suite_args([str(suite), "--out", str(tmp_path / "out")])) == 1
-
-
-def _suite_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_suite_arguments(parser)
-    return parser.parse_args(argv)
+    again = run_suite(suite, tmp_path / "out").units[0].result  # a rerun retries only the skipped task
+    assert (again.records_kept, again.records_written, list(again.skipped)) == (["distribution"], [], [str(task)])
+    capsys.readouterr()
+    assert cli.main(["suite", "run", str(suite), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert f"warning: task {task} skipped: {reason}" in capsys.readouterr().err
 
 
 def test_suite_command_resumes_a_complete_suite(resumed: dict, capsys: pytest.CaptureFixture[str]) -> None:
     before = _files(resumed["out"])
-    assert suite_main(_suite_args(["smoke", "--out", str(resumed["out"]), "--shard", "1/2", "--no-progress"])) == 0
-    assert capsys.readouterr().out.splitlines() == [
+    assert cli.main(["suite", "run", "smoke", "--out", str(resumed["out"]), "--shard", "1/2", "--no-progress"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
         f"suite smoke: 1 of 2 units -> {resumed['out']}",
-        f"  {resumed['units'][0].unit_id}: complete, kept (0.0 s)",
+        f"unit 1/1 {resumed['units'][0].unit_id}: complete, kept",
     ]
     assert _files(resumed["out"]) == before

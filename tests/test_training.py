@@ -91,7 +91,7 @@ def test_frame_batches_and_schedule_are_recorded_with_the_checkpoint(tmp_path) -
     import json
 
     from xinc_bench.data import parse_frames
-    from xinc_bench.pipeline import fit_run
+    from xinc_bench.runs.stages import fit_run
 
     summary = fit_run("hnerv-small", "synthetic-moving", (16, 32), out=tmp_path / "run", frames=parse_frames("0:4"),
                       steps=6, schedule="warmup-cosine", batch_frames=2, progress_bar=False)

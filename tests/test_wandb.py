@@ -13,12 +13,11 @@ import pytest
 from xinc_bench.data import load_signal
 from xinc_bench.errors import XincError
 from xinc_bench.inrs import create_inr
-from xinc_bench.results.suite import SuiteUnit, run_unit
+from xinc_bench.runs import UnitSpec, run_unit
 from xinc_bench.results.wandb_logging import canvas_thumbnail, check_mode, log_run, make_logger
 from xinc_bench.training import fit
 
-UNIT = SuiteUnit(model="ffn-paper", data="astronaut", seed=0, size=(16, 32), frames=None, steps=20, lr=None,
-                 tracer=None, tasks=("distribution",))
+UNIT = UnitSpec(model="ffn-paper", data="astronaut", seed=0, size=(16, 32), steps=20, tasks=("distribution",))
 _BLOCK = 32768  # the .wandb file is a LevelDB-style log of 32 KiB blocks holding protobuf records
 
 
@@ -162,7 +161,7 @@ def test_canvas_thumbnail_tiles_the_largest_neurons() -> None:
 
 
 def test_suite_logs_each_new_unit(tmp_path: Path, offline: Path) -> None:
-    from xinc_bench.results.suite import run_suite
+    from xinc_bench.runs.suite import run_suite
 
     summary = run_suite("smoke", tmp_path / "out", shard=(1, 2), wandb="offline", wandb_project="xinc-test")
     (folder,) = (tmp_path / "out" / "wandb").glob("offline-run-*")

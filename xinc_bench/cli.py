@@ -16,7 +16,7 @@ import torch
 
 from .errors import XincError
 from .results.check import add_check_arguments, check_main
-from .results.suite import add_suite_arguments, suite_main
+from .runs.spec import DEVICES, UnitSpec
 from .training.module import SCHEDULES
 
 
@@ -58,9 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=_cmd_list)
 
     def add_signal(sub: argparse.ArgumentParser, data_required: bool = True) -> None:
-        sub.add_argument("--data", required=data_required, help="data source name (xinc-bench list data) or an image file")
+        sub.add_argument("--data", required=data_required,
+                         help="data source name (xinc-bench list data), an image or video file, or a dataset root "
+                              "(with --layout and --sequence)")
+        sub.add_argument("--layout", default=None,
+                         help="dataset layout of the --data folder: cityscapes-vps, vipseg or davis (its ground-truth "
+                              "masks become the default mask source)")
+        sub.add_argument("--sequence", default=None, help="the dataset's sequence (with --layout)")
         sub.add_argument("--size", type=_size, default=(128, 256), help="HEIGHTxWIDTH (default 128x256)")
         sub.add_argument("--frames", type=_frames, default=None, help="frame range START:STOP[:STEP] for videos")
+
+    def add_layers(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--layers", nargs="+", default=None,
+                         help="probe only these layers of the canvas (default: all; the canvas file holds every layer)")
 
     def add_annotations(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--tracer", default=None, help="tracer name (default: the model's; xinc-bench list tracers)")
@@ -71,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--raft-weights", type=Path, default=None, help="torchvision RAFT weights for --flow raft")
         sub.add_argument("--raft-model", default="small", help="small or large (default small)")
         sub.add_argument("--float16", action="store_true", help="store the canvas as float16 (half the disk)")
+
+    def add_trust(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--trust-code", action="store_true",
+                         help="allow importing the Python file a run folder's model.json names (a run folder is "
+                              "data: without this flag its code is never run)")
 
     def add_null_draws(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--null-draws", type=_positive_int, default=None,
@@ -86,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--batch-frames", type=_positive_int, default=None,
                          help="frames per step of a frame INR such as NeRV (default 1)")
         sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--device", choices=DEVICES, default="cpu",
+                         help="where to train: cpu (default), cuda, or auto (cuda when available)")
         sub.add_argument("--out", type=Path, required=True, help="run directory")
-        sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        sub.add_argument("--no-progress", action="store_true", help="print no progress (errors and results only)")
         sub.add_argument("--wandb", choices=["disabled", "offline", "online"], default="disabled",
                          help="log training curves, fidelity, scores and figures to Weights & Biases (default disabled)")
         sub.add_argument("--wandb-project", default="xinc-bench", help="W&B project (default xinc-bench)")
@@ -101,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_signal(canvas, data_required=False)
     add_annotations(canvas)
     canvas.add_argument("--out", type=Path, required=True, help="canvas file (.safetensors)")
+    add_trust(canvas)
     canvas.set_defaults(handler=_cmd_canvas)
 
     probe = commands.add_parser("probe", help="run a probe task on a canvas file and write its record")
@@ -108,20 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--task", required=True, help="task name (xinc-bench list tasks) or a task YAML file")
     probe.add_argument("--control-canvas", type=Path, default=None, help="canvas of the random-initialised twin")
     probe.add_argument("--out", type=Path, required=True, help="record JSON path")
+    add_layers(probe)
     add_null_draws(probe)
+    add_trust(probe)
     probe.set_defaults(handler=_cmd_probe)
 
-    run = commands.add_parser("run", help="fit, canvas, every applicable probe, records and a summary table")
+    run = commands.add_parser("run", help="fit, canvas, every applicable probe, records, a report and a summary "
+                              "table; resumable (rerun the same command after an interrupt)")
     add_training(run)
     add_annotations(run)
+    add_layers(run)
     add_null_draws(run)
+    run.add_argument("--tasks", nargs="+", default=None, help="tasks to run (default: every task that applies)")
+    run.add_argument("--sanity", action="store_true", help="also run the sanity check (model randomisation)")
+    add_trust(run)
     run.set_defaults(handler=_cmd_run)
 
     suite = commands.add_parser("suite", help="run a benchmark suite (models x data x seeds x tasks), resumably")
     suite_commands = suite.add_subparsers(dest="suite_command", required=True, metavar="ACTION")
     suite_run = suite_commands.add_parser("run", help="run (or resume) a suite, or one shard of it")
-    add_suite_arguments(suite_run)
-    suite_run.set_defaults(handler=suite_main)
+    _add_suite_arguments(suite_run)
+    suite_run.set_defaults(handler=_cmd_suite_run)
     suite_list = suite_commands.add_parser("list", help="list the suites in configs/suites/ and their sizes")
     suite_list.set_defaults(handler=_cmd_suite_list)
 
@@ -142,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--tasks", nargs="+", default=None,
                         help="tasks to check (names or task YAML files; default: every task with a record in the run)")
     sanity.add_argument("--seed", type=int, default=None, help="re-initialisation seed (default: the run's seed + 1)")
+    add_trust(sanity)
     sanity.set_defaults(handler=_cmd_sanity)
 
     report = commands.add_parser("report", help="write RUN_DIR/report.html: reconstruction, neuron maps, probe figures")
@@ -179,15 +205,39 @@ def _cmd_list(args: argparse.Namespace) -> None:
         print(f"{entry.name:<18} {detail}")
 
 
+def unit_spec(args: argparse.Namespace) -> UnitSpec:
+    """The :class:`UnitSpec` of ``fit`` or ``run`` arguments."""
+    return UnitSpec(
+        model=args.model, data=args.data, size=args.size, frames=args.frames, seed=args.seed, steps=args.steps,
+        lr=args.lr, schedule=args.schedule, batch_frames=args.batch_frames, device=args.device,
+        layout=args.layout, sequence=args.sequence,
+        tracer=getattr(args, "tracer", None), layers=_tuple(getattr(args, "layers", None)),
+        masks=getattr(args, "masks", None), flow=getattr(args, "flow", None),
+        mask_options=tuple(_annotation_options(args)["mask_options"].items()) if hasattr(args, "masks") else (),
+        flow_options=tuple(_annotation_options(args)["flow_options"].items()) if hasattr(args, "flow") else (),
+        tasks=_tuple(getattr(args, "tasks", None)), float16=getattr(args, "float16", False),
+        null_draws=getattr(args, "null_draws", None), sanity=getattr(args, "sanity", False),
+        trust_code=getattr(args, "trust_code", False),
+    )
+
+
+def _tuple(values: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
+
+
 def _cmd_fit(args: argparse.Namespace) -> None:
-    from .pipeline import fit_run
-
     from .results.wandb_logging import log_run, make_logger
+    from .runs import RunDir
+    from .runs.stages import fit_run
+    from .runs.unit import resolve_device
 
+    spec = unit_spec(args)
     logger = make_logger(args.wandb, args.wandb_project, _run_name(args), args.out)
-    summary = fit_run(args.model, args.data, args.size, out=args.out, frames=args.frames, steps=args.steps,
-                      lr=args.lr, schedule=args.schedule, batch_frames=args.batch_frames, seed=args.seed,
-                      progress_bar=not args.no_progress, logger=logger)
+    with RunDir(args.out).open() as run:
+        summary = fit_run(spec.model, spec.data, spec.size, out=run.path, frames=spec.frames, steps=spec.steps,
+                          lr=spec.lr, schedule=spec.schedule, batch_frames=spec.batch_frames, seed=spec.seed,
+                          progress_bar=not args.no_progress and sys.stderr.isatty(), logger=logger,
+                          accelerator=resolve_device(spec.device), layout=spec.layout, sequence=spec.sequence)
     if logger:
         print(f"W&B run -> {log_run(args.out, args.wandb, logger=logger)}")
     print(f"{summary.model}: PSNR {summary.psnr:.2f} dB, SSIM {summary.ssim:.4f}, "
@@ -195,53 +245,123 @@ def _cmd_fit(args: argparse.Namespace) -> None:
 
 
 def _cmd_canvas(args: argparse.Namespace) -> None:
-    from .pipeline import canvas_run
+    from .runs.stages import canvas_run
+
+    if args.out.is_dir():
+        raise XincError(f"--out {args.out} is a folder; give the canvas file to write, e.g. {args.out / 'canvas.safetensors'}")
 
     canvas = canvas_run(args.checkpoint, args.size, out=args.out, frames=args.frames, data_spec=args.data,
                         tracer=args.tracer, dtype=torch.float16 if args.float16 else torch.float32,
-                        **_annotation_options(args))
+                        trust_code=args.trust_code, **_annotation_options(args))
     layers = ", ".join(f"{name} [{canvas.layer_shape(name)[0]}]" for name in canvas.layer_names)
     print(f"canvas of {canvas.metadata.get('model')} ({canvas.metadata.get('tracer')}): {layers}; "
           f"checks {canvas.metadata.get('checks')} -> {args.out}")
 
 
 def _cmd_probe(args: argparse.Namespace) -> None:
-    from .pipeline import probe_run
+    from .runs.stages import probe_run
 
+    if args.out.is_dir():
+        raise XincError(f"--out {args.out} is a folder; give the record file to write, e.g. {args.out / 'record.json'}")
     record = probe_run(args.canvas, args.task, out=args.out, control_canvas=args.control_canvas,
-                       null_draws=args.null_draws)
+                       null_draws=args.null_draws, layers=_tuple(args.layers), trust_code=args.trust_code)
     _print_scores(record)
     print(f"record -> {args.out}")
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from .pipeline import run_all
-    from .results.wandb_logging import log_run, make_logger
+    import json
 
+    from .results.report import write_report
+    from .results.wandb_logging import log_run, make_logger
+    from .runs import RunDir, run_unit
+    from .runs.progress import Progress
+
+    spec = unit_spec(args)
     logger = make_logger(args.wandb, args.wandb_project, _run_name(args), args.out)
-    records = run_all(args.model, args.data, args.size, out=args.out, frames=args.frames, steps=args.steps,
-                      lr=args.lr, schedule=args.schedule, batch_frames=args.batch_frames, seed=args.seed,
-                      tracer=args.tracer, progress_bar=not args.no_progress,
-                      dtype=torch.float16 if args.float16 else torch.float32, logger=logger,
-                      null_draws=args.null_draws,
-                      **_annotation_options(args))
+    progress = Progress(quiet=args.no_progress)
+    result = run_unit(spec, args.out, progress=progress, logger=logger)
+    with progress.stage("report"):
+        report = write_report(args.out)
     if logger:
         print(f"W&B run -> {log_run(args.out, args.wandb, logger=logger)}")
     print()
-    for record in records:
-        _print_scores(record)
-    if records:
-        fidelity = records[0]["fidelity"]
-        print(f"\n{args.model} on {args.data}: PSNR {fidelity.get('psnr', float('nan')):.2f} dB, "
-              f"SSIM {fidelity.get('ssim', float('nan')):.4f}; records in {args.out / 'records'}")
+    run = RunDir(args.out)
+    for task in result.records_written + result.records_kept:
+        _print_scores(json.loads(run.record(task).read_text()))
+    for task, reason in result.skipped.items():
+        print(f"warning: task {task} skipped: {reason}", file=sys.stderr)
+    kept = f", {len(result.records_kept)} kept from an earlier run" if result.records_kept else ""
+    print(f"\n{spec.model} on {spec.sequence or spec.data}: PSNR {result.fidelity.get('psnr', float('nan')):.2f} dB, "
+          f"SSIM {result.fidelity.get('ssim', float('nan')):.4f}; {len(result.records_written)} records written{kept}"
+          f"{f', {len(result.skipped)} tasks skipped' if result.skipped else ''}")
+    print(f"records -> {run.records}\nreport -> {report}")
 
 
 def _run_name(args: argparse.Namespace) -> str:
     return f"{args.model}-{Path(args.data).stem}-seed{args.seed}"
 
 
+def _add_suite_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``xinc-bench suite run``."""
+    from .registry import EXECUTORS
+    from .runs.suite import available_suites  # (importing the suites registers the executors)
+
+    parser.add_argument("suite", help=f"suite name ({', '.join(available_suites())}) or a suite YAML file")
+    parser.add_argument("--out", type=Path, required=True, help="results folder (one run directory per unit)")
+    parser.add_argument("--shard", default=None,
+                        help="run shard i of n only, 1-based, e.g. 1/2 and 2/2 on two machines")
+    parser.add_argument("--executor", choices=EXECUTORS.names(), default="local",
+                        help="how the units are run (default local: one after the other here)")
+    parser.add_argument("--masks", default=None, help="mask source for every unit (default: each group's, "
+                        "else the data's ground truth, else felzenszwalb)")
+    parser.add_argument("--flow", default=None, help="flow source for every video unit (default: each group's, "
+                        "else the data's ground truth, else dis)")
+    parser.add_argument("--wandb", choices=["disabled", "offline", "online"], default="disabled",
+                        help="Weights & Biases logging of each unit (default disabled)")
+    parser.add_argument("--wandb-project", default="xinc-bench", help="W&B project (default xinc-bench)")
+    parser.add_argument("--no-progress", action="store_true", help="print only one line per unit")
+
+
+def _cmd_suite_run(args: argparse.Namespace) -> int:
+    """``xinc-bench suite run``: 0 when every unit of the shard finished, 1 when some failed (rerun to retry)."""
+    from .runs.executors import UnitOutcome
+    from .runs.progress import Progress
+    from .runs.suite import load_suite, parse_shard, run_suite, shard_units
+
+    shard = parse_shard(args.shard) if args.shard else None
+    suite = load_suite(args.suite)
+    units = shard_units(suite.units, shard)
+    progress = Progress()
+    progress.line(f"suite {suite.name}: {len(units)} of {len(suite.units)} units -> {args.out}")
+    done = []
+
+    def report(outcome: UnitOutcome) -> None:
+        done.append(outcome)
+        result = outcome.result
+        if result is None:
+            state = f"FAILED: {outcome.error}"
+        elif result.untouched:
+            state = "complete, kept"
+        else:
+            state = (f"{len(result.records_written)} records written" + (", sanity checked" if result.sanity else "")
+                     + (f", {len(result.skipped)} tasks skipped" if result.skipped else "")
+                     + f" ({result.seconds:.1f} s)")
+        progress.line(f"unit {len(done)}/{len(units)} {outcome.spec.unit_id}: {state}")
+        for task, reason in (result.skipped if result is not None else {}).items():
+            progress.line(f"  warning: task {task} skipped: {reason}")
+
+    summary = run_suite(suite, args.out, shard, executor=args.executor, masks=args.masks, flow=args.flow,
+                        quiet=args.no_progress, wandb=args.wandb, wandb_project=args.wandb_project, on_unit=report)
+    if summary.failed:
+        progress.line(f"{len(summary.failed)} units failed; fix the cause and run the same command again to retry "
+                      "them (finished work is kept)")
+        return 1
+    return 0
+
+
 def _cmd_suite_list(args: argparse.Namespace) -> None:
-    from .results.suite import available_suites, load_suite
+    from .runs.suite import available_suites, load_suite
 
     for name in available_suites():
         suite = load_suite(name)
@@ -257,9 +377,10 @@ def _cmd_leaderboard(args: argparse.Namespace) -> None:
 
 
 def _cmd_sanity(args: argparse.Namespace) -> None:
-    from .sanity import FIGURES_DIR, FIGURE_NAME, SANITY_NAME, sanity_check
+    from .runs.sanity import FIGURES_DIR, FIGURE_NAME, SANITY_NAME, sanity_check
 
-    record = sanity_check(args.run_dir, args.tasks, seed=args.seed, progress=lambda line: print(line, file=sys.stderr))
+    record = sanity_check(args.run_dir, args.tasks, seed=args.seed, progress=lambda line: print(line, file=sys.stderr),
+                          trust_code=args.trust_code)
     print(f"{'task':<14} {'score':<28} {'trained':>9} {'randomised':>10} {'movement':>10}  flag")
     for task, scores in record["tasks"].items():
         headline = record["headlines"][task]

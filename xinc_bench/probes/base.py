@@ -72,9 +72,17 @@ class NullSettings:
     seed: int = 0
 
 
+#: what a task can need beyond a canvas: its masks, its flow, or the model itself (ablations)
+NEEDS = ("masks", "flow", "model")
+
+
 @dataclass(frozen=True)
 class Task:
-    """A probe task loaded from ``tasks/<name>.yaml``."""
+    """A probe task loaded from ``tasks/<name>.yaml``.
+
+    ``needs`` lists what the task needs beyond the canvas's maps (:data:`NEEDS`); the runner gives
+    the model to a task that needs it and skips, with the reason, a task whose needs are unmet.
+    """
 
     name: str
     version: int
@@ -85,6 +93,7 @@ class Task:
     signal_kinds: tuple[str, ...] = ("image", "video")
     nulls: NullSettings = NullSettings()
     headline: str | None = None
+    needs: tuple[str, ...] = ()
 
     def run(self, canvas: Canvas, null_draws: int | None = None, **overrides: Any) -> ProbeResult:
         """Run the task's probe on ``canvas`` with the task parameters (and ``overrides``).
@@ -121,6 +130,7 @@ def load_task(name_or_path: str, tasks_dir: Path = TASKS_DIR) -> Task:
             signal_kinds=tuple(raw.get("signal_kinds", ("image", "video"))),
             nulls=NullSettings(draws=int(nulls.get("draws", 20)), seed=int(nulls.get("seed", 0))),
             headline=raw.get("headline"),
+            needs=tuple(raw.get("needs") or ()),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise XincError(f"task file {path} is malformed ({exc!r}); it needs name, version, probe and metrics") from exc
@@ -130,6 +140,9 @@ def load_task(name_or_path: str, tasks_dir: Path = TASKS_DIR) -> Task:
             NULL_MODELS.entry(metric.null)  # unknown null models fail here, listing the known ones
     if task.headline is not None and task.headline not in task.metrics:
         raise XincError(f"task file {path}: headline {task.headline!r} is not one of its metrics")
+    unknown = sorted(set(task.needs) - set(NEEDS))
+    if unknown:
+        raise XincError(f"task file {path}: unknown needs {unknown}; a task can need {', '.join(NEEDS)}")
     if task.nulls.draws < 0:
         raise XincError(f"task file {path}: nulls.draws must be 0 or more, not {task.nulls.draws}")
     return task

@@ -1,5 +1,1 @@
-"""Records of probe runs (and, built from them, leaderboards and reports)."""
-
-from .record import SCHEMA_VERSION, build_record
-
-__all__ = ["SCHEMA_VERSION", "build_record"]
+"""Leaderboards, reports, baselines checks and W&B logging, built from the records of runs."""

@@ -89,7 +89,8 @@ from .html import (
     top_neurons,
 )
 from ..files import replaced_dir, write_text_atomic
-from .record import SCHEMA_VERSION
+from ..runs.record import SANITY_KIND, RecordFile, scan_records
+from ..runs.rundir import CANVAS_NAME, RECORDS_DIR
 
 #: (exclusive upper bound in dB, label), ascending; the lower bound of a tier is inclusive
 PSNR_TIERS: tuple[tuple[float, str], ...] = (
@@ -112,11 +113,6 @@ STALE_COLUMN = "stale"
 ARROWS = {True: "↑", False: "↓"}
 #: a directed metric column: ``<task>/<metric> ↑`` or ``<task>/<metric> ↓``
 DIRECTED_COLUMN = re.compile(r"^(?P<task>[^/\s]+)/(?P<metric>\S+) (?P<arrow>[↑↓])$")
-#: the run directory layout written by ``xinc_bench.pipeline.run_all``: RUN/records/<task>.json
-RUN_RECORDS_DIR = "records"
-RUN_CANVAS = "canvas.safetensors"
-#: ``"kind"`` of a sanity record (model randomisation, ``RUN/records/sanity.json``)
-SANITY_KIND = "sanity"
 #: the mark of a headline score that a sanity record flags as insensitive
 DAGGER = "†"
 #: how a sanity record's ``movement_unit`` is written beside the movement
@@ -134,22 +130,6 @@ INTERVAL_TEXT = (
 
 class DegenerateColumnWarning(UserWarning):
     """A leaderboard column is constant (or empty) across all rows, so it cannot tell models apart."""
-
-
-@dataclass(frozen=True)
-class RecordFile:
-    """One record (SPEC 6) and the file it was read from."""
-
-    path: Path
-    record: dict[str, Any]
-
-    @property
-    def task(self) -> str:
-        return self.record["task"]["name"]
-
-    @property
-    def version(self) -> int:
-        return int(self.record["task"]["version"])
 
 
 @dataclass(frozen=True)
@@ -188,56 +168,6 @@ class Detail:
     def __deepcopy__(self, memo: dict[int, Any]) -> "Detail":
         # pandas deep-copies ``DataFrame.attrs`` on every operation; a Detail is never mutated, so share it
         return self
-
-
-def read_records(directory: Path) -> list[RecordFile]:
-    """Every task record below ``directory`` (JSON files with a ``schema_version``), sorted by path.
-
-    Other JSON files (``model.json`` of a run, sanity records) are skipped.
-
-    Raises:
-        XincError: the folder is missing, a JSON file is unreadable, or a record has a newer schema.
-    """
-    return _scan(Path(directory))[0]
-
-
-def read_sanity_records(directory: Path) -> list[RecordFile]:
-    """Every sanity record (``"kind": "sanity"``) below ``directory``, sorted by path."""
-    return _scan(Path(directory))[1]
-
-
-def _scan(directory: Path) -> tuple[list[RecordFile], list[RecordFile]]:
-    """(task records, sanity records) below ``directory``."""
-    if not directory.is_dir():
-        raise XincError(f"records folder {directory} does not exist; write records with `xinc-bench run --out DIR`")
-    records, sanity = [], []
-    for path in sorted(directory.rglob("*.json")):
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise XincError(f"cannot read {path} ({exc}); delete it or re-run the probe that wrote it") from exc
-        if not isinstance(payload, dict):
-            continue
-        if payload.get("kind") == SANITY_KIND:
-            if isinstance(payload.get("model"), dict) and isinstance(payload.get("tasks"), dict):
-                sanity.append(RecordFile(path, payload))
-            continue
-        if "schema_version" not in payload:
-            continue
-        if not _is_record(payload):
-            raise XincError(f"record {path} lacks task name/version or model name; re-run the probe that wrote it")
-        if int(payload["schema_version"]) > SCHEMA_VERSION:
-            raise XincError(
-                f"record {path} has schema version {payload['schema_version']} but this xinc-bench reads up to "
-                f"{SCHEMA_VERSION}; upgrade xinc-bench"
-            )
-        records.append(RecordFile(path, payload))
-    return records, sanity
-
-
-def _is_record(payload: dict[str, Any]) -> bool:
-    task, model = payload.get("task"), payload.get("model")
-    return isinstance(task, dict) and {"name", "version"} <= task.keys() and isinstance(model, dict) and "name" in model
 
 
 def headline_metric(task: Task) -> str:
@@ -555,7 +485,7 @@ def build_leaderboard(records_dir: Path, tasks_dir: Path = TASKS_DIR) -> pd.Data
     Raises:
         XincError: the folder is missing or holds no records, or a record is unreadable.
     """
-    records, sanity = _scan(Path(records_dir))
+    records, sanity = scan_records(Path(records_dir))
     if not records:
         raise XincError(f"no records below {records_dir}; write some with `xinc-bench run --out {records_dir}/RUN`")
     by_task: dict[str, list[RecordFile]] = {}
@@ -622,8 +552,8 @@ def _sources(chosen: pd.DataFrame, sanity: list[RecordFile]) -> dict[str, dict[s
         if entry["seed"] != record_row["seed"] or item.task in entry["figures"]:
             continue
         entry["figures"][item.task] = [str(p) for p in record_figures(item)]
-        run_canvas = item.path.parent.parent / RUN_CANVAS
-        if entry["canvas"] is None and item.path.parent.name == RUN_RECORDS_DIR and run_canvas.is_file():
+        run_canvas = item.path.parent.parent / CANVAS_NAME
+        if entry["canvas"] is None and item.path.parent.name == RECORDS_DIR and run_canvas.is_file():
             entry["canvas"] = str(run_canvas)
     for item in sanity:
         entry = sources.get(row_id(_row_key(item.record)))

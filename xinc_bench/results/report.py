@@ -29,7 +29,9 @@ from .html import (
     top_neurons,
 )
 from ..files import replaced_dir, write_text_atomic
-from .leaderboard import ARROWS, RUN_CANVAS, RUN_RECORDS_DIR, RecordFile, read_records, record_figures
+from ..runs.record import RecordFile, read_records
+from ..runs.rundir import CANVAS_NAME, RECORDS_DIR
+from .leaderboard import ARROWS, record_figures
 
 REPORT_NAME = "report.html"
 ASSETS_DIR = "report_assets"
@@ -52,14 +54,14 @@ def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise XincError(f"run directory {run_dir} does not exist; make one with `xinc-bench run --out {run_dir}`")
-    canvas_path = run_dir / RUN_CANVAS
+    canvas_path = run_dir / CANVAS_NAME
     if not canvas_path.is_file():
         raise XincError(
-            f"{run_dir} has no {RUN_CANVAS}; compute it with "
+            f"{run_dir} has no {CANVAS_NAME}; compute it with "
             f"`xinc-bench canvas --checkpoint {run_dir} --out {canvas_path}`"
         )
     canvas = read_canvas(canvas_path)
-    records_dir = run_dir / RUN_RECORDS_DIR
+    records_dir = run_dir / RECORDS_DIR
     records = sorted(read_records(records_dir), key=lambda r: (r.task, str(r.path))) if records_dir.is_dir() else []
     with replaced_dir(run_dir / ASSETS_DIR) as stage:
         frames_html = _frames_section(canvas, stage)

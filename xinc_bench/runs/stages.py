@@ -1,5 +1,8 @@
-"""The four jobs of the command line as library functions: fit, canvas, probe, run.
+"""The stages of a unit as library functions: fit, canvas, probe (and the shuffled control).
 
+:func:`xinc_bench.runs.unit.run_unit` chains them (the only orchestration); ``xinc-bench fit``,
+``canvas`` and ``probe`` call one each. Stages take what an earlier stage already holds in memory
+(the decoded signal, the trained model) so that a unit decodes its signal and loads its model once.
 Each writes its outputs atomically, so a failure leaves nothing half-written behind.
 """
 
@@ -18,32 +21,33 @@ import lightning as L
 import numpy as np
 import torch
 
-from .annotate import flow_for, masks_for
-from .canvas import Canvas, compute_canvas, read_canvas
-from .canvas.file import write_canvas
-from .canvas.compute import canvas_tensors, check_disk_space
-from .checkpoints import load_checkpoint, save_checkpoint
-from .data import FrameRange, Signal, load_signal
-from .errors import XincError
-from .inrs import bits_per_pixel, count_parameters, create_inr, inr_info, resolve_inr
-from .registry import TRACERS
-from .probes.base import Task, available_tasks, load_task
-from .probes.controls import shuffle_canvas
-from .probes.stats import score_evidence
-from .files import merged_dir, scratch_dir, write_json_atomic
-from .results.record import build_record
-from .training import fidelity, fit, render
-from .training.module import check_schedule
+from torch import nn
 
-#: the random-initialised twin of a run lives here inside the run directory (a control)
-INIT_DIR = "init"
-CANVAS_NAME = "canvas.safetensors"
-RECORDS_DIR = "records"
+from ..annotate import flow_for, masks_for
+from ..canvas import Canvas, compute_canvas, read_canvas
+from ..canvas.file import write_canvas
+from ..checkpoints import load_checkpoint, save_checkpoint
+from ..data import FrameRange, Signal, load_signal, parse_frames
+from ..errors import XincError
+from ..files import merged_dir, scratch_dir, write_json_atomic
+from ..inrs import bits_per_pixel, count_parameters, create_inr, inr_info, resolve_inr
+from ..probes.base import Task, available_tasks, load_task
+from ..probes.controls import shuffle_canvas
+from ..probes.stats import score_evidence
+from ..training import fidelity, fit, render
+from ..training.module import check_schedule
+from .record import build_record
+from .rundir import CANVAS_NAME, INIT_DIR, RECON_NAME
 
 
 @dataclass
 class FitSummary:
-    """What ``fit`` produced: the run directory, the model name and its fidelity."""
+    """What ``fit`` produced: the run directory, the model name, its fidelity, and both models in memory.
+
+    ``trained`` and ``twin`` (the random-init control) are the models just written, on the CPU in
+    eval mode, with ``config`` and ``twin_config`` their ``model.json``: the canvas stage takes them
+    without reloading.
+    """
 
     run_dir: Path
     model: str
@@ -52,6 +56,10 @@ class FitSummary:
     num_parameters: int
     bits_per_pixel: float
     seconds_per_step: float
+    trained: nn.Module | None = None
+    twin: nn.Module | None = None
+    config: dict[str, Any] | None = None
+    twin_config: dict[str, Any] | None = None
 
 
 def fit_run(
@@ -68,6 +76,10 @@ def fit_run(
     seed: int = 0,
     progress_bar: bool = True,
     logger: Any = False,
+    signal: Signal | None = None,
+    accelerator: str = "cpu",
+    layout: str | None = None,
+    sequence: str | None = None,
 ) -> FitSummary:
     """Train ``model_spec`` on ``data_spec`` and write ``out/model.safetensors`` + ``model.json``.
 
@@ -76,13 +88,17 @@ def fit_run(
     or the paper's 9e-4; ``schedule`` (see :data:`~xinc_bench.training.module.SCHEDULES`) to the
     model's ``default_schedule`` or ``constant``; ``batch_frames`` (frames per step of a frame INR)
     to 1. ``logger`` is a Lightning logger for the training curves (e.g. from
-    :func:`xinc_bench.results.wandb_logging.make_logger`), ``False`` for none.
+    :func:`xinc_bench.results.wandb_logging.make_logger`), ``False`` for none. ``signal``: the
+    signal already decoded from ``data_spec`` (default: decode it here). ``accelerator``: Lightning's
+    (``cpu`` or ``cuda``). ``layout`` and ``sequence``: the dataset layout and sequence of a
+    dataset root ``data_spec`` (stored in ``model.json`` so later stages decode the same signal).
     """
     if schedule is not None:
         check_schedule(schedule)
     name = resolve_inr(model_spec)
     info = inr_info(name)
-    signal = load_signal(data_spec, size, frames)
+    if signal is None:
+        signal = load_signal(data_spec, size, frames, **_dataset(layout, sequence))
     if info.signal_kind == "video" and signal.kind == "image":
         raise XincError(f"{model_spec} is a video INR but {data_spec} is an image; give a video source (e.g. bikes)")
     if info.signal_kind == "image" and signal.kind == "video":
@@ -94,12 +110,12 @@ def fit_run(
     schedule = schedule or getattr(model, "default_schedule", "constant")
     batch_frames = batch_frames or 1
     result = fit(model, signal, steps=steps, lr=lr, schedule=schedule, seed=seed, batch_frames=batch_frames,
-                 progress_bar=progress_bar, logger=logger)
+                 progress_bar=progress_bar, logger=logger, accelerator=accelerator)
     num_parameters = count_parameters(model)
     config = {
         "model": model_spec,
         "model_args": {},
-        "signal": _signal_config(data_spec, signal, frames),
+        "signal": {**_signal_config(data_spec, signal, frames), **_dataset(layout, sequence)},
         "training": {"steps": steps, "lr": lr, "schedule": schedule, "batch_frames": batch_frames, "seed": seed,
                      "seconds_per_step": result.seconds_per_step},
         "fidelity": {"psnr": result.psnr, "ssim": result.ssim},
@@ -115,13 +131,15 @@ def fit_run(
         if getattr(trained, "needs_frames", False):
             trained.cache_embeddings()  # checkpoints carry the embeddings, not the frames
     twin_psnr, twin_ssim = fidelity(twin_recon, signal.frames)
+    twin_config = {**config, "training": {**config["training"], "steps": 0},
+                   "fidelity": {"psnr": twin_psnr, "ssim": twin_ssim}}
     with merged_dir(Path(out)) as stage:
         save_checkpoint(model, config, stage)
-        save_checkpoint(twin, {**config, "training": {**config["training"], "steps": 0},
-                               "fidelity": {"psnr": twin_psnr, "ssim": twin_ssim}}, stage / INIT_DIR)
-        save_png(result.recon, stage / "recon.png")
-    return FitSummary(Path(out), model_spec, result.psnr, result.ssim, num_parameters,
-                      config["bits_per_pixel"], result.seconds_per_step)
+        save_checkpoint(twin, twin_config, stage / INIT_DIR)
+        save_png(result.recon, stage / RECON_NAME)
+    return FitSummary(Path(out), model_spec, result.psnr, result.ssim, num_parameters, config["bits_per_pixel"],
+                      result.seconds_per_step, trained=model.eval(), twin=twin.eval(), config=config,
+                      twin_config=twin_config)
 
 
 def canvas_run(
@@ -137,6 +155,10 @@ def canvas_run(
     flow_source: str | None = None,
     mask_options: dict[str, Any] | None = None,
     flow_options: dict[str, Any] | None = None,
+    model: tuple[nn.Module, dict[str, Any]] | None = None,
+    signal: Signal | None = None,
+    annotations: dict[str, str] | None = None,
+    trust_code: bool = False,
 ) -> Canvas:
     """Compute the canvas of a checkpoint at ``size`` and stream it into ``out``.
 
@@ -144,26 +166,30 @@ def canvas_run(
     checkpoint carries no data: then the frames are its own clipped reconstruction. Masks (and,
     for videos, flow) are stored with the canvas: the signal's own ground truth, else the
     ``mask_source`` (default ``felzenszwalb``) and ``flow_source`` (default ``dis``).
+
+    ``model``: ``(module, config)`` of the checkpoint already in memory (default: load it);
+    ``signal``: the signal already decoded (default: decode it here); ``annotations``: what
+    :func:`annotate_signal` returned for it when its masks and flow are already filled in
+    (default: fill them here). ``trust_code``: import the code file the checkpoint names, if any
+    (``--trust-code``; a run folder is data, see :func:`~xinc_bench.checkpoints.load_checkpoint`).
     """
-    model, config = load_checkpoint(Path(checkpoint), *size)
-    name = resolve_inr(config["model"])
-    info = inr_info(name)
+    model, config = model if model is not None else load_checkpoint(Path(checkpoint), *size, trust_code=trust_code)
+    info = inr_info(config["model"])  # registered by the fit or the load above
     signal_config = config.get("signal", {})
     data_spec = data_spec or signal_config.get("data")
     if frames is None and signal_config.get("frames"):
         frames = _parse_stored_frames(signal_config["frames"])
-    if data_spec is not None:
-        signal = load_signal(data_spec, size, frames)
-    else:
+    if signal is None and data_spec is not None:
+        dataset = _dataset(signal_config.get("layout"), signal_config.get("sequence")) \
+            if data_spec == signal_config.get("data") else {}
+        signal = load_signal(data_spec, size, frames, **dataset)
+    elif signal is None:
         num_frames = signal_config.get("num_frames", 1)
         placeholder = Signal(torch.zeros(num_frames, *size, 3), name="reconstruction")
         recon = render(model, placeholder)
         signal = Signal(recon.clamp(0, 1), name="reconstruction", source={"source": "model reconstruction"})
-    annotations = {"masks": mask_source or ("gt" if signal.masks is not None else "felzenszwalb")}
-    signal.masks = masks_for(signal, mask_source, **(mask_options or {}))
-    if signal.num_frames > 1:
-        annotations["flow"] = flow_source or ("gt" if signal.flow is not None else "dis")
-        signal.flow = flow_for(signal, flow_source, **(flow_options or {}))
+    if annotations is None:
+        annotations = annotate_signal(signal, mask_source, flow_source, mask_options, flow_options)
     recon = render(model, signal)
     psnr, ssim = fidelity(recon, signal.frames)
     num_parameters = count_parameters(model)
@@ -185,6 +211,26 @@ def canvas_run(
     return compute_canvas(model, signal, tracer or info.tracer, out=Path(out), dtype=dtype, metadata=metadata)
 
 
+def annotate_signal(
+    signal: Signal,
+    mask_source: str | None = None,
+    flow_source: str | None = None,
+    mask_options: dict[str, Any] | None = None,
+    flow_options: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """Fill ``signal.masks`` (and, for videos, ``signal.flow``) in place; returns their sources.
+
+    The signal's own ground truth is used unless a source is named; otherwise ``felzenszwalb``
+    masks and ``dis`` flow (:mod:`xinc_bench.annotate`, cached by content hash).
+    """
+    annotations = {"masks": mask_source or ("gt" if signal.masks is not None else "felzenszwalb")}
+    signal.masks = masks_for(signal, mask_source, **(mask_options or {}))
+    if signal.num_frames > 1:
+        annotations["flow"] = flow_source or ("gt" if signal.flow is not None else "dis")
+        signal.flow = flow_for(signal, flow_source, **(flow_options or {}))
+    return annotations
+
+
 def probe_run(
     canvas_path: Path,
     task_name: str,
@@ -193,6 +239,10 @@ def probe_run(
     control_canvas: Path | None = None,
     shuffled_canvas: Path | None = None,
     null_draws: int | None = None,
+    model: nn.Module | None = None,
+    twin: nn.Module | None = None,
+    layers: tuple[str, ...] | None = None,
+    trust_code: bool = False,
 ) -> dict[str, Any]:
     """Run one task on a canvas file and write its record (and figures beside it) atomically.
 
@@ -204,21 +254,31 @@ def probe_run(
         shuffled_canvas: the spatial-shuffle control already written by :func:`shuffled_control`
             (default: shuffled lazily on every read, which costs a shuffle per pass over a layer).
         null_draws: number of null draws (at least 1), overriding the task's.
+        model, twin: the canvas's model and the random-init twin's, for tasks that need the model
+            (``needs: [model]``; default: loaded from the checkpoint each canvas names).
+        layers: probe only these layers of the canvases (default: all).
+        trust_code: import the code file a checkpoint names when the model is loaded for a task.
+
+    Raises:
+        XincError: the task does not apply to the canvas or the canvas lacks what it needs
+            (:func:`unmet_needs`), or a requested layer is not in the canvas.
     """
     task = with_null_draws(load_task(task_name), null_draws)
-    canvas = read_canvas(Path(canvas_path))
-    _check_applicable(task, canvas)
+    canvas = select_layers(read_canvas(Path(canvas_path)), layers)
+    reason = unmet_needs(task, canvas)
+    if reason:
+        raise XincError(f"task {task.name!r} cannot run on {canvas_path}: {reason}")
     started = time.perf_counter()
-    result = task.run(canvas, **_model_params(task, canvas))
+    result = task.run(canvas, **_model_params(task, canvas, model, trust_code))
     probe_seconds = time.perf_counter() - started
     scores, nulls, absent = score_evidence(
         result.scores, result.nulls, result.absent, {name: m.null for name, m in task.metrics.items()}
     )
     shuffled = read_canvas(Path(shuffled_canvas)) if shuffled_canvas is not None else shuffle_canvas(canvas, seed=0)
-    controls = {"shuffled": _control_scores(task, shuffled, _model_params(task, canvas))}
+    controls = {"shuffled": _control_scores(task, select_layers(shuffled, layers), _model_params(task, canvas, model, trust_code))}
     if control_canvas is not None:
-        twin = read_canvas(Path(control_canvas))
-        controls["random_init"] = _control_scores(task, twin, _model_params(task, twin))
+        twin_canvas = select_layers(read_canvas(Path(control_canvas)), layers)
+        controls["random_init"] = _control_scores(task, twin_canvas, _model_params(task, twin_canvas, twin, trust_code))
     out = Path(out)
     figure_dir = out.with_name(f"{out.stem}_figures")
     with merged_dir(figure_dir) as stage:
@@ -237,16 +297,17 @@ def probe_run(
     return record
 
 
-def _model_params(task: Task, canvas: Canvas) -> dict[str, Any]:
-    """Probes that need the model itself (faithfulness) get it from the canvas's checkpoint."""
-    if task.probe != "faithfulness":
+def _model_params(task: Task, canvas: Canvas, model: nn.Module | None, trust_code: bool) -> dict[str, Any]:
+    """Tasks that need the model itself (``needs: [model]``) get it: the one given, else the canvas's checkpoint."""
+    if "model" not in task.needs:
         return {}
-    checkpoint = canvas.metadata.get("checkpoint")
-    if not checkpoint:
-        raise XincError(f"task {task.name!r} needs the model, but the canvas names no checkpoint; "
-                        "make the canvas with `xinc-bench canvas --checkpoint ...`")
-    _, height, width = canvas.shape
-    model, _ = load_checkpoint(Path(checkpoint), height, width)
+    if model is None:
+        checkpoint = canvas.metadata.get("checkpoint")
+        if not checkpoint:
+            raise XincError(f"task {task.name!r} needs the model, but the canvas names no checkpoint; "
+                            "make the canvas with `xinc-bench canvas --checkpoint ...`")
+        _, height, width = canvas.shape
+        model, _ = load_checkpoint(Path(checkpoint), height, width, trust_code=trust_code)
     return {"model": model.eval()}
 
 
@@ -256,10 +317,27 @@ def applicable_tasks(canvas: Canvas) -> list[str]:
     return [name for name in available_tasks() if kind in load_task(name).signal_kinds]
 
 
-def _check_applicable(task: Task, canvas: Canvas) -> None:
+def unmet_needs(task: Task, canvas: Canvas) -> str | None:
+    """Why ``task`` cannot run on ``canvas`` (its signal kind, or masks or flow it needs), or None."""
     kind = "image" if canvas.shape[0] == 1 else "video"
     if kind not in task.signal_kinds:
-        raise XincError(f"task {task.name!r} applies to {', '.join(task.signal_kinds)} canvases, not to this {kind}")
+        return f"it applies to {', '.join(task.signal_kinds)} canvases, not to this {kind}"
+    missing = [need for need in ("masks", "flow") if need in task.needs and getattr(canvas, need) is None]
+    if missing:
+        return f"it needs {' and '.join(missing)}, which the canvas lacks; give --masks / --flow when computing it"
+    return None
+
+
+def select_layers(canvas: Canvas, layers: tuple[str, ...] | None) -> Canvas:
+    """``canvas`` restricted to ``layers`` (in the canvas's order; None: all of them)."""
+    if layers is None:
+        return canvas
+    unknown = [name for name in layers if name not in canvas.layer_names]
+    if unknown:
+        raise XincError(f"--layers names {', '.join(unknown)}, which the canvas lacks; its layers are "
+                        f"{', '.join(canvas.layer_names)}")
+    return dataclasses.replace(canvas, layers={name: canvas.layers[name] for name in canvas.layer_names
+                                               if name in layers})
 
 
 def with_null_draws(task: Task, draws: int | None) -> Task:
@@ -294,9 +372,12 @@ def _signal_config(data_spec: str | None, signal: Signal, frames: FrameRange | N
     }
 
 
-def _parse_stored_frames(text: str) -> FrameRange:
-    from .data import parse_frames
+def _dataset(layout: str | None, sequence: str | None) -> dict[str, str]:
+    """``load_signal``'s keyword arguments for a dataset layout (none for other data)."""
+    return {} if layout is None and sequence is None else {"layout": layout, "sequence": sequence}
 
+
+def _parse_stored_frames(text: str) -> FrameRange:
     return parse_frames(text)
 
 
@@ -322,51 +403,6 @@ def save_figures(figures: dict[str, Any], directory: Path) -> list[str]:
     return names
 
 
-def run_all(
-    model_spec: str,
-    data_spec: str,
-    size: tuple[int, int],
-    *,
-    out: Path,
-    frames: FrameRange | None = None,
-    steps: int = 1000,
-    lr: float | None = None,
-    schedule: str | None = None,
-    batch_frames: int | None = None,
-    seed: int = 0,
-    tracer: str | None = None,
-    mask_source: str | None = None,
-    flow_source: str | None = None,
-    mask_options: dict[str, Any] | None = None,
-    flow_options: dict[str, Any] | None = None,
-    dtype: torch.dtype = torch.float32,
-    progress_bar: bool = True,
-    logger: Any = False,
-    null_draws: int | None = None,
-) -> list[dict[str, Any]]:
-    """Fit, compute the canvas and its random-init control, run every applicable task.
-
-    Writes ``out/model.safetensors``, ``out/canvas.safetensors``, ``out/init/canvas.safetensors``
-    (stored as ``dtype``) and one record per task in ``out/records/``. Returns the records.
-    ``logger``: as in :func:`fit_run`; ``null_draws``: as in :func:`probe_run`. Probes read the canvases in frame chunks, so memory stays
-    bounded whatever the canvas size; the disk must hold both canvases.
-    """
-    out = Path(out)
-    _check_run_disk_space(model_spec, data_spec, size, frames, tracer, dtype, out)
-    fit_run(model_spec, data_spec, size, out=out, frames=frames, steps=steps, lr=lr, schedule=schedule,
-            batch_frames=batch_frames, seed=seed, progress_bar=progress_bar, logger=logger)
-    annotations = {"tracer": tracer, "mask_source": mask_source, "flow_source": flow_source,
-                   "mask_options": mask_options, "flow_options": flow_options, "dtype": dtype}
-    canvas = canvas_run(out, size, out=out / CANVAS_NAME, frames=frames, **annotations)
-    canvas_run(out / INIT_DIR, size, out=out / INIT_DIR / CANVAS_NAME, frames=frames, **annotations)
-    with shuffled_control(out / CANVAS_NAME) as shuffled:
-        return [
-            probe_run(out / CANVAS_NAME, task, out=out / RECORDS_DIR / f"{task}.json",
-                      control_canvas=out / INIT_DIR / CANVAS_NAME, shuffled_canvas=shuffled, null_draws=null_draws)
-            for task in applicable_tasks(canvas)
-        ]
-
-
 @contextmanager
 def shuffled_control(canvas_path: Path) -> Iterator[Path]:
     """Write the spatial-shuffle control of a canvas file once, for all the tasks probing it.
@@ -381,19 +417,3 @@ def shuffled_control(canvas_path: Path) -> Iterator[Path]:
     dtype = torch.float16 if canvas.metadata.get("dtype") == "float16" else torch.float32
     with scratch_dir(canvas_path.parent, "shuffled") as folder:
         yield write_canvas(shuffle_canvas(canvas, seed=0), folder / CANVAS_NAME, dtype=dtype)
-
-
-def _check_run_disk_space(
-    model_spec: str, data_spec: str, size: tuple[int, int], frames: FrameRange | None, tracer: str | None,
-    dtype: torch.dtype, out: Path,
-) -> None:
-    """Before training: refuse a run whose canvases (model, random-init and shuffled controls) the disk cannot hold."""
-    name = resolve_inr(model_spec)
-    signal = load_signal(data_spec, size, frames)
-    shape = (signal.num_frames, signal.height, signal.width)
-    model = create_inr(name, num_frames=signal.num_frames, height=signal.height, width=signal.width)
-    counts = TRACERS.get(tracer or inr_info(name).tracer).layers(model, shape)
-    np_dtype = np.dtype(np.float16 if dtype == torch.float16 else np.float32)
-    check_disk_space(out / CANVAS_NAME, canvas_tensors(counts, shape, np_dtype),
-                     what="the run's three canvases (the model's, its random-init control's and the shuffled "
-                     "control's, removed after probing)", copies=3)

@@ -51,18 +51,17 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .canvas import Canvas, compute_canvas, read_canvas
-from .checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint
-from .data import Signal
-from .errors import XincError
-from .files import atomic_file, scratch_dir, write_json_atomic
-from .inrs import create_inr, resolve_inr
-from .inrs.base import signal_coordinates
-from .pipeline import CANVAS_NAME, RECORDS_DIR
-from .probes.base import Task, load_task
+from ..canvas import Canvas, compute_canvas, read_canvas
+from ..checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint
+from ..data import Signal
+from ..errors import XincError
+from ..files import atomic_file, scratch_dir, write_json_atomic
+from ..inrs import create_inr
+from ..inrs.base import signal_coordinates
+from ..probes.base import Task, load_task
+from .record import SANITY_KIND
+from .rundir import CANVAS_NAME, RECORDS_DIR, SANITY_NAME, SKIPPED_NAME
 
-SANITY_KIND = "sanity"
-SANITY_NAME = "sanity.json"
 FIGURES_DIR = "sanity_figures"
 FIGURE_NAME = "sanity.png"
 #: version of the sanity record's layout
@@ -134,6 +133,8 @@ def sanity_check(
     *,
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
+    trust_code: bool = False,
+    trusted_spec: str | None = None,
 ) -> dict[str, Any]:
     """Cascading model randomisation of a run; writes ``RUN/records/sanity.json`` and its figure.
 
@@ -143,6 +144,8 @@ def sanity_check(
             ``RUN/records/``). Each needs its record ``RUN/records/<task>.json``.
         seed: the re-initialisation seed (default: the run's seed + 1).
         progress: called with one line per cascade stage (e.g. ``print``).
+        trust_code, trusted_spec: whether the code file the run's ``model.json`` names may be
+            imported (see :func:`~xinc_bench.checkpoints.load_checkpoint`).
 
     Returns:
         The sanity record (see the module docstring).
@@ -157,7 +160,7 @@ def sanity_check(
     checked = _task_records(run_dir, tasks)
     canvas = read_canvas(run_dir / CANVAS_NAME)
     shape = canvas.shape
-    model, config = load_checkpoint(run_dir, shape[1], shape[2])
+    model, config = load_checkpoint(run_dir, shape[1], shape[2], trust_code=trust_code, trusted_spec=trusted_spec)
     if getattr(model, "needs_frames", False):
         model.set_frames(canvas.frames)  # so the forward pass runs the encoder too
     cascade = cascade_layers(model, shape)
@@ -165,7 +168,7 @@ def sanity_check(
     reinit_seed = int(seed) if seed is not None else int(first_record.get("seed") or 0) + 1
     with torch.random.fork_rng():
         torch.manual_seed(reinit_seed)
-        fresh = create_inr(resolve_inr(config["model"]), num_frames=shape[0], height=shape[1], width=shape[2],
+        fresh = create_inr(config["model"], num_frames=shape[0], height=shape[1], width=shape[2],
                            **config.get("model_args", {}))
     stages, stage_seconds = _cascade_scores(model, fresh, cascade, canvas, {n: t for n, (t, _) in checked.items()},
                                             run_dir, progress)
@@ -350,7 +353,7 @@ def _task_records(run_dir: Path, tasks: Sequence[str] | None) -> dict[str, tuple
     fix = (f"run the probes first: `xinc-bench probe --canvas {run_dir / CANVAS_NAME} --task TASK "
            f"--out {records_dir}/TASK.json` (or `xinc-bench run`)")
     if tasks is None:
-        tasks = [path.stem for path in sorted(records_dir.glob("*.json")) if path.name != SANITY_NAME]
+        tasks = [path.stem for path in sorted(records_dir.glob("*.json")) if path.name not in (SANITY_NAME, SKIPPED_NAME)]
         if not tasks:
             raise XincError(f"{run_dir} has no probe records in {records_dir}; {fix}")
     checked = {}

@@ -161,14 +161,16 @@ def test_canvas_thumbnail_tiles_the_largest_neurons() -> None:
 
 
 def test_suite_logs_each_new_unit(tmp_path: Path, offline: Path) -> None:
-    from xinc_bench.runs.suite import run_suite
+    from xinc_bench import cli
 
-    summary = run_suite("smoke", tmp_path / "out", shard=(1, 2), wandb="offline", wandb_project="xinc-test")
+    command = ["suite", "run", "smoke", "--out", str(tmp_path / "out"), "--shard", "1/2", "--wandb", "offline",
+               "--no-progress"]
+    assert cli.main([*command, "--wandb-project", "xinc-test"]) == 0
     (folder,) = (tmp_path / "out" / "wandb").glob("offline-run-*")
     logged = read_wandb_file(next(folder.glob("run-*.wandb")))
-    record = json.loads(summary.records[0].read_text())
-    assert logged["summary"]["distribution/gini"] == pytest.approx(record["scores"]["gini"])
-    run_suite("smoke", tmp_path / "out", shard=(1, 2), wandb="offline")  # complete: nothing new to log
+    (record,) = (tmp_path / "out").glob("*/records/distribution.json")
+    assert logged["summary"]["distribution/gini"] == pytest.approx(json.loads(record.read_text())["scores"]["gini"])
+    assert cli.main(command) == 0  # complete: nothing new to log
     assert len(list((tmp_path / "out" / "wandb").glob("offline-run-*"))) == 1
 
 

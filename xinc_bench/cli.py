@@ -325,10 +325,12 @@ def _add_suite_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_suite_run(args: argparse.Namespace) -> int:
     """``xinc-bench suite run``: 0 when every unit of the shard finished, 1 when some failed (rerun to retry)."""
+    from .results.wandb_logging import check_mode, log_run
     from .runs.executors import UnitOutcome
     from .runs.progress import Progress
     from .runs.suite import load_suite, parse_shard, run_suite, shard_units
 
+    check_mode(args.wandb)
     shard = parse_shard(args.shard) if args.shard else None
     suite = load_suite(args.suite)
     units = shard_units(suite.units, shard)
@@ -339,6 +341,9 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
     def report(outcome: UnitOutcome) -> None:
         done.append(outcome)
         result = outcome.result
+        if args.wandb != "disabled" and result is not None and result.records_written:
+            log_run(outcome.run_dir, args.wandb, project=args.wandb_project, name=outcome.spec.unit_id,
+                    group=suite.name, save_dir=args.out)
         if result is None:
             state = f"FAILED: {outcome.error}"
         elif result.untouched:
@@ -352,7 +357,7 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
             progress.line(f"  warning: task {task} skipped: {reason}")
 
     summary = run_suite(suite, args.out, shard, executor=args.executor, masks=args.masks, flow=args.flow,
-                        quiet=args.no_progress, wandb=args.wandb, wandb_project=args.wandb_project, on_unit=report)
+                        quiet=args.no_progress, on_unit=report)
     if summary.failed:
         progress.line(f"{len(summary.failed)} units failed; fix the cause and run the same command again to retry "
                       "them (finished work is kept)")

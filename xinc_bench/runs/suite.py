@@ -176,8 +176,6 @@ def run_suite(
     masks: str | None = None,
     flow: str | None = None,
     quiet: bool = True,
-    wandb: str = "disabled",
-    wandb_project: str = "xinc-bench",
     on_unit: Callable[[UnitOutcome], None] | None = None,
 ) -> SuiteSummary:
     """Run every unit of a suite (or of one shard of it) into ``out/<unit id>/``, resumably.
@@ -190,15 +188,9 @@ def run_suite(
         executor: registered executor name (:data:`~xinc_bench.registry.EXECUTORS`).
         masks, flow: mask and flow sources for every unit (default: each group's, else the data's own).
         quiet: print no stage lines (library use); the CLI prints them.
-        wandb: ``"disabled"`` (default), ``"offline"`` or ``"online"``: log every unit that wrote new
-            records to Weights & Biases (see :mod:`xinc_bench.results.wandb_logging`), runs grouped
-            under the suite's name, saved under ``out``.
-        wandb_project: W&B project name.
-        on_unit: called with each unit's outcome as soon as the unit finishes.
+        on_unit: called with each unit's outcome as soon as the unit finishes (the CLI logs it to
+            Weights & Biases there, with ``--wandb``).
     """
-    from ..results.wandb_logging import check_mode, log_run
-
-    check_mode(wandb)
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     units = [replace(unit, masks=masks or unit.masks, flow=flow or unit.flow) for unit in shard_units(suite.units, shard)]
     out = Path(out)
@@ -211,9 +203,6 @@ def run_suite(
     summary = SuiteSummary(suite, out, shard)
 
     def finished(outcome: UnitOutcome) -> None:
-        if wandb != "disabled" and outcome.result is not None and outcome.result.records_written:
-            log_run(outcome.run_dir, wandb, project=wandb_project, name=outcome.spec.unit_id, group=suite.name,
-                    save_dir=out)
         summary.units.append(outcome)
         if on_unit is not None:
             on_unit(outcome)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import shutil
@@ -11,12 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from xinc_bench import cli
 from xinc_bench.errors import XincError
 from xinc_bench.results.check import (
     Tolerance,
-    add_check_arguments,
     check,
-    check_main,
     parse_tolerance,
     tolerance_for,
 )
@@ -89,15 +87,13 @@ def test_missing_metric_fails(runs: dict[str, Path], tmp_path: Path) -> None:
     assert not result.passed
 
 
-def test_check_main_exit_codes(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser()
-    add_check_arguments(parser)
-    ok = parser.parse_args(["--records", str(runs["rerun"]), "--baseline", str(runs["csv"]), "--tolerance", "0.05"])
-    assert check_main(ok) == 0
+def test_check_command_exit_codes(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    ok = ["check", "--records", str(runs["rerun"]), "--baseline", str(runs["csv"]), "--tolerance", "0.05"]
+    assert cli.main(ok) == 0
     assert "PASSED" in capsys.readouterr().out
-    bad = parser.parse_args(["--records", str(runs["undertrained"]), "--baseline", str(runs["csv"]),
-                             "--tolerance", "0.01", "--tolerance", "psnr_db=0.5"])
-    assert check_main(bad) == 1
+    bad = ["check", "--records", str(runs["undertrained"]), "--baseline", str(runs["csv"]),
+           "--tolerance", "0.01", "--tolerance", "psnr_db=0.5"]
+    assert cli.main(bad) == 1
     assert "regressed" in capsys.readouterr().out
 
 

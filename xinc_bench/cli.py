@@ -15,7 +15,6 @@ from typing import Callable, Sequence
 import torch
 
 from .errors import XincError
-from .results.check import add_check_arguments, check_main
 from .runs.spec import DEVICES, UnitSpec
 from .training.module import SCHEDULES
 
@@ -151,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     suite_list.set_defaults(handler=_cmd_suite_list)
 
     checking = commands.add_parser("check", help="compare records with a baseline leaderboard; exit 1 on a regression")
-    add_check_arguments(checking)
-    checking.set_defaults(handler=check_main)
+    _add_check_arguments(checking)
+    checking.set_defaults(handler=_cmd_check)
 
     board = commands.add_parser("leaderboard", help="build CSV, Markdown and HTML leaderboards from a records folder")
     board.add_argument("records", type=Path, help="folder of run directories / records (searched recursively)")
@@ -371,6 +370,30 @@ def _cmd_suite_list(args: argparse.Namespace) -> None:
     for name in available_suites():
         suite = load_suite(name)
         print(f"{name:<8} {len(suite.units):>3} units  {suite.path}")
+
+
+def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``xinc-bench check``: --records, --baseline, --tolerance (repeatable), --strict, --all."""
+    parser.add_argument("--records", type=Path, required=True, help="folder of records to check (searched recursively)")
+    parser.add_argument("--baseline", type=Path, required=True, help="leaderboard CSV or a folder of baseline records")
+    parser.add_argument("--tolerance", action="append", default=None, metavar="[METRIC=]VALUE",
+                        help="allowed move: 0.05 (absolute) or 5%% (relative); METRIC=VALUE or PATTERN=VALUE "
+                             "for one metric (e.g. psnr_db=0.5, 'clustering/*=10%%'); repeatable; default 0")
+    parser.add_argument("--strict", action="store_true", help="fail on moves beyond tolerance in either direction")
+    parser.add_argument("--all", action="store_true", help="list every compared value, not only those that moved")
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """``xinc-bench check``: print the report; return 1 on a failing check, 0 otherwise.
+
+    Raises:
+        XincError: bad input (the CLI turns it into exit code 2).
+    """
+    from .results.check import check
+
+    result = check(args.records, args.baseline, args.tolerance or 0.0, strict=args.strict)
+    print(result.report(show_all=args.all))
+    return 0 if result.passed else 1
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> None:

@@ -21,7 +21,6 @@ worse direction), ``changed`` (beyond it, for a metric without a preferred direc
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import math
 import re
@@ -167,28 +166,6 @@ def tolerance_for(metric: str, tolerances: dict[str, Tolerance]) -> Tolerance:
         if pattern != "default" and fnmatch.fnmatchcase(metric, pattern):
             return tolerance
     return tolerances["default"]
-
-
-def add_check_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``xinc-bench check``: --records, --baseline, --tolerance (repeatable), --strict, --all."""
-    parser.add_argument("--records", type=Path, required=True, help="folder of records to check (searched recursively)")
-    parser.add_argument("--baseline", type=Path, required=True, help="leaderboard CSV or a folder of baseline records")
-    parser.add_argument("--tolerance", action="append", default=None, metavar="[METRIC=]VALUE",
-                        help="allowed move: 0.05 (absolute) or 5%% (relative); METRIC=VALUE or PATTERN=VALUE "
-                             "for one metric (e.g. psnr_db=0.5, 'clustering/*=10%%'); repeatable; default 0")
-    parser.add_argument("--strict", action="store_true", help="fail on moves beyond tolerance in either direction")
-    parser.add_argument("--all", action="store_true", help="list every compared value, not only those that moved")
-
-
-def check_main(args: argparse.Namespace) -> int:
-    """``xinc-bench check``: print the report; return 1 on a failing check, 0 otherwise.
-
-    Raises:
-        XincError: bad input (the CLI turns it into exit code 2).
-    """
-    result = check(args.records, args.baseline, args.tolerance or 0.0, strict=args.strict)
-    print(result.report(show_all=args.all))
-    return 0 if result.passed else 1
 
 
 def _tolerance(value: ToleranceValue, name: str) -> Tolerance:

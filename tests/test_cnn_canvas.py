@@ -188,3 +188,14 @@ def test_head_canvas_agrees_with_ablation_on_an_identity_output() -> None:
 def test_models_without_a_conv_decoder_are_refused() -> None:
     with pytest.raises(XincError, match="ablation"):
         TRACERS.get("cnn").layers(create_inr("ffn-paper"), (1, 32, 32))
+
+
+@pytest.mark.parametrize(("model", "tracer"), [("small-nerv", "cnn"), ("ffn-paper", "mlp"), ("ffn-paper", "linear")])
+def test_tracers_report_progress_in_output_pixels(model: str, tracer: str) -> None:
+    signal = random_signal()
+    net = small_nerv() if model == "small-nerv" else create_inr(model, height=signal.height, width=signal.width)
+    if model == "ffn-paper":
+        signal = Signal(signal.frames[:1], name="one frame")
+    ticks: list[int] = []
+    compute_canvas(net, signal, tracer, chunk_size=signal.height * signal.width // 2 or 1, progress=ticks.append)
+    assert len(ticks) >= 2 and sum(ticks) == signal.num_pixels  # one tick per chunk, every pixel counted once

@@ -230,6 +230,7 @@ class CNNTracer(Tracer):
                     summed = self._fill_layer(layer, x, job.canvas[layer.name], start)
                     name, error = _layer_error(layer, summed, target)
                     checks[name] = max(checks.get(name, 0.0), error)
+                job.advance(len(t) * height * width)
         return checks
 
     def _fill_layer(self, layer: CanvasConv, x: torch.Tensor, out: np.ndarray, start: int) -> torch.Tensor:

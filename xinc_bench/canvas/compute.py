@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ def compute_canvas(
     dtype: torch.dtype = torch.float32,
     chunk_size: int = 16384,
     metadata: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Canvas:
     """The canvas of ``model`` on ``signal``'s pixel grid, with the registered ``tracer``.
 
@@ -38,6 +39,7 @@ def compute_canvas(
         dtype: ``torch.float32`` or ``torch.float16`` storage for the contribution maps.
         chunk_size: pixels (or frames, for frame tracers) processed at once.
         metadata: extra metadata (model, data, fidelity) stored with the canvas.
+        progress: called with the output pixels of each traced chunk (they add up to ``T * H * W``).
 
     Raises:
         XincError: a layer's contributions hold NaN or inf (:func:`refuse_non_finite`); no file is left.
@@ -52,7 +54,7 @@ def compute_canvas(
     if out is None:
         canvas_arrays = {n: np.empty((c, *shape), np_dtype) for n, c in layer_counts.items()}
         recon = np.empty((*shape, 3), np.float32)
-        meta["checks"] = implementation.trace(model, shape, canvas_arrays, recon, chunk_size)
+        meta["checks"] = implementation.trace(model, shape, canvas_arrays, recon, chunk_size, progress)
         refuse_non_finite(canvas_arrays)
         meta["canvas_seconds"] = time.perf_counter() - started
         return Canvas(
@@ -76,7 +78,7 @@ def compute_canvas(
     placeholder = Canvas(layers=dict.fromkeys(layer_counts), frames=signal.frames, metadata=meta)
     with CanvasWriter(Path(out), tensors, _file_metadata(placeholder)) as writer:
         canvas_arrays = {n: writer.array(f"canvas.{n}") for n in layer_counts}
-        checks = implementation.trace(model, shape, canvas_arrays, writer.array("recon"), chunk_size)
+        checks = implementation.trace(model, shape, canvas_arrays, writer.array("recon"), chunk_size, progress)
         refuse_non_finite(canvas_arrays)  # before commit: the writer removes its temporary file
         writer.array("frames")[...] = signal.frames.numpy()
         if signal.masks is not None:

@@ -383,6 +383,7 @@ class LinearTracer(Tracer):
             maps, sums, output = self._capture(model, layers, grid.inputs(start, stop))
             rgb = grid.rgb(output, stop - start, model)
             recon_rows[start:stop] = rgb.numpy()
+            job.advance((stop - start) * grid.item_pixels)
             for layer in layers:
                 contribution = maps[layer.name]
                 layer_error = max(layer_error, _relative_error(contribution.sum(dim=1), sums[layer.name]))

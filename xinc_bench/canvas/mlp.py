@@ -87,6 +87,7 @@ class MLPTracer(Tracer):
             result = model.trace(coords[start:stop])
             output = result.output
             recon_flat[start:stop] = output.numpy()
+            job.advance(stop - start)
             last = len(result.targets) - 1
             for index, (inputs, target) in enumerate(zip(result.inputs, result.targets)):
                 name = f"layer{index + 1}"

@@ -10,8 +10,8 @@ at one chunk plus the model.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -30,12 +30,15 @@ class TraceJob:
             :meth:`Tracer.layers`).
         recon: ``[T, H, W, 3]`` array for the model's output.
         chunk_size: how much is traced at once; each tracer says in what unit (pixels, frames).
+        advance: called with the number of output pixels of each chunk once it is traced (progress;
+            they add up to ``T * H * W``).
     """
 
     shape: tuple[int, int, int]
     canvas: dict[str, np.ndarray]
     recon: np.ndarray
     chunk_size: int
+    advance: Callable[[int], None] = field(default=lambda pixels: None)
 
 
 class Tracer(ABC):
@@ -58,14 +61,18 @@ class Tracer(ABC):
         canvas: dict[str, np.ndarray],
         recon: np.ndarray,
         chunk_size: int,
+        progress: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
         """Fill ``canvas[layer]`` (``[N, T, H, W]``) and ``recon`` (``[T, H, W, 3]``) without autograd.
+
+        ``progress`` is called with the output pixels of each traced chunk (see :class:`TraceJob`).
 
         Returns:
             The exactness checks that ran, e.g. ``{"output_sum_max_rel_error": 3e-7}``.
         """
         with torch.no_grad():
-            return self.fill(model, TraceJob(shape, canvas, recon, chunk_size))
+            job = TraceJob(shape, canvas, recon, chunk_size)
+            return self.fill(model, job if progress is None else replace(job, advance=progress))
 
     def fill(self, model: nn.Module, job: TraceJob) -> dict[str, Any]:
         """Fill ``job.canvas`` and ``job.recon`` (autograd is off); return the exactness checks."""

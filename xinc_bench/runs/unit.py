@@ -124,10 +124,10 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
                                           dict(spec.flow_options))
             dtype = torch.float16 if spec.float16 else torch.float32
             for index, (folder, name) in enumerate(((run.path, "canvas"), (run.init, "canvas of the random-init twin"))):
-                with progress.stage(name):
+                with progress.stage(name, total=signal.num_pixels, unit="px") as advance:
                     canvas_run(folder, spec.size, out=folder / run.canvas.name, frames=spec.frames, tracer=spec.tracer,
                                dtype=dtype, model=None if models is None else models[index], signal=signal,
-                               annotations=annotations)
+                               annotations=annotations, trust_code=spec.trust_code, progress=advance)
                 result.canvases.append(str((folder / run.canvas.name).relative_to(run.path)))
         _run_tasks(spec, run, tasks, result, progress, models)
         if spec.sanity and result.records_written + result.records_kept and (

@@ -104,7 +104,7 @@ def test_another_run_in_the_folder_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--layers", "no-such-layer"], "--layers names no-such-layer, which the model's canvas lacks"),
+        (["--layers", "no-such-layer"], "--layers names no-such-layer, which the mlp tracer does not trace"),
         (["--device", "cuda"], "no CUDA device"),
         (["--layout", "kitti", "--sequence", "0001"], "unknown dataset layout 'kitti'"),
         (["--tasks", "no-such-task"], "unknown task"),
@@ -131,10 +131,13 @@ def test_out_naming_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "is a file, not a run folder" in capsys.readouterr().err
 
 
-def test_layers_restrict_the_probed_layers(tmp_path: Path) -> None:
+def test_layers_restrict_the_traced_and_probed_layers(tmp_path: Path) -> None:
+    from xinc_bench.canvas import read_canvas
+
     spec = UnitSpec(model="ffn-paper", data="astronaut", size=(16, 32), steps=5, tasks=("distribution",),
                     layers=("layer2",), null_draws=2)
     run_unit(spec, tmp_path)
+    assert read_canvas(RunDir(tmp_path).canvas).layer_names == ["layer2"]
     scores = json.loads(RunDir(tmp_path).record("distribution").read_text())["scores"]
     assert {name.split("/")[0] for name in scores if "/" in name} == {"layer2"}
 

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_layers(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--layers", nargs="+", default=None,
-                         help="probe only these layers of the canvas (default: all; the canvas file holds every layer)")
+                         help="trace (canvas, run) and probe (probe, run) only these layers (default: all)")
 
     def add_annotations(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--tracer", default=None, help="tracer name (default: the model's; xinc-bench list tracers)")
@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_signal(canvas, data_required=False)
     add_annotations(canvas)
     canvas.add_argument("--out", type=Path, required=True, help="canvas file (.safetensors)")
+    add_layers(canvas)
     add_trust(canvas)
     canvas.set_defaults(handler=_cmd_canvas)
 
@@ -251,7 +252,7 @@ def _cmd_canvas(args: argparse.Namespace) -> None:
 
     canvas = canvas_run(args.checkpoint, args.size, out=args.out, frames=args.frames, data_spec=args.data,
                         tracer=args.tracer, dtype=torch.float16 if args.float16 else torch.float32,
-                        trust_code=args.trust_code, **_annotation_options(args))
+                        trust_code=args.trust_code, layers=_tuple(args.layers), **_annotation_options(args))
     layers = ", ".join(f"{name} [{canvas.layer_shape(name)[0]}]" for name in canvas.layer_names)
     print(f"canvas of {canvas.metadata.get('model')} ({canvas.metadata.get('tracer')}): {layers}; "
           f"checks {canvas.metadata.get('checks')} -> {args.out}")

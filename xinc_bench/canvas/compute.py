@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ def compute_canvas(
     chunk_size: int = 16384,
     metadata: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    layers: Sequence[str] | None = None,
 ) -> Canvas:
     """The canvas of ``model`` on ``signal``'s pixel grid, with the registered ``tracer``.
 
@@ -40,6 +41,11 @@ def compute_canvas(
         chunk_size: pixels (or frames, for frame tracers) processed at once.
         metadata: extra metadata (model, data, fidelity) stored with the canvas.
         progress: called with the output pixels of each traced chunk (they add up to ``T * H * W``).
+        layers: trace only these layers (default: every layer the tracer and the model's
+            ``canvas_layers`` select).
+
+    Raises:
+        XincError: ``layers`` names a layer the tracer does not trace for this model.
 
     Raises:
         XincError: a layer's contributions hold NaN or inf (:func:`refuse_non_finite`); no file is left.
@@ -47,7 +53,7 @@ def compute_canvas(
     model.eval()
     implementation = TRACERS.get(tracer)
     shape = (signal.num_frames, signal.height, signal.width)
-    layer_counts = implementation.layers(model, shape)
+    layer_counts = traced_layers(implementation.layers(model, shape), layers, tracer)
     np_dtype = np.dtype(np.float16 if dtype == torch.float16 else np.float32)
     meta: dict[str, Any] = {**(metadata or {}), "tracer": tracer, "dtype": str(np_dtype)}
     started = time.perf_counter()
@@ -112,6 +118,21 @@ def refuse_non_finite(canvas_arrays: dict[str, np.ndarray]) -> None:
                    if array.dtype == np.float16 and not found.nan else
                    "the model's weights are broken (a diverged fit?): refit it, e.g. with a lower --lr")
             raise XincError(f"the model's layer {name!r} gives {found}; the canvas is not stored: {fix}")
+
+
+def traced_layers(counts: dict[str, int], layers: Sequence[str] | None, tracer: str) -> dict[str, int]:
+    """``counts`` (layer -> neurons, network order) restricted to ``layers`` (None: all of them).
+
+    Raises:
+        XincError: ``layers`` names a layer that is not in ``counts``.
+    """
+    if layers is None:
+        return counts
+    unknown = [name for name in layers if name not in counts]
+    if unknown:
+        raise XincError(f"--layers names {', '.join(unknown)}, which the {tracer} tracer does not trace for this "
+                        f"model; its layers are {', '.join(counts)}")
+    return {name: count for name, count in counts.items() if name in layers}
 
 
 def canvas_tensors(

@@ -160,6 +160,7 @@ def canvas_run(
     annotations: dict[str, str] | None = None,
     trust_code: bool = False,
     progress: Callable[[int], None] | None = None,
+    layers: tuple[str, ...] | None = None,
 ) -> Canvas:
     """Compute the canvas of a checkpoint at ``size`` and stream it into ``out``.
 
@@ -173,7 +174,8 @@ def canvas_run(
     :func:`annotate_signal` returned for it when its masks and flow are already filled in
     (default: fill them here). ``trust_code``: import the code file the checkpoint names, if any
     (``--trust-code``; a run folder is data, see :func:`~xinc_bench.checkpoints.load_checkpoint`).
-    ``progress``: called with the output pixels of each traced chunk (``T * H * W`` in all).
+    ``progress``: called with the output pixels of each traced chunk (``T * H * W`` in all);
+    ``layers``: trace only these layers (default: all).
     """
     model, config = model if model is not None else load_checkpoint(Path(checkpoint), *size, trust_code=trust_code)
     info = inr_info(config["model"])  # registered by the fit or the load above
@@ -211,7 +213,7 @@ def canvas_run(
     if signal.categories and annotations["masks"] == "gt":  # categories name the ground-truth segments only
         metadata["categories"] = {str(k): v for k, v in signal.categories.items()}
     return compute_canvas(model, signal, tracer or info.tracer, out=Path(out), dtype=dtype, metadata=metadata,
-                          progress=progress)
+                          progress=progress, layers=layers)
 
 
 def annotate_signal(

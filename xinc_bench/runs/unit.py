@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..canvas import read_canvas
-from ..canvas.compute import canvas_tensors, check_disk_space
+from ..canvas.compute import canvas_tensors, check_disk_space, traced_layers
 from ..checkpoints import load_checkpoint
 from ..data import Signal, load_signal
 from ..errors import XincError
@@ -109,7 +109,7 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
         if fresh_canvases:
             _check_layers_and_disk(spec, signal, run)
         else:
-            _check_layers(spec.layers, read_canvas(run.canvas).layer_names)
+            _check_layers(spec.layers, read_canvas(run.canvas).layer_names)  # kept canvases of an earlier run
         if not run.fitted:
             with progress.stage(f"fit {spec.model} on {spec.sequence or spec.data}, {spec.steps} steps"):
                 summary = fit_run(spec.model, spec.data, spec.size, out=run.path, frames=spec.frames, steps=spec.steps,
@@ -127,7 +127,8 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
                 with progress.stage(name, total=signal.num_pixels, unit="px") as advance:
                     canvas_run(folder, spec.size, out=folder / run.canvas.name, frames=spec.frames, tracer=spec.tracer,
                                dtype=dtype, model=None if models is None else models[index], signal=signal,
-                               annotations=annotations, trust_code=spec.trust_code, progress=advance)
+                               annotations=annotations, trust_code=spec.trust_code, progress=advance,
+                               layers=spec.layers)
                 result.canvases.append(str((folder / run.canvas.name).relative_to(run.path)))
         _run_tasks(spec, run, tasks, result, progress, models)
         if spec.sanity and result.records_written + result.records_kept and (
@@ -244,8 +245,8 @@ def _check_layers_and_disk(spec: UnitSpec, signal: Signal | None, run: RunDir) -
     name = resolve_inr(spec.model)
     shape = (signal.num_frames, signal.height, signal.width)
     model = create_inr(name, num_frames=signal.num_frames, height=signal.height, width=signal.width)
-    counts = TRACERS.get(spec.tracer or inr_info(name).tracer).layers(model, shape)
-    _check_layers(spec.layers, list(counts))
+    tracer = spec.tracer or inr_info(name).tracer
+    counts = traced_layers(TRACERS.get(tracer).layers(model, shape), spec.layers, tracer)
     np_dtype = np.dtype(np.float16 if spec.float16 else np.float32)
     check_disk_space(run.canvas, canvas_tensors(counts, shape, np_dtype),
                      what="the run's three canvases (the model's, its random-init control's and the shuffled "

@@ -46,7 +46,7 @@ from torch import nn
 from ..errors import XincError
 from ..inrs.base import signal_coordinates
 from ..registry import TRACERS
-from .tracer import TraceJob, Tracer, select_canvas_layers
+from .tracer import TraceJob, Tracer
 
 TRACED_TYPES = (nn.Linear, nn.Conv2d)
 
@@ -366,7 +366,6 @@ class LinearTracer(Tracer):
                 "([P, N] for coordinate INRs, [B, C, h, w] or [B, h, w, N] for frame INRs); "
                 "use --tracer ablation"
             )
-        counts = select_canvas_layers(model, counts, self.name or "linear")
         return counts
 
     def fill(self, model: nn.Module, job: TraceJob) -> dict[str, Any]:

@@ -21,14 +21,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import XincError
 from ..registry import TRACERS
 from .hooks import PixelGrid, TracedLayer, run_forward, survey_model
-from .tracer import Tracer
+from .tracer import TraceJob, Tracer
 
 #: relative output difference above which stacked copies count as disagreeing with the plain forward
 REPLICA_TOLERANCE = 1e-2
@@ -110,22 +109,14 @@ class AblationTracer(Tracer):
             )
         return counts
 
-    @torch.no_grad()
-    def trace(
-        self,
-        model: nn.Module,
-        shape: tuple[int, int, int],
-        canvas: dict[str, np.ndarray],
-        recon: np.ndarray,
-        chunk_size: int,
-    ) -> dict[str, Any]:
+    def fill(self, model: nn.Module, job: TraceJob) -> dict[str, Any]:
         """Fill the canvas; a forward holds at most ``chunk_size`` output pixels (at least one frame per copy)."""
-        grid = PixelGrid.of(model, shape)
-        survey = survey_model(model, shape)
-        layers = [layer for layer in survey.layers if layer.per_sample and layer.name in canvas]
-        views = {name: grid.canvas_view(array) for name, array in canvas.items()}
-        recon_rows = grid.recon_view(recon)
-        items = chunk_size // (self.neuron_batch * grid.item_pixels)
+        grid = PixelGrid.of(model, job.shape)
+        survey = survey_model(model, job.shape)
+        layers = [layer for layer in survey.layers if layer.per_sample and layer.name in job.canvas]
+        views = {name: grid.canvas_view(array) for name, array in job.canvas.items()}
+        recon_rows = grid.recon_view(job.recon)
+        items = job.chunk_size // (self.neuron_batch * grid.item_pixels)
         replica_error = 0.0
         for start, stop in grid.chunks(items):
             inputs = grid.inputs(start, stop)
@@ -139,6 +130,7 @@ class AblationTracer(Tracer):
                     keep = keep_masks(torch.arange(first, last), layer.num_neurons)
                     ablated = ablated_outputs(model, grid, layer, inputs, keep)
                     views[layer.name][first:last, start:stop] = (base - ablated).sum(dim=-1).numpy()
+            job.advance((stop - start) * grid.item_pixels)
         return {"replica_max_rel_error": replica_error, "untraced_modules": survey.untraced}
 
 

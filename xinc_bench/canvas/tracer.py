@@ -74,9 +74,9 @@ class Tracer(ABC):
             job = TraceJob(shape, canvas, recon, chunk_size)
             return self.fill(model, job if progress is None else replace(job, advance=progress))
 
+    @abstractmethod
     def fill(self, model: nn.Module, job: TraceJob) -> dict[str, Any]:
         """Fill ``job.canvas`` and ``job.recon`` (autograd is off); return the exactness checks."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement fill")
 
 
 def select_canvas_layers(model: nn.Module, counts: dict[str, int], tracer: str) -> dict[str, int]:

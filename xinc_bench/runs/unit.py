@@ -120,13 +120,15 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
             models = ((summary.trained, summary.config), (summary.twin, summary.twin_config))
         if fresh_canvases:
             assert signal is not None
+            if models is None:  # fitted by an earlier (killed) run: load both models once
+                models = _load_models(spec, run, signal.height, signal.width)
             annotations = annotate_signal(signal, spec.masks, spec.flow, dict(spec.mask_options),
                                           dict(spec.flow_options))
             dtype = torch.float16 if spec.float16 else torch.float32
             for index, (folder, name) in enumerate(((run.path, "canvas"), (run.init, "canvas of the random-init twin"))):
                 with progress.stage(name, total=signal.num_pixels, unit="px") as advance:
                     canvas_run(folder, spec.size, out=folder / run.canvas.name, frames=spec.frames, tracer=spec.tracer,
-                               dtype=dtype, model=None if models is None else models[index], signal=signal,
+                               dtype=dtype, model=models[index], signal=signal,
                                annotations=annotations, trust_code=spec.trust_code, progress=advance,
                                layers=spec.layers)
                 result.canvases.append(str((folder / run.canvas.name).relative_to(run.path)))
@@ -217,9 +219,7 @@ def _run_tasks(spec: UnitSpec, run: RunDir, tasks: tuple[str, ...], result: Unit
                 runnable.append(task)
         needs_model = any("model" in load_task(task).needs for task in runnable)
         if needs_model and models is None:
-            _, height, width = canvas.shape
-            trust = {"trust_code": spec.trust_code, "trusted_spec": spec.model}
-            models = (load_checkpoint(run.path, height, width, **trust), load_checkpoint(run.init, height, width, **trust))
+            models = _load_models(spec, run, canvas.shape[1], canvas.shape[2])
         trained, twin = (None, None) if not needs_model or models is None else (models[0][0], models[1][0])
         if runnable:
             with shuffled_control(run.canvas) as shuffled:
@@ -236,6 +236,12 @@ def _run_tasks(spec: UnitSpec, run: RunDir, tasks: tuple[str, ...], result: Unit
                     result.records_written.append(task)
     result.skipped = skipped
     run.write_skipped(skipped)
+
+
+def _load_models(spec: UnitSpec, run: RunDir, height: int, width: int) -> tuple[tuple[nn.Module, dict[str, Any]], ...]:
+    """The trained model and its random-init twin from the run folder (the spec's own --model is trusted code)."""
+    trust = {"trust_code": spec.trust_code, "trusted_spec": spec.model}
+    return load_checkpoint(run.path, height, width, **trust), load_checkpoint(run.init, height, width, **trust)
 
 
 def _check_layers_and_disk(spec: UnitSpec, signal: Signal | None, run: RunDir) -> None:

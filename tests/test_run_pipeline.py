@@ -172,3 +172,18 @@ def test_a_run_on_a_davis_layout_folder_uses_its_ground_truth_masks(tmp_path: Pa
         run_unit(UnitSpec(model="ffn-video", data=str(root), layout="davis", sequence="dog", size=(16, 32),
                           frames=None, steps=5), tmp_path / "dog")
     assert not (tmp_path / "dog").exists()
+
+
+def test_a_record_of_an_older_task_version_is_redone_and_an_older_checkpoint_format_refused(tmp_path: Path) -> None:
+    run_unit(SPEC, tmp_path)
+    record_path = RunDir(tmp_path).record("color")
+    record = json.loads(record_path.read_text())
+    record["task"]["version"] -= 1
+    record_path.write_text(json.dumps(record))
+    again = run_unit(SPEC, tmp_path)
+    assert (again.records_written, again.records_kept) == (["color"], ["distribution"])
+    config = json.loads((tmp_path / "model.json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps({**config, "format": "xinc-checkpoint/0"}))
+    (tmp_path / "records" / "color.json").unlink()
+    with pytest.raises(XincError, match="has format 'xinc-checkpoint/0', but this xinc-bench reads"):
+        run_unit(SPEC, tmp_path)

@@ -60,7 +60,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
     except json.JSONDecodeError as exc:
         raise XincError(f"checkpoint config {config_path} is not valid JSON ({exc})") from exc
     if config.get("format") != CHECKPOINT_FORMAT:
-        raise XincError(f"{config_path} has format {config.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+        raise XincError(f"{config_path} has format {config.get('format')!r}, but this xinc-bench reads "
+                        f"{CHECKPOINT_FORMAT!r}; fit the model again with this version (or use the version that "
+                        "wrote it)")
     if not isinstance(config.get("model"), str):
         raise XincError(f"{config_path} names no model (a string in 'model'); "
                         "pass a RUN_DIR written by `xinc-bench fit`")

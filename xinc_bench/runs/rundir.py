@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..checkpoints.native import CHECKPOINT_FORMAT
 from ..errors import XincError
 from ..files import process_alive, remove_orphans, write_json_atomic
 
@@ -102,11 +103,20 @@ class RunDir:
         return all((self.path / name).is_file() for name in FIT_OUTPUTS)
 
     def read_config(self) -> dict[str, Any]:
-        """The trained model's ``model.json``."""
+        """The trained model's ``model.json``.
+
+        Raises:
+            XincError: unreadable, or written in another checkpoint format (an older xinc-bench).
+        """
         try:
-            return json.loads(self.config.read_text())
+            config = json.loads(self.config.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise XincError(f"cannot read {self.config} ({exc}); delete {self.path} and run again") from exc
+        if not isinstance(config, dict) or config.get("format") != CHECKPOINT_FORMAT:
+            found = config.get("format") if isinstance(config, dict) else None
+            raise XincError(f"{self.config} has format {found!r}, but this xinc-bench reads {CHECKPOINT_FORMAT!r}; "
+                            "fit the model again with this version (or use the version that wrote it)")
+        return config
 
     def read_skipped(self) -> dict[str, str]:
         """Task -> reason of the tasks recorded as skipped."""

@@ -17,6 +17,7 @@ temporary files of a killed run.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from ..inrs import create_inr, inr_info, resolve_inr
 from ..probes.base import load_task
 from ..registry import TRACERS
 from .progress import Progress
+from .record import SCHEMA_VERSION
 from .rundir import RunDir
 from .spec import UnitSpec
 from .stages import annotate_signal, canvas_run, fit_run, probe_run, shuffled_control, unmet_needs
@@ -205,7 +207,7 @@ def _run_tasks(spec: UnitSpec, run: RunDir, tasks: tuple[str, ...], result: Unit
                models: tuple[tuple[nn.Module, dict[str, Any]], ...] | None) -> None:
     """Probe every task whose record is missing (all of them after new canvases); record the skipped ones."""
     fresh = bool(result.fitted or result.canvases)
-    pending = [task for task in tasks if fresh or not run.record(task).is_file()]
+    pending = [task for task in tasks if fresh or not _current_record(run.record(task), task)]
     result.records_kept = [task for task in tasks if task not in pending]
     skipped = {task: reason for task, reason in run.read_skipped().items() if task in tasks and task not in pending}
     if pending:
@@ -236,6 +238,18 @@ def _run_tasks(spec: UnitSpec, run: RunDir, tasks: tuple[str, ...], result: Unit
                     result.records_written.append(task)
     result.skipped = skipped
     run.write_skipped(skipped)
+
+
+def _current_record(path: Path, task: str) -> bool:
+    """Whether ``path`` is a record of the task's current version and schema (an older one is redone)."""
+    if not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text())
+        return (record.get("schema_version") == SCHEMA_VERSION
+                and int(record["task"]["version"]) == load_task(task).version)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _load_models(spec: UnitSpec, run: RunDir, height: int, width: int) -> tuple[tuple[nn.Module, dict[str, Any]], ...]:

@@ -24,7 +24,7 @@ import torch
 from xinc_bench.data import parse_frames, parse_size
 from xinc_bench.runs.stages import fit_run
 
-MODELS = ["ffn-paper", "siren-33k", "wire-33k", "gauss-33k", "finer-33k", "hashgrid-33k"]
+MODELS = ["ffn-paper", "siren-33k", "wire-33k", "gauss-33k", "finer-33k", "hashgrid-33k", "mfn-33k"]
 DATA = ["astronaut", "camera"]
 
 

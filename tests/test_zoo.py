@@ -44,6 +44,7 @@ PRESET_PARAMETERS = {
     "finer-33k": 32_757,
     "hashgrid-paper": 715_528,
     "hashgrid-33k": 32_966,
+    "mfn-33k": 33_051,
 }
 
 

@@ -1,6 +1,6 @@
 """The INR zoo. Each family lives in one module and registers its presets on import."""
 
-from . import hashgrid, known, mlp, nerv
+from . import hashgrid, known, mfn, mlp, nerv
 from .user import resolve_inr
 from .base import INRInfo, bits_per_pixel, count_parameters, create_inr, image_coordinates, inr_info, register_inr
 

@@ -146,9 +146,9 @@ def test_suite_run_then_check_against_its_leaderboard(tmp_path: Path) -> None:
     out = tmp_path / "records"
     result = xinc("suite", "run", "smoke", "--out", out, "--no-progress")
     assert result.returncode == 0, result.stderr
-    assert "ffn-paper__astronaut__16x32__seed0: 1 records written" in result.stdout
+    assert "unit 1/2 ffn-paper__astronaut__16x32__seed0: 1 records written" in result.stderr  # progress: stderr
     resumed = xinc("suite", "run", "smoke", "--out", out, "--shard", "2/2", "--no-progress")
-    assert resumed.returncode == 0 and "siren-33k__astronaut__16x32__seed0: complete, kept" in resumed.stdout
+    assert resumed.returncode == 0 and "siren-33k__astronaut__16x32__seed0: complete, kept" in resumed.stderr
     board = xinc("leaderboard", out, "--out", tmp_path / "boards", "--name", "smoke")
     assert board.returncode == 0, board.stderr
     baseline = tmp_path / "boards" / "smoke.csv"

@@ -1,8 +1,9 @@
-"""The probe interface and probe tasks.
+"""Probe tasks, and the probe interface they name.
 
-A probe is a function ``probe(canvas, params) -> ProbeResult`` registered in ``PROBES``; it reads
-the canvas only through :class:`~xinc_bench.canvas.Canvas` (so any canvas file can be probed)
-and returns named scalar scores, their null draws and figures. A *task* is a YAML file in
+A probe is a :class:`~xinc_bench.probes.accumulator.ProbeAccumulator` class registered in
+``PROBES``: built from a canvas and parameters, it is given the canvas's layers block by block
+(so any canvas, in memory, in a file or being traced, can be probed) and returns named scalar
+scores, their null draws and figures. A *task* is a YAML file in
 ``tasks/`` naming the probe, its version and parameters, its null draws (``nulls: {draws, seed}``)
 and for every metric what it measures, its range, its direction, its chance value and the null
 model it is measured against (``null_model:``, a name in :data:`~xinc_bench.registry.NULL_MODELS`).
@@ -14,9 +15,9 @@ metric (per layer and headline) with a null, the scores of each draw in ``ProbeR
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -24,30 +25,12 @@ from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import NULL_MODELS, PROBES
 from ..resources import bundled_dir
+from .accumulator import ProbeAccumulator, ProbeResult, run_accumulator
+
+__all__ = ["Metric", "NullSettings", "ProbeAccumulator", "ProbeResult", "Task", "available_tasks", "load_task"]
 
 #: where the task YAML files live (the checkout's top-level ``tasks/``, or its installed copy)
 TASKS_DIR = bundled_dir("tasks", "tasks")
-
-
-@dataclass
-class ProbeResult:
-    """What a probe returns.
-
-    Attributes:
-        scores: metric name -> value. Headline metrics use the names declared in the task YAML;
-            per-layer values are ``"<layer>/<metric>"``.
-        figures: artefact name -> matplotlib Figure, saved as ``<name>.png`` beside the record.
-    """
-
-    scores: dict[str, float]
-    figures: dict[str, Any] = field(default_factory=dict)
-    #: null model -> score name -> the score on each null draw (see :mod:`~xinc_bench.probes.nulls`)
-    nulls: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    #: score name -> why the probe could not compute it on this canvas (then absent from ``scores``)
-    absent: dict[str, str] = field(default_factory=dict)
-
-
-Probe = Callable[[Canvas, dict[str, Any]], ProbeResult]
 
 
 @dataclass(frozen=True)
@@ -97,6 +80,16 @@ class Task:
 
     def run(self, canvas: Canvas, null_draws: int | None = None, **overrides: Any) -> ProbeResult:
         """Run the task's probe on ``canvas`` with the task parameters (and ``overrides``).
+
+        ``null_draws`` overrides the task's number of null draws (0: none, e.g. for controls).
+        """
+        probe = self.accumulator(canvas, null_draws, **overrides)
+        if isinstance(probe, ProbeResult):  # TRANSITION: a probe not yet converted to an accumulator
+            return probe
+        return run_accumulator(probe, canvas)
+
+    def accumulator(self, canvas: Canvas, null_draws: int | None = None, **overrides: Any) -> ProbeAccumulator:
+        """The task's probe as an accumulator over ``canvas`` (see :mod:`~xinc_bench.probes.accumulator`).
 
         ``null_draws`` overrides the task's number of null draws (0: none, e.g. for controls).
         """

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..canvas.canvas import Canvas
+from .accumulator import ChunkView
 
 _BLOCK_ELEMENTS = 1 << 24
 
@@ -29,6 +30,32 @@ def shuffle_layer(layer: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return out.reshape(layer.shape)
 
 
+def shuffle_frames(block: torch.Tensor, layer_seed: int, start: int) -> torch.Tensor:
+    """Frames ``start ..`` of a layer's spatial-shuffle control, from the same frames ``block[N, t, H, W]``.
+
+    Frame ``start + i`` is shuffled with the generator seeded ``(layer_seed, start + i)``, so a
+    frame gets the same permutations whatever block it is read in.
+    """
+    shuffled = [
+        shuffle_layer(block[:, i : i + 1], torch.Generator().manual_seed(layer_seed * 100_003 + start + i))
+        for i in range(block.shape[1])
+    ]
+    return torch.cat(shuffled, dim=1)
+
+
+def layer_seeds(layer_names: list[str], seed: int) -> dict[str, int]:
+    """The shuffle seed of each layer of a canvas (by its position) for the control of ``seed``."""
+    return {name: seed * 1_000_003 + index for index, name in enumerate(layer_names)}
+
+
+def shuffled_view(canvas: Canvas, seed: int = 0) -> ChunkView:
+    """The spatial-shuffle control as a view of the canvas's blocks: block for block what
+    :func:`shuffle_canvas` reads, for accumulators fed alongside the canvas's own
+    (:func:`~xinc_bench.probes.accumulator.accumulate`)."""
+    seeds = layer_seeds(canvas.layer_names, seed)
+    return lambda name, start, block: shuffle_frames(block, seeds[name], start)
+
+
 class ShuffledLayer:
     """The spatial-shuffle control of one layer, computed frame by frame when read.
 
@@ -44,12 +71,7 @@ class ShuffledLayer:
 
     def read(self, start: int, stop: int) -> torch.Tensor:
         """Frames ``start:stop`` of the shuffled layer, ``[N, stop - start, H, W]`` float32."""
-        source = self._canvas.layer_frames(self._name, start, stop)
-        shuffled = [
-            shuffle_layer(source[:, i : i + 1], torch.Generator().manual_seed(self._seed * 100_003 + start + i))
-            for i in range(source.shape[1])
-        ]
-        return torch.cat(shuffled, dim=1)
+        return shuffle_frames(self._canvas.layer_frames(self._name, start, stop), self._seed, start)
 
 
 def shuffle_canvas(canvas: Canvas, seed: int = 0) -> Canvas:
@@ -58,9 +80,7 @@ def shuffle_canvas(canvas: Canvas, seed: int = 0) -> Canvas:
     Layers are shuffled lazily, frame by frame, when read (see :class:`ShuffledLayer`), so the
     control of a canvas too big for memory is read in frame chunks like the canvas itself.
     """
-    layers = {
-        name: ShuffledLayer(canvas, name, seed * 1_000_003 + index) for index, name in enumerate(canvas.layer_names)
-    }
+    layers = {name: ShuffledLayer(canvas, name, layer_seed) for name, layer_seed in layer_seeds(canvas.layer_names, seed).items()}
     metadata = {**canvas.metadata, "control": "spatial_shuffle", "shuffle_seed": seed}
     return Canvas(
         layers=layers,

@@ -26,8 +26,7 @@ import torch
 
 from ..canvas.canvas import Canvas
 from ..registry import PROBES
-from .base import ProbeResult
-from .canvas_reading import layer_total
+from .accumulator import ProbeAccumulator, ProbeResult
 from .image_features import intensity, sobel_magnitude
 from .nulls import null_order
 from .numerics import minmax, safe_ratio, top_fraction_mask
@@ -48,7 +47,7 @@ def edge_mask(frames: torch.Tensor, fraction: float) -> torch.Tensor | None:
 
 
 def layer_edges(total: torch.Tensor, frames: torch.Tensor, edges: torch.Tensor | None) -> dict[str, float]:
-    """Edge scores of one layer from its ``S(p)`` ``[T, H, W]`` (see ``layer_total``) given the flat edge mask."""
+    """Edge scores of one layer from its ``S(p)`` ``[T, H, W]`` (see :class:`EdgesProbe`) given the flat edge mask."""
     if edges is None or bool(edges.all()):
         return {"edge_error_ratio": math.nan, "edge_contribution_ratio": math.nan}
     flat = total.reshape(-1).double()
@@ -94,35 +93,44 @@ def layer_edge_draws(
 
 
 @PROBES.register("edges")
-def edges(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
+class EdgesProbe(ProbeAccumulator):
     """SPEC 5.3 for every layer; headline scores are means over layers.
+
+    One pass: each block adds its per-pixel ``S`` to the layer's ``[T, H, W]`` map (float64); the
+    scores and the null draws are computed from those maps.
 
     Params:
         edge_fraction: share of pixels counted as edges (default 0.1).
         null_draws, null_seed: pixel-permutation null draws of the signal (0: none) and their seed.
     """
-    fraction = float(params.get("edge_fraction", 0.1))
-    order = null_order(canvas, params)
-    num_draws = 0 if order is None else order.shape[0]
-    mask = edge_mask(canvas.frames, fraction)
-    per_layer: dict[str, dict[str, float]] = {}
-    draws: list[dict[str, dict[str, float]]] = [{} for _ in range(num_draws)]
-    first_frames: dict[str, torch.Tensor] = {}
-    for name in canvas.layer_names:
-        total = layer_total(canvas, name)
-        per_layer[name] = layer_edges(total, canvas.frames, mask)
-        if order is not None:
-            for draw, values in zip(draws, layer_edge_draws(total, canvas.frames, mask, order)):
-                draw[name] = values
-        first_frames[name] = minmax(total)[0]
-    scores = collect_scores(per_layer)
-    absent = {score: FLAT_REASON for score in scores} if mask is None else {}
-    return ProbeResult(
-        scores=scores,
-        figures={"edges": _figure(canvas, mask, first_frames)},
-        nulls={"pixel_permutation": collect_null_draws(draws)} if num_draws else {},
-        absent=absent,
-    )
+
+    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+        super().__init__(canvas, params)
+        self.totals = {name: torch.zeros(canvas.shape, dtype=torch.float64) for name in canvas.layer_names}
+
+    def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
+        self.totals[layer][start : start + chunk.shape[1]] = chunk.abs().sum(dim=0, dtype=torch.float64)
+
+    def compute(self) -> ProbeResult:
+        canvas, params = self.canvas, self.params
+        mask = edge_mask(canvas.frames, float(params.get("edge_fraction", 0.1)))
+        order = null_order(canvas, params)
+        num_draws = 0 if order is None else order.shape[0]
+        per_layer: dict[str, dict[str, float]] = {}
+        draws: list[dict[str, dict[str, float]]] = [{} for _ in range(num_draws)]
+        for name, total in self.totals.items():
+            per_layer[name] = layer_edges(total, canvas.frames, mask)
+            if order is not None:
+                for draw, values in zip(draws, layer_edge_draws(total, canvas.frames, mask, order)):
+                    draw[name] = values
+        scores = collect_scores(per_layer)
+        first_frames = {name: minmax(total)[0] for name, total in self.totals.items()}
+        return ProbeResult(
+            scores=scores,
+            figures={"edges": _figure(canvas, mask, first_frames)},
+            nulls={"pixel_permutation": collect_null_draws(draws)} if num_draws else {},
+            absent={score: FLAT_REASON for score in scores} if mask is None else {},
+        )
 
 
 def _figure(canvas: Canvas, mask: torch.Tensor | None, first_frames: dict[str, torch.Tensor]) -> Any:

@@ -1,0 +1,127 @@
+"""Probes as accumulators: ``update(chunk)`` on each block of the canvas, ``compute()`` at the end.
+
+A canvas can be far larger than memory and costly to make, so it is read (or, later, traced) once,
+in blocks, and every block is handed to every probe and control while it is in memory (the
+torchmetrics shape). A probe is a :class:`ProbeAccumulator` registered in
+:data:`~xinc_bench.registry.PROBES`:
+
+* it is built from the canvas and the task's parameters, and may read everything of the canvas
+  *except its layers* (frames, masks, flow, reconstruction, metadata, layer names and shapes);
+* :meth:`~ProbeAccumulator.update` receives float32 blocks ``[N, t, H, W]`` holding frames
+  ``start .. start + t - 1`` of one layer. Within a pass every layer's frames arrive once, in
+  frame order; blocks of different layers interleave (all layers of frames 0..t-1, then of the
+  next frames). A block is shared by every accumulator of the pass: never modify it in place;
+* a probe that needs a global view declares ``passes = 2`` (or more) and gets every block again
+  in each pass, :meth:`~ProbeAccumulator.end_pass` being called after each;
+* :meth:`~ProbeAccumulator.compute` returns the :class:`~xinc_bench.probes.base.ProbeResult`.
+
+:func:`accumulate` drives groups of accumulators over one canvas: the task's own accumulators
+read the canvas as it is, a control's read each block through a view (e.g. the spatial shuffle of
+:func:`~xinc_bench.probes.controls.shuffled_view`), so the canvas is read once per pass for all.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..canvas.canvas import Canvas
+
+@dataclass
+class ProbeResult:
+    """What a probe returns.
+
+    Attributes:
+        scores: metric name -> value. Headline metrics use the names declared in the task YAML;
+            per-layer values are ``"<layer>/<metric>"``.
+        figures: artefact name -> matplotlib Figure, saved as ``<name>.png`` beside the record.
+        nulls: null model -> score name -> the score on each null draw (see :mod:`~xinc_bench.probes.nulls`).
+        absent: score name -> why the probe could not compute it on this canvas (then absent from ``scores``).
+    """
+
+    scores: dict[str, float]
+    figures: dict[str, Any] = field(default_factory=dict)
+    nulls: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    absent: dict[str, str] = field(default_factory=dict)
+
+
+#: a view of a block: ``(layer, start, block) -> block`` (e.g. the shuffled control); must not modify its input
+ChunkView = Callable[[str, int, torch.Tensor], torch.Tensor]
+
+
+class ProbeAccumulator(ABC):
+    """A probe that scores a canvas from its blocks (see the module docstring for the contract).
+
+    Args:
+        canvas: the canvas being probed; its layers are not read (they come through :meth:`update`).
+        params: the task's parameters (``null_draws``, ``null_seed`` and the probe's own).
+    """
+
+    #: passes over the canvas the probe needs (a two-pass scheme says 2)
+    passes: int = 1
+
+    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+        self.canvas = canvas
+        self.params = params
+
+    @abstractmethod
+    def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
+        """Take frames ``start .. start + t - 1`` of ``layer``, ``chunk`` float32 ``[N, t, H, W]`` (read only)."""
+
+    def end_pass(self, pass_index: int) -> None:
+        """Called once every block of pass ``pass_index`` was given (default: nothing to do)."""
+
+    @abstractmethod
+    def compute(self) -> ProbeResult:
+        """The scores, null draws, absent scores and figures, once every pass has ended."""
+
+
+@dataclass
+class AccumulatorGroup:
+    """Accumulators that read the canvas through the same view (None: the canvas as it is)."""
+
+    accumulators: Sequence[ProbeAccumulator]
+    view: ChunkView | None = None
+
+
+def window_frames(canvas: Canvas) -> int:
+    """Frames per block: as many as fit the canvas's chunk budget for its largest layer (at least 1)."""
+    return min((canvas.frames_per_chunk(name) for name in canvas.layer_names), default=1)
+
+
+def accumulate(canvas: Canvas, groups: Sequence[AccumulatorGroup]) -> list[list[ProbeResult]]:
+    """Drive every group's accumulators over ``canvas``; the results per group, in order.
+
+    Each pass reads each block of the canvas once (:meth:`Canvas.layer_frames`, which refuses NaN
+    and inf), applies each group's view at most once, and gives the block to every accumulator
+    that still needs the pass. Memory: one block per layer read at a time, plus each view's copy.
+    """
+    passes = max((acc.passes for group in groups for acc in group.accumulators), default=0)
+    num_frames = canvas.shape[0]
+    step = window_frames(canvas)
+    for pass_index in range(passes):
+        active = [
+            (group.view, [acc for acc in group.accumulators if acc.passes > pass_index]) for group in groups
+        ]
+        active = [(view, accs) for view, accs in active if accs]
+        for start in range(0, num_frames, step):
+            stop = min(num_frames, start + step)
+            for name in canvas.layer_names:
+                block = canvas.layer_frames(name, start, stop)
+                for view, accs in active:
+                    seen = block if view is None else view(name, start, block)
+                    for acc in accs:
+                        acc.update(name, start, seen, pass_index)
+        for _, accs in active:
+            for acc in accs:
+                acc.end_pass(pass_index)
+    return [[acc.compute() for acc in group.accumulators] for group in groups]
+
+
+def run_accumulator(accumulator: ProbeAccumulator, canvas: Canvas) -> ProbeResult:
+    """One accumulator driven over ``canvas`` alone (the functional form of a probe)."""
+    return accumulate(canvas, [AccumulatorGroup([accumulator])])[0][0]

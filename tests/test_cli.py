@@ -94,7 +94,7 @@ def test_run_of_the_paper_nerv_on_a_video_end_to_end(tmp_path: Path) -> None:
 def test_a_run_the_disk_cannot_hold_is_refused_before_training(tmp_path: Path) -> None:
     result = xinc("run", "--model", "nerv-paper", "--data", "bikes", "--size", "512x1024", "--frames", "0:30",
                   "--out", tmp_path / "huge")
-    _assert_bad_input(result, "the run's three canvases")
+    _assert_bad_input(result, "the run's two canvases")
     assert "GiB free" in result.stderr and "--float16" in result.stderr
     assert not (tmp_path / "huge").exists()
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 import torch
 
 from xinc_bench.canvas import Canvas
 from xinc_bench.errors import XincError
+from xinc_bench.probes.accumulator import AccumulatorGroup, accumulate
 from xinc_bench.probes.base import ProbeResult, load_task
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.distribution import (
@@ -208,3 +212,81 @@ def test_null_of_an_all_zero_layer_is_zero_like_the_layer() -> None:
 def test_bad_null_pixels_is_a_clear_error() -> None:
     with pytest.raises(XincError, match="null_pixels"):
         _result(torch.rand(N, 1, H, W), null_pixels=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the accumulator: blocks in any grouping, layers never read
+
+
+def _video_canvas(chunk_bytes: int) -> Canvas:
+    """Two layers of 5 frames: at ``chunk_bytes`` the small one fits in one chunk (sorted exactly),
+    the large one does not (radix selection over two passes, then a third)."""
+    generator = torch.Generator().manual_seed(11)
+    layers = {
+        "small": torch.rand(2, 5, H, W, generator=generator) ** 3,
+        "large": torch.randn(N, 5, H, W, generator=generator) * (torch.rand(N, 5, H, W, generator=generator) > 0.3),
+    }
+    layers["large"][4] = 0.0  # an all-zero map
+    return Canvas(layers=layers, frames=torch.zeros(5, H, W, 3), chunk_bytes=chunk_bytes)
+
+
+#: the small layer's five frames fit in one chunk, one frame of the large layer does not
+MIXED_BUDGET = 2 * 5 * H * W * 4
+
+
+def _assert_same_result(first: ProbeResult, second: ProbeResult) -> None:
+    assert first.scores.keys() == second.scores.keys()
+    for name, value in first.scores.items():
+        assert second.scores[name] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), name
+    assert first.nulls.keys() == second.nulls.keys()
+    for model, draws in first.nulls.items():
+        assert draws.keys() == second.nulls[model].keys()
+        for name, values in draws.items():
+            assert second.nulls[model][name] == pytest.approx(values, rel=1e-9, abs=1e-12, nan_ok=True), name
+
+
+def test_blocks_of_any_size_give_the_same_scores_and_draws() -> None:
+    import matplotlib.pyplot as plt
+
+    task = load_task("distribution")
+    results = {}
+    for budget in (1 << 30, MIXED_BUDGET, 1):  # all sorted, one per frame block; mixed; all streamed
+        canvas = _video_canvas(budget)
+        accumulator = task.accumulator(canvas, null_pixels=900)
+        assert accumulator.passes == (1 if budget == 1 << 30 else 3)
+        results[budget] = accumulate(canvas, [AccumulatorGroup([accumulator])])[0][0].result
+        assert not any(math.isnan(value) for value in results[budget].scores.values())
+        assert len(results[budget].nulls["spatial_shuffle"]["gini"]) == 20
+    plt.close("all")
+    _assert_same_result(results[1 << 30], results[MIXED_BUDGET])
+    _assert_same_result(results[1 << 30], results[1])
+
+
+class Unreadable:
+    """A layer that fails the test when read."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        raise AssertionError("accumulator read a layer")
+
+
+def test_accumulator_reads_no_layer() -> None:
+    import matplotlib.pyplot as plt
+
+    canvas = _video_canvas(MIXED_BUDGET)
+    task = load_task("distribution")
+    unreadable = dataclasses.replace(
+        canvas, layers={name: Unreadable(canvas.layer_shape(name)) for name in canvas.layer_names}
+    )
+    accumulator = task.accumulator(unreadable, null_pixels=900)
+    for pass_index in range(accumulator.passes):
+        for start in range(0, 5, 2):  # blocks of two frames, not the canvas's own grouping
+            for name in canvas.layer_names:
+                accumulator.update(name, start, canvas.layer_frames(name, start, min(5, start + 2)), pass_index)
+        accumulator.end_pass(pass_index)
+    fed = accumulator.compute()
+    assert set(fed.figures) == {"neurons_per_pixel"}
+    _assert_same_result(task.run(canvas, null_pixels=900), fed)
+    plt.close("all")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import warnings
@@ -13,8 +14,8 @@ import torch
 
 from xinc_bench.canvas import Canvas
 from xinc_bench.errors import XincError
-from xinc_bench.probes.base import load_task
-from xinc_bench.probes.canvas_reading import layer_total
+from xinc_bench.probes.accumulator import run_accumulator
+from xinc_bench.probes.base import ProbeResult, load_task
 from xinc_bench.probes.clustering import (
     ami_null_draws,
     motion_labels,
@@ -123,7 +124,7 @@ def test_share_vectors_of_a_sample_are_gathered_from_one_frame_chunks() -> None:
     canvas = _motion_canvas("motion")
     canvas.layers = {"layer": torch.rand(5, T, H, W, generator=torch.Generator().manual_seed(2))}
     canvas.chunk_bytes = 1  # one frame per chunk
-    total = layer_total(canvas, "layer")[1:].reshape(-1)
+    total = canvas.layer("layer").abs().sum(dim=0, dtype=torch.float64)[1:].reshape(-1)
     chosen = pixel_sample(total, 300, seed=0)
     mags = canvas.layer("layer")[:, 1:].reshape(5, -1).abs()
     expected = (mags[:, chosen].double() / total[chosen]).T.float()
@@ -262,3 +263,63 @@ def test_image_canvases_list_the_motion_scores_as_absent() -> None:
     assert "motion: false" in off.absent["motion_dominance"]
     zero = _result(Canvas(layers={"layer": torch.zeros(N, 1, H, W)}, frames=_frames()))
     assert "neuron clusters" in zero.absent["silhouette"]
+
+
+def _two_layer_video() -> Canvas:
+    """The motion canvas with two random layers (one with an all-zero map) in place of its own."""
+    canvas = _motion_canvas("motion")
+    gen = torch.Generator().manual_seed(5)
+    second = torch.randn(7, T, H, W, generator=gen) * (torch.rand(7, T, H, W, generator=gen) > 0.4)
+    second[3] = 0.0
+    canvas.layers = {"first": torch.rand(12, T, H, W, generator=gen), "second": second}
+    return canvas
+
+
+def _assert_same_result(expected: ProbeResult, actual: ProbeResult) -> None:
+    assert expected.absent == actual.absent and expected.figures.keys() == actual.figures.keys()
+    assert expected.scores.keys() == actual.scores.keys()
+    for name, value in expected.scores.items():
+        assert actual.scores[name] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), name
+    assert expected.nulls.keys() == actual.nulls.keys()
+    for model, draws in expected.nulls.items():
+        assert draws.keys() == actual.nulls[model].keys()
+        for name, values in draws.items():
+            assert actual.nulls[model][name] == pytest.approx(values, rel=1e-9, abs=1e-12, nan_ok=True), name
+
+
+QUICK = {"pixel_clusters": 8, "max_pixels": 1000, "null_draws": 5}
+
+
+def test_blocks_of_any_size_give_the_same_scores_and_null_draws() -> None:
+    canvas, task = _two_layer_video(), load_task("clustering")
+    results = []
+    for chunk_bytes in (1, 4 * 12 * H * W * 2, 1 << 30):  # one, two and every frame per block
+        blocks = dataclasses.replace(canvas, chunk_bytes=chunk_bytes)
+        results.append(run_accumulator(task.accumulator(blocks, **QUICK), blocks))
+        plt.close("all")
+    assert set(results[0].nulls) == {"spatial_shuffle", "label_permutation"}
+    for result in results[1:]:
+        _assert_same_result(results[0], result)
+
+
+class _Unreadable:
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        raise AssertionError("the accumulator read a layer")
+
+
+def test_the_accumulator_takes_the_layers_from_its_blocks_only() -> None:
+    canvas, task = _two_layer_video(), load_task("clustering")
+    layers = {name: _Unreadable(tuple(layer.shape)) for name, layer in canvas.layers.items()}
+    unreadable = dataclasses.replace(canvas, layers=layers)
+    accumulator = task.accumulator(unreadable, **QUICK)
+    for pass_index in range(accumulator.passes):
+        for start in range(0, T, 2):  # blocks of two frames, layers interleaved
+            for name in canvas.layer_names:
+                accumulator.update(name, start, canvas.layer_frames(name, start, min(T, start + 2)), pass_index)
+        accumulator.end_pass(pass_index)
+    fed = accumulator.compute()
+    plt.close("all")
+    _assert_same_result(_result(canvas, **QUICK), fed)

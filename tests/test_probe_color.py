@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -11,6 +12,7 @@ import torch
 
 from xinc_bench.canvas import Canvas
 from xinc_bench.probes import color as color_probe
+from xinc_bench.probes.accumulator import run_accumulator, window_frames
 from xinc_bench.probes.base import load_task
 from xinc_bench.probes.color import layer_color
 from xinc_bench.probes.controls import shuffle_canvas
@@ -215,3 +217,47 @@ def test_flat_image_scores_are_absent_with_the_reason() -> None:
     plt.close("all")
     for score in ("intensity_pearson", "layer/intensity_spearman", "neuron_channel_correlation"):
         assert "constant" in result.absent[score] and math.isnan(result.scores[score])
+
+
+class _Unreadable:
+    """A layer source whose frames cannot be read: an accumulator gets them through ``update`` only."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        raise AssertionError("accumulator read a layer")
+
+
+def test_accumulator_gives_the_same_results_whatever_the_blocks_and_reads_no_layer() -> None:
+    canvas = _video()  # 3 frames, two layers
+    task = load_task("color")
+    results, windows = [], []
+    for chunk_bytes in (canvas.chunk_bytes, 5 * 8 * 12 * 4 * 2, 1):  # whole layers, 2 frames, 1 frame per block
+        blocks = dataclasses.replace(canvas, chunk_bytes=chunk_bytes)
+        results.append(run_accumulator(task.accumulator(blocks, null_draws=4), blocks))
+        windows.append(window_frames(blocks))
+    plt.close("all")
+    assert windows[0] >= 3 and windows[1:] == [2, 1]
+    whole = results[0]
+    for other in results[1:]:
+        assert other.scores == pytest.approx(whole.scores, rel=1e-9, abs=1e-12, nan_ok=True)
+        assert other.absent == whole.absent and other.nulls.keys() == whole.nulls.keys()
+        for name, draws in whole.nulls["pixel_permutation"].items():
+            assert other.nulls["pixel_permutation"][name] == pytest.approx(draws, rel=1e-9, abs=1e-12), name
+
+    layers = {name: _Unreadable(canvas.layer_shape(name)) for name in canvas.layer_names}
+    accumulator = task.accumulator(dataclasses.replace(canvas, layers=layers), null_draws=4)
+    for pass_index in range(accumulator.passes):
+        for start in range(canvas.shape[0]):
+            for name in canvas.layer_names:
+                block = canvas.layer_frames(name, start, start + 1)
+                accumulator.update(name, start, block, pass_index)
+                assert torch.equal(block, canvas.layer_frames(name, start, start + 1))  # blocks are read only
+        accumulator.end_pass(pass_index)
+    fed, expected = accumulator.compute(), task.run(canvas, null_draws=4)
+    plt.close("all")
+    assert fed.scores == pytest.approx(expected.scores, rel=1e-9, abs=1e-12, nan_ok=True)
+    assert fed.absent == expected.absent and fed.figures.keys() == expected.figures.keys()
+    for name, draws in expected.nulls["pixel_permutation"].items():
+        assert fed.nulls["pixel_permutation"][name] == pytest.approx(draws, rel=1e-9, abs=1e-12), name

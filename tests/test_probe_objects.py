@@ -20,6 +20,7 @@ from xinc_bench.annotate.masks import felzenszwalb_masks
 from xinc_bench.canvas import Canvas
 from xinc_bench.data.synthetic import make_scene
 from xinc_bench.errors import XincError
+from xinc_bench.probes.accumulator import run_accumulator, window_frames
 from xinc_bench.probes.base import ProbeResult, load_task
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.objects import NO_CATEGORIES, instance_labels, profiles
@@ -211,18 +212,68 @@ def test_null_draws_are_reproducible_and_absent_without_draws() -> None:
     assert none.nulls == {} and math.isfinite(none.scores["object_selectivity"])
 
 
-def test_scores_and_null_draws_do_not_depend_on_the_chunk_size() -> None:
+def _video_canvas() -> Canvas:
+    """Four frames, two layers, random masks with four instances in two categories."""
     generator = torch.Generator().manual_seed(4)
     masks = torch.randint(0, 5, (4, 8, 12), generator=generator, dtype=torch.int32)
-    canvas = Canvas(
+    return Canvas(
         layers={"a": torch.randn(5, 4, 8, 12, generator=generator), "b": torch.rand(7, 4, 8, 12, generator=generator)},
         frames=torch.rand(4, 8, 12, 3, generator=generator),
         masks=masks,
         metadata={"categories": {"1": 0, "2": 0, "3": 1, "4": 1}},
     )
+
+
+def test_scores_and_null_draws_do_not_depend_on_the_chunk_size() -> None:
+    canvas = _video_canvas()
     frame_by_frame = dataclasses.replace(canvas, chunk_bytes=1)
     assert frame_by_frame.frames_per_chunk("b") == 1
     whole, chunked = _result(canvas), _result(frame_by_frame)
     assert chunked.scores == pytest.approx(whole.scores, rel=1e-9, abs=1e-12)
     for name, draws in whole.nulls["label_permutation"].items():
         assert chunked.nulls["label_permutation"][name] == pytest.approx(draws, rel=1e-9, abs=1e-12), name
+
+
+class _Unreadable:
+    """A layer source whose frames cannot be read: an accumulator gets them through ``update`` only."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        raise AssertionError("accumulator read a layer")
+
+
+def _assert_same_results(got: ProbeResult, expected: ProbeResult) -> None:
+    assert got.scores == pytest.approx(expected.scores, rel=1e-9, abs=1e-12, nan_ok=True)
+    assert got.absent == expected.absent and got.figures.keys() == expected.figures.keys()
+    assert got.nulls.keys() == expected.nulls.keys() == {"label_permutation"}
+    assert got.nulls["label_permutation"].keys() == expected.nulls["label_permutation"].keys()
+    for name, draws in expected.nulls["label_permutation"].items():
+        assert got.nulls["label_permutation"][name] == pytest.approx(draws, rel=1e-9, abs=1e-12), name
+
+
+def test_accumulator_gives_the_same_results_whatever_the_blocks_and_reads_no_layer() -> None:
+    canvas = _video_canvas()
+    results, windows = [], []
+    for chunk_bytes in (canvas.chunk_bytes, 7 * 8 * 12 * 4 * 3, 1):  # whole layers, 3 frames, 1 frame per block
+        blocks = dataclasses.replace(canvas, chunk_bytes=chunk_bytes)
+        results.append(run_accumulator(TASK.accumulator(blocks, null_draws=6), blocks))
+        windows.append(window_frames(blocks))
+    plt.close("all")
+    assert windows[0] >= 4 and windows[1:] == [3, 1]
+    for other in results[1:]:
+        _assert_same_results(other, results[0])
+
+    layers = {name: _Unreadable(canvas.layer_shape(name)) for name in canvas.layer_names}
+    accumulator = TASK.accumulator(dataclasses.replace(canvas, layers=layers), null_draws=6)
+    for pass_index in range(accumulator.passes):
+        for start in range(canvas.shape[0]):
+            for name in canvas.layer_names:
+                block = canvas.layer_frames(name, start, start + 1)
+                accumulator.update(name, start, block, pass_index)
+                assert torch.equal(block, canvas.layer_frames(name, start, start + 1))  # blocks are read only
+        accumulator.end_pass(pass_index)
+    fed, expected = accumulator.compute(), TASK.run(canvas, null_draws=6)
+    plt.close("all")
+    _assert_same_results(fed, expected)

@@ -8,6 +8,7 @@ none on the others.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -18,6 +19,7 @@ import torch
 
 from xinc_bench.canvas import Canvas
 from xinc_bench.errors import XincError
+from xinc_bench.probes.accumulator import AccumulatorGroup, ProbeResult, accumulate, window_frames
 from xinc_bench.probes.base import load_task
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.image_features import gabor_kernels, gabor_responses
@@ -207,3 +209,50 @@ def test_layer_scores_are_per_neuron_medians() -> None:
     assert spreads["grid"].shape == (N,) and draws == []
     assert scores["s_grid"] == pytest.approx(float(spreads["grid"].median()))
     assert scores["color_bias"] == pytest.approx(1.0) and scores["spatial_agnosticism"] == pytest.approx(0.5)
+
+
+class _Unreadable:
+    """A layer that fails the test when read: the accumulator must get its layers through ``update``."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        raise AssertionError("accumulator read a layer")
+
+
+def _assert_same_result(expected: ProbeResult, got: ProbeResult) -> None:
+    assert got.scores.keys() == expected.scores.keys()
+    for name, value in expected.scores.items():
+        assert got.scores[name] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), name
+    assert got.nulls.keys() == expected.nulls.keys()
+    for model, draws in expected.nulls.items():
+        assert got.nulls[model].keys() == draws.keys()
+        for name, values in draws.items():
+            assert got.nulls[model][name] == pytest.approx(values, rel=1e-9, abs=1e-12, nan_ok=True), name
+    assert got.absent == expected.absent
+
+
+def test_accumulator_scores_do_not_depend_on_blocks_and_never_read_layers() -> None:
+    """A 3-frame, 2-layer canvas: blocks of every size give the same scores and null draws, from ``update`` alone."""
+    image = _canvas(_owners(contiguous_grid((1, H, W), K)) + 0.01, _scatter(1), _scatter(2))
+    noise = torch.rand(5, 3, H, W, generator=torch.Generator().manual_seed(4))
+    layers = {"layer": image.layers["layer"].repeat(1, 3, 1, 1), "noise": noise}
+    canvas = Canvas(layers=layers, frames=image.frames.repeat(3, 1, 1, 1), masks=image.masks.repeat(3, 1, 1))
+    task = load_task("partitions")
+    results = []
+    for frames, chunk_bytes in ((3, canvas.chunk_bytes), (2, N * H * W * 4 * 2), (1, 1)):
+        blocks = dataclasses.replace(canvas, chunk_bytes=chunk_bytes)
+        assert min(window_frames(blocks), 3) == frames
+        results.append(accumulate(blocks, [AccumulatorGroup([task.accumulator(blocks, null_draws=5)])])[0][0].result)
+    for result in results[1:]:
+        _assert_same_result(results[0], result)
+    unreadable = dataclasses.replace(canvas, layers={name: _Unreadable(canvas.layer_shape(name)) for name in layers})
+    acc = task.accumulator(unreadable, null_draws=5)
+    for pass_index in range(acc.passes):
+        for start in (2, 0, 1):  # any frame order: the probe only sums
+            for name in layers:
+                acc.update(name, start, canvas.layer_frames(name, start, start + 1), pass_index)
+        acc.end_pass(pass_index)
+    _assert_same_result(task.run(canvas, null_draws=5), acc.compute())
+    plt.close("all")

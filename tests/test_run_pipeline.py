@@ -148,7 +148,8 @@ def test_progress_prints_one_line_per_stage_without_a_terminal(tmp_path: Path,
     lines = capsys.readouterr().err.splitlines()
     stages = [line.split(" (")[0] for line in lines]
     assert stages == ["[unit] fit ffn-paper on astronaut, 20 steps", "[unit] canvas",
-                      "[unit] canvas of the random-init twin", "[unit] probe distribution", "[unit] probe color"]
+                      "[unit] canvas of the random-init twin", "[unit] probe 2 tasks and the shuffled control",
+                      "[unit] probe 2 tasks on the random-init control"]
     assert all(line.endswith(" s)") for line in lines) and "\r" not in "".join(lines)
 
 

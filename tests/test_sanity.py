@@ -15,7 +15,7 @@ from xinc_bench import cli
 from xinc_bench.runs import RunDir
 from xinc_bench.runs.stages import canvas_run, fit_run, probe_run
 from xinc_bench.inrs import create_inr
-from xinc_bench.probes.base import ProbeResult
+from xinc_bench.probes.base import ProbeAccumulator, ProbeResult
 from xinc_bench.registry import PROBES
 from xinc_bench.runs.sanity import NULL_SD_THRESHOLD, cascade_layers, reinitialise, sanity_check, score_movement
 
@@ -23,20 +23,26 @@ SIZE = (32, 64)
 FRAMES_ONLY = "test-frames-only"
 
 
-def frames_only(canvas, params) -> ProbeResult:
+class FramesOnly(ProbeAccumulator):
     """A probe that ignores the model: the mean of the signal's frames (per layer and headline) and
     the number of canvas layers; the brightness has a null with a known spread (sd > 0)."""
-    value = float(canvas.frames.mean())
-    scores = {f"{name}/brightness": value for name in canvas.layer_names}
-    scores.update(brightness=value, layers=float(len(canvas.layer_names)))
-    draws = int(params["null_draws"])
-    spread = [value + 0.01 * (i - (draws - 1) / 2) for i in range(draws)]
-    nulls = {"pixel_permutation": {name: spread for name in scores if name.endswith("brightness")}} if draws else {}
-    return ProbeResult(scores, nulls=nulls)
+
+    def update(self, layer, start, chunk, pass_index=0) -> None:
+        pass  # the canvas's blocks do not matter
+
+    def compute(self) -> ProbeResult:
+        canvas = self.canvas
+        value = float(canvas.frames.mean())
+        scores = {f"{name}/brightness": value for name in canvas.layer_names}
+        scores.update(brightness=value, layers=float(len(canvas.layer_names)))
+        draws = int(self.params["null_draws"])
+        spread = [value + 0.01 * (i - (draws - 1) / 2) for i in range(draws)]
+        nulls = {"pixel_permutation": {name: spread for name in scores if name.endswith("brightness")}} if draws else {}
+        return ProbeResult(scores, nulls=nulls)
 
 
 if FRAMES_ONLY not in PROBES:
-    PROBES.add(FRAMES_ONLY, frames_only)
+    PROBES.add(FRAMES_ONLY, FramesOnly)
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,9 @@ reshapes by the batch size are all ablated exactly. Two ways, both exact:
   into a tensor computed before the layer, data-dependent control flow on masked values, an
   operation vmap cannot batch); the checks list those layers under ``repeated_layers``.
 
-Either way, batch rows must be independent: on the first chunk the tracer runs an unmasked copy
-beside a fully zeroed one, which must reproduce the plain output. Memory is bounded by a byte
+Either way, batch rows must be independent: on the first chunk of the traced frames (all, or the
+job's window) the tracer runs an unmasked copy beside a fully zeroed one, which must reproduce
+the plain output. Only the window's items are ablated. Memory is bounded by a byte
 budget: a probe forward measures what the model's modules emit per item (pixel or frame), and
 ``k * R`` is chosen so that one forward of the repeated inputs stays within the budget.
 """
@@ -211,8 +212,11 @@ class AblationTracer(Tracer):
         return items, max(1, min(self.neuron_batch, rows // items))
 
     def fill(self, model: nn.Module, job: TraceJob) -> dict[str, Any]:
-        """Fill the canvas; a forward holds ``chunk_size`` output pixels (a frame per copy at least)."""
-        grid = PixelGrid.of(model, job.shape)
+        """Fill the window's canvas; a forward holds ``chunk_size`` output pixels (a frame per copy at least).
+
+        Only the window's pixels (or frames) are ablated; the replica check runs on its first chunk.
+        """
+        grid = PixelGrid.of(model, job.shape, job.window)
         survey = survey_model(model, job.shape)
         layers = [layer for layer in survey.layers if layer.per_sample and layer.name in job.canvas]
         views = {name: grid.canvas_view(array) for name, array in job.canvas.items()}

@@ -19,7 +19,8 @@ ablation tracer is the exact alternative. Exactness checks (returned by :meth:`C
 the head maps sum to ``y`` (relative error), and GELU of a block's summed pre-GELU maps equals
 the next conv's input (absolute error).
 
-Work is streamed: frames in chunks of ``max(1, chunk_size // (H W))``; within a frame chunk,
+Work is streamed: the frames of the traced window (all frames, or the job's ``frames``; frame
+indices stay absolute) in chunks of ``max(1, chunk_size // (H W))``; within a frame chunk,
 kernels in groups holding at most ``max_chunk_values`` canvas values; each group is computed with
 one grouped convolution and written straight into the canvas arrays, so no layer is ever held
 whole in memory.
@@ -206,28 +207,32 @@ class CNNTracer(Tracer):
         return select_canvas_layers(model, counts, "cnn")
 
     def fill(self, model: nn.Module, job: TraceJob) -> dict[str, Any]:
-        """Fill ``canvas[layer]`` (``[N, T, H, W]``, ``n = i * C_conv + o``) and ``recon`` (``[T, H, W, 3]``).
+        """Fill ``canvas[layer]`` (``[N, F, H, W]``, ``n = i * C_conv + o``) and ``recon`` (``[F, H, W, 3]``).
 
-        ``chunk_size`` counts pixels: ``max(1, chunk_size // (H W))`` frames are traced at once.
+        Traces frames ``a .. b - 1`` of ``job.window`` (``F = b - a``). ``chunk_size`` counts
+        pixels: ``max(1, chunk_size // (H W))`` frames are traced at once.
 
         Returns:
-            ``head_sum_max_rel_error`` and ``<block>_gelu_sum_max_abs_error`` for the traced layers.
+            ``head_sum_max_rel_error`` and ``<block>_gelu_sum_max_abs_error`` for the traced layers,
+            over the window's frames.
         """
-        num_frames, height, width = job.shape
+        _, height, width = job.shape
+        first_frame, stop_frame = job.window
         frames_per_chunk = max(1, job.chunk_size // (height * width))
         layers = canvas_convs(model)
         device = model.head.weight.device
         checks: dict[str, float] = {}
         with _float32_convolutions():
-            for start in range(0, num_frames, frames_per_chunk):
-                t = torch.arange(start, min(start + frames_per_chunk, num_frames), device=device)
+            for start in range(first_frame, stop_frame, frames_per_chunk):
+                t = torch.arange(start, min(start + frames_per_chunk, stop_frame), device=device)
+                row = start - first_frame  # the chunk's first frame in the window's arrays
                 result = model.trace(t)
-                job.recon[start : start + len(t)] = result.output.permute(0, 2, 3, 1).cpu().numpy()
+                job.recon[row : row + len(t)] = result.output.permute(0, 2, 3, 1).cpu().numpy()
                 targets = result.inputs[1:] + [result.head_output]
                 for layer, x, target in zip(layers, result.inputs, targets):
                     if layer.name not in job.canvas:
                         continue
-                    summed = self._fill_layer(layer, x, job.canvas[layer.name], start)
+                    summed = self._fill_layer(layer, x, job.canvas[layer.name], row)
                     name, error = _layer_error(layer, summed, target)
                     checks[name] = max(checks.get(name, 0.0), error)
                 job.advance(len(t) * height * width)

@@ -22,6 +22,9 @@ Maps of modules working at a lower resolution than the output are carried to it 
 upsampling: exact for the layer itself, an approximation of where its contribution lands in
 the output beyond the last layer (as the NeRV rules of SPEC 4.2 are).
 
+A trace of a window of frames (:attr:`~xinc_bench.canvas.tracer.TraceJob.frames`) runs the model
+on that window's coordinates or frame indices only (:class:`PixelGrid`).
+
 Contributions are computed inside each module's forward hook, from the exact tensors the
 module consumed and produced, so in-place operations that run later in the forward (an
 ``nn.ReLU(inplace=True)`` overwriting a layer's output, say) cannot change them. The unsafe
@@ -71,15 +74,23 @@ class PixelGrid:
     Coordinate INRs (``kind = "coords"``) take ``[R, D]`` coordinates and return ``[R, 3]``:
     an item is a pixel. Frame INRs (``kind = "frame"``) take ``[R]`` frame indices and return
     ``[R, 3, H, W]``: an item is a frame of ``H * W`` pixels.
+
+    The grid covers the window ``frames = (a, b)`` of the signal's ``T`` frames (all of them by
+    default): items are the window's pixels or frames, numbered from 0, while the model's inputs
+    keep the frames' absolute time (index ``a + i``, coordinates spaced over ``T`` frames).
     """
 
     kind: str
     shape: tuple[int, int, int]
+    frames: tuple[int, int]
     device: torch.device
     coords: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, model: nn.Module, shape: tuple[int, int, int]) -> "PixelGrid":
+    def of(
+        cls, model: nn.Module, shape: tuple[int, int, int], frames: tuple[int, int] | None = None
+    ) -> "PixelGrid":
+        """The grid of ``model`` on a ``(T, H, W)`` signal, over frames ``[a, b)`` (None: all ``T``)."""
         kind = getattr(model, "input_kind", "coords")
         if kind not in PROBE_BATCH:
             raise XincError(
@@ -90,14 +101,16 @@ class PixelGrid:
         if tensor is None:
             tensor = next(iter(model.buffers()), None)
         device = tensor.device if tensor is not None else torch.device("cpu")
-        coords = signal_coordinates(*shape) if kind == "coords" else None
-        return cls(kind, (int(shape[0]), int(shape[1]), int(shape[2])), device, coords)
+        window = frames if frames is not None else (0, int(shape[0]))
+        coords = signal_coordinates(*shape, frames=window) if kind == "coords" else None
+        return cls(kind, (int(shape[0]), int(shape[1]), int(shape[2])), window, device, coords)
 
     @property
     def num_items(self) -> int:
-        """Pixels ``T * H * W`` (coordinate INRs) or frames ``T`` (frame INRs)."""
-        num_frames, height, width = self.shape
-        return num_frames * height * width if self.kind == "coords" else num_frames
+        """Pixels ``F * H * W`` (coordinate INRs) or frames ``F`` (frame INRs) of the window's ``F`` frames."""
+        first, stop = self.frames
+        _, height, width = self.shape
+        return (stop - first) * height * width if self.kind == "coords" else stop - first
 
     @property
     def item_pixels(self) -> int:
@@ -111,9 +124,10 @@ class PixelGrid:
             yield start, min(start + step, self.num_items)
 
     def inputs(self, start: int, stop: int) -> torch.Tensor:
-        """Model input for items ``start:stop``: ``[R, D]`` coordinates or ``[R]`` frame indices."""
+        """Model input for items ``start:stop`` of the window: ``[R, D]`` coordinates or ``[R]`` frame indices."""
         if self.coords is None:
-            return torch.arange(start, stop, device=self.device)
+            first = self.frames[0]
+            return torch.arange(first + start, first + stop, device=self.device)
         return self.coords[start:stop].to(self.device)
 
     def expected_output(self, rows: int) -> tuple[int, ...]:
@@ -137,11 +151,11 @@ class PixelGrid:
         return output.reshape(rows, self.item_pixels, 3).float().cpu()
 
     def canvas_view(self, array: np.ndarray) -> np.ndarray:
-        """``[N, T, H, W]`` canvas array viewed as ``[N, num_items, item_pixels]`` (no copy)."""
+        """``[N, F, H, W]`` canvas array of the window viewed as ``[N, num_items, item_pixels]`` (no copy)."""
         return array.reshape(array.shape[0], self.num_items, self.item_pixels)
 
     def recon_view(self, recon: np.ndarray) -> np.ndarray:
-        """``[T, H, W, 3]`` reconstruction viewed as ``[num_items, item_pixels, 3]`` (no copy)."""
+        """``[F, H, W, 3]`` reconstruction of the window viewed as ``[num_items, item_pixels, 3]`` (no copy)."""
         return recon.reshape(self.num_items, self.item_pixels, 3)
 
 
@@ -369,8 +383,11 @@ class LinearTracer(Tracer):
         return counts
 
     def fill(self, model: nn.Module, job: TraceJob) -> dict[str, Any]:
-        """Fill the canvas chunk by chunk; ``chunk_size`` counts output pixels (at least one frame)."""
-        grid = PixelGrid.of(model, job.shape)
+        """Fill the window's canvas chunk by chunk; ``chunk_size`` counts output pixels (at least one frame).
+
+        Only the window's pixels (or frames) are run through the model; the checks cover them.
+        """
+        grid = PixelGrid.of(model, job.shape, job.window)
         survey = self._survey(model, job.shape)
         all_layers = survey.layers
         last = all_layers[-1].name

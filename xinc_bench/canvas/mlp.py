@@ -8,7 +8,9 @@ neuron ``j`` contributes ``c_jk(p) = a_j(p) W[k, j] + b[k] / N`` to target unit 
   the golden values), or the same sum without the ReLU (variant ``signed``, see SPEC 8.7).
 
 Both are a per-neuron affine map of the activations, so the canvas costs one forward pass plus
-an element-wise product; pixels are processed in chunks written straight into the output.
+an element-wise product; pixels are processed in chunks written straight into the output. A
+window of frames (:attr:`~xinc_bench.canvas.tracer.TraceJob.frames`) traces the coordinates of
+those frames only.
 
 Complex networks (WIRE). Hidden activations ``a_j`` and the weights ``W``, ``b`` of every Linear
 after the first are complex, and the network emits the real part of its last Linear. A
@@ -76,9 +78,12 @@ class MLPTracer(Tracer):
         return select_canvas_layers(model, counts, "mlp")
 
     def fill(self, model: nn.Module, job: TraceJob) -> dict[str, Any]:
-        """Fill the canvas ``chunk_size`` pixels at a time; checks ``output_sum_max_rel_error``."""
+        """Fill the window's canvas ``chunk_size`` pixels at a time; checks ``output_sum_max_rel_error``.
+
+        Only the coordinates of the window's frames are built and traced.
+        """
         chunk_size = job.chunk_size
-        coords = signal_coordinates(*job.shape)
+        coords = signal_coordinates(*job.shape, frames=job.window)
         flat = {name: array.reshape(array.shape[0], -1) for name, array in job.canvas.items()}
         recon_flat = job.recon.reshape(-1, 3)
         worst_error = 0.0

@@ -159,19 +159,31 @@ def _accepted_arguments(factory: Any) -> set[str]:
     return names
 
 
-def video_coordinates(num_frames: int, height: int, width: int) -> torch.Tensor:
-    """``[T * H * W, 3]`` coordinates ``[t, y, x]``: y, x as :func:`image_coordinates`, t in [-1, 1]."""
+def video_coordinates(
+    num_frames: int, height: int, width: int, frames: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """``[T * H * W, 3]`` coordinates ``[t, y, x]``: y, x as :func:`image_coordinates`, t in [-1, 1].
+
+    With ``frames = (a, b)`` only the rows of frames ``a .. b - 1`` are built, ``[(b - a) * H * W, 3]``
+    (t still spaced over all ``T`` frames).
+    """
+    first, stop = frames if frames is not None else (0, num_frames)
     spatial = image_coordinates(height, width)
     ts = torch.linspace(-1.0, 1.0, num_frames) if num_frames > 1 else torch.zeros(1)
-    t_column = ts.repeat_interleave(spatial.shape[0])[:, None]
-    return torch.cat([t_column, spatial.repeat(num_frames, 1)], dim=1)
+    t_column = ts[first:stop].repeat_interleave(spatial.shape[0])[:, None]
+    return torch.cat([t_column, spatial.repeat(stop - first, 1)], dim=1)
 
 
-def signal_coordinates(num_frames: int, height: int, width: int) -> torch.Tensor:
-    """Inputs of a coordinate INR for a ``T x H x W`` signal: 2-D for images, 3-D for videos."""
+def signal_coordinates(
+    num_frames: int, height: int, width: int, frames: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Inputs of a coordinate INR for a ``T x H x W`` signal: 2-D for images, 3-D for videos.
+
+    ``frames = (a, b)`` builds only the rows of frames ``a .. b - 1`` (an image's one frame is ``(0, 1)``).
+    """
     if num_frames == 1:
         return image_coordinates(height, width)
-    return video_coordinates(num_frames, height, width)
+    return video_coordinates(num_frames, height, width, frames)
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ read the canvas as it is, a control's read each block through a view (e.g. the s
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from dataclasses import field
@@ -30,6 +31,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..canvas.canvas import Canvas
+from ..errors import XincError
 
 @dataclass
 class ProbeResult:
@@ -88,40 +90,95 @@ class AccumulatorGroup:
     view: ChunkView | None = None
 
 
+@dataclass
+class Accumulated:
+    """What became of one accumulator: its result, or the error that stopped it; and its own time.
+
+    ``seconds`` counts the accumulator's ``update``, ``end_pass`` and ``compute`` calls, not the
+    shared reads of the canvas.
+    """
+
+    result: ProbeResult | None = None
+    error: XincError | None = None
+    seconds: float = 0.0
+
+
 def window_frames(canvas: Canvas) -> int:
     """Frames per block: as many as fit the canvas's chunk budget for its largest layer (at least 1)."""
     return min((canvas.frames_per_chunk(name) for name in canvas.layer_names), default=1)
 
 
-def accumulate(canvas: Canvas, groups: Sequence[AccumulatorGroup]) -> list[list[ProbeResult]]:
-    """Drive every group's accumulators over ``canvas``; the results per group, in order.
+def num_passes(groups: Sequence[AccumulatorGroup]) -> int:
+    """Passes over the canvas that ``groups`` need (the most any of their accumulators declares)."""
+    return max((acc.passes for group in groups for acc in group.accumulators), default=0)
+
+
+def accumulate(
+    canvas: Canvas,
+    groups: Sequence[AccumulatorGroup],
+    *,
+    isolate_errors: bool = False,
+    advance: Callable[[int], None] | None = None,
+) -> list[list[Accumulated]]:
+    """Drive every group's accumulators over ``canvas``; what became of each, per group, in order.
 
     Each pass reads each block of the canvas once (:meth:`Canvas.layer_frames`, which refuses NaN
-    and inf), applies each group's view at most once, and gives the block to every accumulator
-    that still needs the pass. Memory: one block per layer read at a time, plus each view's copy.
+    and inf), applies each group's view once, and gives the block to every accumulator that still
+    needs the pass. Memory: one block of one layer at a time, plus each view's copy of it.
+
+    Args:
+        isolate_errors: an accumulator raising :class:`~xinc_bench.errors.XincError` stops alone
+            (its :attr:`Accumulated.error`) and the others carry on; otherwise the error propagates.
+            Errors reading the canvas always propagate: they concern every accumulator.
+        advance: called with the frames of each block once every layer of it was given (progress;
+            they add up to ``passes * T``, :func:`num_passes`).
     """
-    passes = max((acc.passes for group in groups for acc in group.accumulators), default=0)
+    runs = [[Accumulated() for _ in group.accumulators] for group in groups]
+
+    def call(run: Accumulated, method: Callable[..., Any], *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return method(*args)
+        except XincError as exc:
+            if not isolate_errors:
+                raise
+            run.error = exc
+        finally:
+            run.seconds += time.perf_counter() - started
+
     num_frames = canvas.shape[0]
     step = window_frames(canvas)
-    for pass_index in range(passes):
-        active = [
-            (group.view, [acc for acc in group.accumulators if acc.passes > pass_index]) for group in groups
-        ]
-        active = [(view, accs) for view, accs in active if accs]
+    for pass_index in range(num_passes(groups)):
+        active = []
+        for group, group_runs in zip(groups, runs):
+            members = [(acc, run) for acc, run in zip(group.accumulators, group_runs)
+                       if acc.passes > pass_index and run.error is None]
+            if members:
+                active.append((group.view, members))
         for start in range(0, num_frames, step):
             stop = min(num_frames, start + step)
             for name in canvas.layer_names:
                 block = canvas.layer_frames(name, start, stop)
-                for view, accs in active:
+                for view, members in active:
                     seen = block if view is None else view(name, start, block)
-                    for acc in accs:
-                        acc.update(name, start, seen, pass_index)
-        for _, accs in active:
-            for acc in accs:
-                acc.end_pass(pass_index)
-    return [[acc.compute() for acc in group.accumulators] for group in groups]
+                    for acc, run in members:
+                        if run.error is None:
+                            call(run, acc.update, name, start, seen, pass_index)
+            if advance is not None:
+                advance(stop - start)
+        for _, members in active:
+            for acc, run in members:
+                if run.error is None:
+                    call(run, acc.end_pass, pass_index)
+    for group, group_runs in zip(groups, runs):
+        for acc, run in zip(group.accumulators, group_runs):
+            if run.error is None:
+                run.result = call(run, acc.compute)
+    return runs
 
 
 def run_accumulator(accumulator: ProbeAccumulator, canvas: Canvas) -> ProbeResult:
     """One accumulator driven over ``canvas`` alone (the functional form of a probe)."""
-    return accumulate(canvas, [AccumulatorGroup([accumulator])])[0][0]
+    result = accumulate(canvas, [AccumulatorGroup([accumulator])])[0][0].result
+    assert result is not None
+    return result

@@ -83,10 +83,7 @@ class Task:
 
         ``null_draws`` overrides the task's number of null draws (0: none, e.g. for controls).
         """
-        probe = self.accumulator(canvas, null_draws, **overrides)
-        if isinstance(probe, ProbeResult):  # TRANSITION: a probe not yet converted to an accumulator
-            return probe
-        return run_accumulator(probe, canvas)
+        return run_accumulator(self.accumulator(canvas, null_draws, **overrides), canvas)
 
     def accumulator(self, canvas: Canvas, null_draws: int | None = None, **overrides: Any) -> ProbeAccumulator:
         """The task's probe as an accumulator over ``canvas`` (see :mod:`~xinc_bench.probes.accumulator`).
@@ -127,7 +124,10 @@ def load_task(name_or_path: str, tasks_dir: Path = TASKS_DIR) -> Task:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise XincError(f"task file {path} is malformed ({exc!r}); it needs name, version, probe and metrics") from exc
-    PROBES.get(task.probe)  # unknown probe names fail here, listing the known ones
+    probe = PROBES.get(task.probe)  # unknown probe names fail here, listing the known ones
+    if not (isinstance(probe, type) and issubclass(probe, ProbeAccumulator)):
+        raise XincError(f"probe {task.probe!r} ({probe!r}) is not a ProbeAccumulator subclass; a probe implements "
+                        "update(layer, start, chunk) and compute() (see xinc_bench.probes.accumulator)")
     for metric in task.metrics.values():
         if metric.null is not None:
             NULL_MODELS.entry(metric.null)  # unknown null models fail here, listing the known ones

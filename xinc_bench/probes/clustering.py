@@ -18,11 +18,15 @@ below ``motion_threshold`` px, else ``flow_magnitude_bins`` quantile bins of the
 ``flow_direction_bins`` direction sectors) and ``object_ami`` with the masks;
 ``motion_dominance = motion_ami - object_ami``. Image canvases report no motion scores.
 
-Layers are read in frame chunks. The sampled share vectors are held in memory (``max_pixels x N``
-float32, and k-means works on float64 copies of them, about 8x that at its peak), so
-``max_share_values`` caps the sample of a layer of N neurons at ``max_share_values // N`` pixels
-(the task sets 2^28: layers up to 4,096 neurons keep all ``max_pixels``; the paper NeRV's block 1,
-18,352 kernels, gets 14,627 pixels and about 10 GiB). Unset, there is no cap.
+The probe is an accumulator over two passes of the canvas's blocks (:class:`ClusteringProbe`):
+pass 0 takes each neuron's extrema and, for motion clustering, each pixel's ``S``; pass 1 sums the
+normalised maps per pixel cluster (with the spatial-shuffle draws), gathers the share vectors of
+the sampled pixels and keeps the two frames the figures show. The sampled share vectors are held
+in memory (``max_pixels x N`` float32 per layer, all layers at once during pass 1, and k-means
+works on float64 copies of one layer's, about 8x that at its peak), so ``max_share_values`` caps
+the sample of a layer of N neurons at ``max_share_values // N`` pixels (the task sets 2^28:
+layers up to 4,096 neurons keep all ``max_pixels``; the paper NeRV's block 1, 18,352 kernels,
+gets 14,627 pixels and about 10 GiB at the k-means peak). Unset, there is no cap.
 
 **Nulls** (no further pass over the canvas):
 
@@ -55,13 +59,12 @@ import torch
 from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
-from .base import ProbeResult
-from .canvas_reading import layer_extrema, layer_total, magnitude_chunks
+from .accumulator import ProbeAccumulator, ProbeResult
 from .image_features import GABOR_BANKS
 from .inputs import choice, require_flow, require_masks
 from .kmeans import kmeans_centres, kmeans_labels, nearest_centre
 from .nulls import generator, permutations
-from .numerics import finite_mean, group_sums
+from .numerics import finite_mean, group_sums, magnitudes
 from .pixel_partitions import gabor_clusters
 from .plotting import pyplot
 from .scores import collect_scores
@@ -79,6 +82,75 @@ _REASONS = {
 }
 
 
+class NeuronVectorSums:
+    """The neuron vectors of one layer (see :func:`neuron_vectors`), accumulated from its blocks in two passes.
+
+    Pass 0 gives every block to :meth:`add_extrema` (per-neuron minimum and maximum of ``|C|``),
+    then :meth:`end_extrema`; pass 1 gives every block to :meth:`add_sums` (the sums of the
+    normalised maps over each pixel cluster, and over each spatial-shuffle draw's own permuted
+    labels). Blocks may come in any frame ranges; the draws do not depend on them. Memory:
+    ``[N]`` extrema, ``[N, K]`` and ``[shuffles, N, K]`` float64 sums.
+
+    Args:
+        num_neurons: N of the layer.
+        pixel_labels: ``[T, H, W]`` int64 pixel cluster of each pixel, in ``0..num_clusters-1``.
+        num_clusters: K.
+        shuffles: spatial-shuffle draws (0: none).
+        null_seed: their seed.
+    """
+
+    def __init__(
+        self, num_neurons: int, pixel_labels: torch.Tensor, num_clusters: int, shuffles: int = 0, null_seed: int = 0
+    ) -> None:
+        self.pixel_labels = pixel_labels
+        self.frame_labels = pixel_labels.reshape(pixel_labels.shape[0], -1)
+        self.num_clusters, self.shuffles, self.null_seed = num_clusters, shuffles, null_seed
+        self.low: torch.Tensor | None = None
+        self.high: torch.Tensor | None = None
+        self.sums = torch.zeros(num_neurons, num_clusters, dtype=torch.float64)
+        self.null_sums = torch.zeros(shuffles, num_neurons, num_clusters, dtype=torch.float64)
+
+    def add_extrema(self, mags: torch.Tensor) -> None:
+        """Pass 0: take ``|C|`` ``[N, t * H * W]`` of some frames into the per-neuron extrema."""
+        low, high = mags.amin(dim=1), mags.amax(dim=1)
+        self.low = low if self.low is None else torch.minimum(self.low, low)
+        self.high = high if self.high is None else torch.maximum(self.high, high)
+
+    def end_extrema(self) -> None:
+        """End of pass 0: the normalisation of each map (a constant map becomes zero)."""
+        self.span = (self.high - self.low)[:, None]
+        self.scale = torch.where(self.span > 0, self.span, 1.0)
+        self.alive = torch.nonzero(self.high > 0).reshape(-1)
+
+    def add_sums(self, start: int, mags: torch.Tensor) -> None:
+        """Pass 1: take ``|C|`` ``[N, t * H * W]`` of frames ``start .. start + t - 1`` into the sums.
+
+        The normalised maps (float32, as a whole-layer normalisation) are summed in float64. Draw
+        ``d`` of frame ``t`` permutes every neuron's map over the frame's pixels with the generator
+        of stream ``(d, t)`` of ``null_seed``.
+        """
+        num_frames, frame_pixels = self.frame_labels.shape
+        num_neurons = mags.shape[0]
+        stop = start + mags.shape[1] // frame_pixels
+        normalised = torch.where(self.span > 0, (mags - self.low[:, None]) / self.scale, 0.0)
+        chunk_labels = self.frame_labels[start:stop]
+        self.sums += group_sums(normalised, chunk_labels.reshape(-1), self.num_clusters)
+        if not self.shuffles:
+            return
+        values = normalised.double().reshape(num_neurons, stop - start, frame_pixels)
+        for draw in range(self.shuffles):
+            for offset, frame in enumerate(range(start, stop)):
+                gen = generator(self.null_seed, _SHUFFLE_STREAM + (draw * num_frames + frame) * _STREAMS)
+                order = torch.rand(num_neurons, frame_pixels, generator=gen).argsort(dim=1)
+                own_labels = chunk_labels[offset][order]  # [N, H * W]: each neuron's own permuted labels
+                self.null_sums[draw].scatter_add_(1, own_labels, values[:, offset])
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """After pass 1: the vectors ``[N', K]``, the neurons' indices ``[N']``, the draws' vectors ``[D, N', K]``."""
+        areas = torch.bincount(self.pixel_labels.reshape(-1), minlength=self.num_clusters).double()
+        return self.sums[self.alive] / areas, self.alive, self.null_sums[:, self.alive] / areas
+
+
 def neuron_vectors(
     canvas: Canvas,
     name: str,
@@ -91,40 +163,25 @@ def neuron_vectors(
     indices, and the vectors of ``shuffles`` spatial-shuffle draws ``[shuffles, N', K]``.
 
     Each map ``|C_n|`` is min-max normalised over all its pixels (a constant map becomes zero),
-    then averaged over the pixels of each cluster of ``pixel_labels[T, H, W]``. Two passes over
-    the layer's frame chunks: the per-neuron extrema, then the sums of the normalised maps (in
-    float32, as a whole-layer normalisation, accumulated in float64).
+    then averaged over the pixels of each cluster of ``pixel_labels[T, H, W]``. Two reads of the
+    layer's frame chunks (:class:`NeuronVectorSums`): the per-neuron extrema, then the sums of the
+    normalised maps (in float32, as a whole-layer normalisation, accumulated in float64).
 
     A spatial-shuffle draw permutes every neuron's map over the pixels of each frame independently
     of the other neurons (as :func:`~xinc_bench.probes.controls.shuffle_canvas` does) before the
     averaging; the extrema, hence the normalisation, are unchanged by a permutation. It is
-    computed in the same pass: each neuron's normalised map is summed over its own permuted copy of
-    the pixel labels (one label gather and scatter-add per draw and frame, no further read). Draw
-    ``d`` of frame ``t`` uses the generator of stream ``(d, t)`` of ``null_seed``, so the draws do not
-    depend on how the layer is chunked.
+    computed in the second read: each neuron's normalised map is summed over its own permuted copy
+    of the pixel labels (one label gather and scatter-add per draw and frame, no further read).
+    Draw ``d`` of frame ``t`` uses the generator of stream ``(d, t)`` of ``null_seed``, so the draws
+    do not depend on how the layer is chunked. (The probe accumulates the same from its blocks.)
     """
-    low, high = layer_extrema(canvas, name)
-    span = (high - low)[:, None]
-    scale = torch.where(span > 0, span, 1.0)
-    frame_labels = pixel_labels.reshape(pixel_labels.shape[0], -1)
-    num_neurons, frame_pixels = low.numel(), frame_labels.shape[1]
-    sums = torch.zeros(num_neurons, num_clusters, dtype=torch.float64)
-    null_sums = torch.zeros(shuffles, num_neurons, num_clusters, dtype=torch.float64)
-    for start, mags in magnitude_chunks(canvas, name):
-        stop = start + mags.shape[1] // frame_pixels
-        normalised = torch.where(span > 0, (mags - low[:, None]) / scale, 0.0)
-        chunk_labels = frame_labels[start:stop]
-        sums += group_sums(normalised, chunk_labels.reshape(-1), num_clusters)
-        values = normalised.double().reshape(num_neurons, stop - start, frame_pixels)
-        for draw in range(shuffles):
-            for offset, frame in enumerate(range(start, stop)):
-                gen = generator(null_seed, _SHUFFLE_STREAM + (draw * canvas.shape[0] + frame) * _STREAMS)
-                order = torch.rand(num_neurons, frame_pixels, generator=gen).argsort(dim=1)
-                own_labels = chunk_labels[offset][order]  # [N, H * W]: each neuron's own permuted labels
-                null_sums[draw].scatter_add_(1, own_labels, values[:, offset])
-    alive = torch.nonzero(high > 0).reshape(-1)
-    areas = torch.bincount(pixel_labels.reshape(-1), minlength=num_clusters).double()
-    return sums[alive] / areas, alive, null_sums[:, alive] / areas
+    state = NeuronVectorSums(canvas.layer_shape(name)[0], pixel_labels, num_clusters, shuffles, null_seed)
+    for _, chunk in canvas.frame_chunks(name):
+        state.add_extrema(magnitudes(chunk))
+    state.end_extrema()
+    for start, chunk in canvas.frame_chunks(name):
+        state.add_sums(start, magnitudes(chunk))
+    return state.result()
 
 
 def cluster_neurons(vectors: np.ndarray, num_clusters: int, method: str, seed: int) -> np.ndarray:
@@ -223,24 +280,53 @@ def pixel_sample(total: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
     return candidates[chosen].sort().values
 
 
-def share_vectors(canvas: Canvas, name: str, pixels: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
-    """Share vectors ``f(t, p) = |C(t, p)| / S(t, p)`` of some pixels of frames ``t >= 1``: ``[P', N]`` float32.
+class ShareSample:
+    """The share vectors of some pixels of frames ``t >= 1`` of one layer, gathered from its blocks.
 
-    Gathered from the layer's frame chunks; memory ``P' x N x 4`` bytes plus one chunk.
+    Memory ``P' x N x 4`` bytes. Blocks may come in any frame ranges (each sampled pixel is taken
+    from the block that holds it).
 
     Args:
         pixels: sorted flat indices ``[P']`` into the pixels ``[(T - 1) H W]`` of frames ``t >= 1``.
-        total: ``S`` of those pixels ``[(T - 1) H W]`` (float64, :func:`layer_total`), nonzero at ``pixels``.
+        totals: ``S`` of those pixels ``[P']`` (float64), nonzero.
+        num_neurons: N of the layer.
+        frame_pixels: ``H * W``.
+    """
+
+    def __init__(self, pixels: torch.Tensor, totals: torch.Tensor, num_neurons: int, frame_pixels: int) -> None:
+        self.pixels, self.totals, self.frame_pixels = pixels, totals, frame_pixels
+        self.flat = pixels + frame_pixels
+        self.shares = torch.empty(pixels.numel(), num_neurons)
+
+    def update(self, start: int, mags: torch.Tensor) -> None:
+        """Take the sampled pixels of ``|C|`` ``[N, t * H * W]`` of frames ``start .. start + t - 1``."""
+        offset = start * self.frame_pixels
+        bounds = torch.tensor([offset, offset + mags.shape[1]])
+        first, last = torch.searchsorted(self.flat, bounds).tolist()
+        self.shares[first:last] = mags[:, self.flat[first:last] - offset].T
+
+    def vectors(self) -> torch.Tensor:
+        """Once every block was taken: ``f(t, p) = |C(t, p)| / S(t, p)`` of the pixels, ``[P', N]`` float32.
+
+        Divides the gathered values in place (no second copy of the sample): call it once.
+        """
+        return self.shares.div_(self.totals[:, None])
+
+
+def share_vectors(canvas: Canvas, name: str, pixels: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """Share vectors ``f(t, p) = |C(t, p)| / S(t, p)`` of some pixels of frames ``t >= 1``: ``[P', N]`` float32.
+
+    Gathered from the layer's frame chunks (:class:`ShareSample`); memory ``P' x N x 4`` bytes plus one chunk.
+
+    Args:
+        pixels: sorted flat indices ``[P']`` into the pixels ``[(T - 1) H W]`` of frames ``t >= 1``.
+        total: ``S`` of those pixels ``[(T - 1) H W]`` (float64), nonzero at ``pixels``.
     """
     num_neurons, _, height, width = canvas.layer_shape(name)
-    flat = pixels + height * width
-    shares = torch.empty(pixels.numel(), num_neurons)
-    for start, mags in magnitude_chunks(canvas, name):
-        offset = start * height * width
-        bounds = torch.tensor([offset, offset + mags.shape[1]])
-        first, last = torch.searchsorted(flat, bounds).tolist()
-        shares[first:last] = mags[:, flat[first:last] - offset].T
-    return shares.div_(total[pixels, None])
+    sample = ShareSample(pixels, total[pixels], num_neurons, height * width)
+    for start, chunk in canvas.frame_chunks(name):
+        sample.update(start, magnitudes(chunk))
+    return sample.vectors()
 
 
 def sample_limit(settings: dict[str, Any], num_neurons: int) -> int:
@@ -256,12 +342,12 @@ def sample_limit(settings: dict[str, Any], num_neurons: int) -> int:
 
 
 def layer_motion_clustering(
-    canvas: Canvas, name: str, motion: torch.Tensor, objects: torch.Tensor, settings: dict[str, Any]
+    sample: ShareSample, motion: torch.Tensor, objects: torch.Tensor, settings: dict[str, Any]
 ) -> tuple[dict[str, float], np.ndarray | None, list[dict[str, float]]]:
-    """AMI of share-vector pixel clusters with motion and with objects for layer ``name``.
+    """AMI of share-vector pixel clusters with motion and with objects for one layer.
 
-    ``motion`` and ``objects`` are the flat labels ``[(T - 1) H W]`` of frames ``t >= 1``. The layer
-    is read in frame chunks: ``S`` first, then the share vectors of the sampled pixels. Also
+    ``sample`` holds the share vectors of the layer's sampled pixels (every block taken);
+    ``motion`` and ``objects`` are the flat labels ``[(T - 1) H W]`` of frames ``t >= 1``. Also
     returns the centres (None when no pixel has contribution) for the cluster-map figure, and the
     scores of ``settings["null_draws"]`` label-permutation draws (the motion and object labels of
     the sampled pixels permuted together, generator stream ``_PIXEL_STREAM`` of ``null_seed``).
@@ -269,13 +355,11 @@ def layer_motion_clustering(
     from sklearn.metrics import adjusted_mutual_info_score
 
     draws = settings["null_draws"]
-    total = layer_total(canvas, name)[1:].reshape(-1)
-    limit = sample_limit(settings, canvas.layer_shape(name)[0])
-    chosen = pixel_sample(total, limit, settings["seed"])
+    chosen = sample.pixels
     if chosen.numel() == 0:
         undefined = dict.fromkeys(MOTION_METRICS, math.nan)
         return undefined, None, [dict(undefined) for _ in range(draws)]
-    shares = share_vectors(canvas, name, chosen, total).numpy()
+    shares = sample.vectors().numpy()
     centres = kmeans_centres(shares, settings["motion_clusters"], settings["seed"])
     clusters = nearest_centre(shares, centres)
     motion_ami = float(adjusted_mutual_info_score(motion[chosen].numpy(), clusters))
@@ -329,8 +413,26 @@ def seed_mixing(canvases: Sequence[Canvas], params: dict[str, Any]) -> float:
 
 
 @PROBES.register("clustering")
-def clustering(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
+class ClusteringProbe(ProbeAccumulator):
     """SPEC 5.7 for every layer; headline scores are means over layers.
+
+    Two passes over the canvas's blocks (the normalisation needs each neuron's extrema over the
+    whole layer, the pixel sample needs every pixel's ``S``):
+
+    * pass 0: per layer, each neuron's minimum and maximum of ``|C|`` (:class:`NeuronVectorSums`)
+      and, for motion clustering, ``S(t, p)`` of every pixel (``[T, H, W]`` float64). Its end
+      fixes the normalisation and draws the seeded pixel sample of frames ``t >= 1`` (then only
+      ``S`` of the sampled pixels is kept);
+    * pass 1: per layer, the sums of the normalised maps over the pixel clusters and over each
+      spatial-shuffle draw's permuted labels, the share vectors of the sampled pixels
+      (:class:`ShareSample`), and the two frames the figures show: frame 0 of the neurons with a
+      nonzero map (cluster mean maps) and the frame of largest mean flow (pixel cluster maps).
+
+    :meth:`compute` clusters the neuron vectors and the share vectors. Memory across the passes:
+    per layer ``[N]`` extrema, ``[N, K]`` and ``[D, N, K]`` float64 sums, the sampled share vectors
+    (all layers' at once; see ``max_share_values``), two ``[N, H, W]`` frames and, in pass 0 only,
+    ``S`` ``[T, H, W]`` float64. The seeded pixel sample and null draws are those of a whole-layer
+    read, whatever the blocks.
 
     Params:
         pixel_clusters (32), neuron_clusters (6), method (``kmeans`` | ``finch``), seed (0),
@@ -338,42 +440,114 @@ def clustering(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
         motion_threshold (0.5), flow_magnitude_bins (3), flow_direction_bins (8), max_pixels (65536),
         max_share_values (None: no cap; else at most ``max_share_values // N`` pixels per layer);
         null_draws, null_seed: draws of each null (0: none) and their seed.
+
+    Raises:
+        XincError: motion clustering on a video canvas without flow or masks (at construction).
     """
-    settings = _neuron_settings(params)
-    draws, null_seed = int(params.get("null_draws", 0)), int(params.get("null_seed", 0))
-    pixel_labels = _pixel_clusters(canvas, settings)
-    count = int(pixel_labels.max()) + 1
-    per_layer: dict[str, dict[str, float]] = {}
-    neuron_draws: list[dict[str, dict[str, float]]] = [{} for _ in range(draws)]
-    cluster_maps: dict[str, list[torch.Tensor]] = {}
-    for name in canvas.layer_names:
-        vectors, alive, null_vectors = neuron_vectors(canvas, name, pixel_labels, count, draws, null_seed)
-        labels = cluster_neurons(vectors.numpy(), settings["neuron_clusters"], settings["method"], settings["seed"])
-        per_layer[name] = {"silhouette": silhouette(vectors.numpy(), labels), "clusters": float(len(np.unique(labels)))}
-        null = silhouette_null_draws(null_vectors, settings["neuron_clusters"], settings["method"], settings["seed"])
-        for draw, value in zip(neuron_draws, null):
-            draw[name] = {"silhouette": value}
-        cluster_maps[name] = _cluster_mean_maps(canvas.layer_frames(name, 0, 1)[alive, 0].abs(), labels)
-    figures = {"neuron_clusters": _neuron_figure(cluster_maps)}
-    nulls = {"spatial_shuffle": collect_null_draws(neuron_draws)} if draws else {}
-    absent: dict[str, str] = {}
-    if canvas.shape[0] > 1 and bool(params.get("motion", True)):
-        motion_scores, figures["motion_clusters"], pixel_draws = _motion_clustering(
-            canvas, params, settings["seed"], draws, null_seed
+
+    passes = 2
+
+    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+        super().__init__(canvas, params)
+        self.settings = _neuron_settings(params)
+        self.draws, self.null_seed = int(params.get("null_draws", 0)), int(params.get("null_seed", 0))
+        self.motion = _motion_setup(canvas, params, self.settings["seed"], self.draws, self.null_seed)
+        pixel_labels = _pixel_clusters(canvas, self.settings)
+        count = int(pixel_labels.max()) + 1
+        self.neurons = {
+            name: NeuronVectorSums(canvas.layer_shape(name)[0], pixel_labels, count, self.draws, self.null_seed)
+            for name in canvas.layer_names
+        }
+        self.totals = (
+            {name: torch.zeros(canvas.shape, dtype=torch.float64) for name in canvas.layer_names} if self.motion else {}
         )
-        for name, values in motion_scores.items():
-            per_layer[name].update(values)
-        if draws:
-            nulls["label_permutation"] = collect_null_draws(pixel_draws)
-    else:
-        reason = _REASONS["image"] if canvas.shape[0] == 1 else _REASONS["off"]
-        absent.update(dict.fromkeys(MOTION_METRICS, reason))
-    scores = collect_scores(per_layer)
-    for name, value in scores.items():
-        if math.isnan(value):
-            metric = name.rsplit("/", 1)[-1]
-            absent[name] = _REASONS["silhouette" if metric == "silhouette" else "motion"]
-    return ProbeResult(scores=scores, figures=figures, nulls=nulls, absent=absent)
+        self.samples: dict[str, ShareSample] = {}
+        #: frame 0 of the neurons with a nonzero map, ``[N', H, W]`` (the neuron-cluster figure)
+        self.first_frames: dict[str, torch.Tensor] = {}
+        #: the motion figure's frame of the layers with sampled pixels, ``[N, H, W]``
+        self.motion_frames: dict[str, torch.Tensor] = {}
+
+    def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
+        mags = magnitudes(chunk)
+        stop = start + chunk.shape[1]
+        if pass_index == 0:
+            self.neurons[layer].add_extrema(mags)
+            if layer in self.totals:
+                self.totals[layer][start:stop] = mags.sum(dim=0, dtype=torch.float64).reshape(-1, *chunk.shape[2:])
+            return
+        neurons = self.neurons[layer]
+        neurons.add_sums(start, mags)
+        if start == 0:
+            self.first_frames[layer] = chunk[neurons.alive, 0].abs()
+        sample = self.samples.get(layer)
+        if sample is not None and sample.pixels.numel():
+            sample.update(start, mags)
+            frame = self.motion["frame"]
+            if start <= frame < stop:
+                self.motion_frames[layer] = chunk[:, frame - start].clone()
+
+    def end_pass(self, pass_index: int) -> None:
+        if pass_index != 0:
+            return
+        for neurons in self.neurons.values():
+            neurons.end_extrema()
+        _, height, width = self.canvas.shape
+        for name, total in self.totals.items():
+            flat = total[1:].reshape(-1)
+            num_neurons = self.canvas.layer_shape(name)[0]
+            chosen = pixel_sample(flat, sample_limit(self.motion, num_neurons), self.motion["seed"])
+            self.samples[name] = ShareSample(chosen, flat[chosen], num_neurons, height * width)
+        self.totals = {}
+
+    def compute(self) -> ProbeResult:
+        draws = self.draws
+        how = (self.settings["neuron_clusters"], self.settings["method"], self.settings["seed"])
+        per_layer: dict[str, dict[str, float]] = {}
+        neuron_draws: list[dict[str, dict[str, float]]] = [{} for _ in range(draws)]
+        cluster_maps: dict[str, list[torch.Tensor]] = {}
+        for name, neurons in self.neurons.items():
+            vectors, _, null_vectors = neurons.result()
+            labels = cluster_neurons(vectors.numpy(), *how)
+            clusters = float(len(np.unique(labels)))
+            per_layer[name] = {"silhouette": silhouette(vectors.numpy(), labels), "clusters": clusters}
+            null = silhouette_null_draws(null_vectors, *how)
+            for draw, value in zip(neuron_draws, null):
+                draw[name] = {"silhouette": value}
+            cluster_maps[name] = _cluster_mean_maps(self.first_frames[name], labels)
+        figures = {"neuron_clusters": _neuron_figure(cluster_maps)}
+        nulls = {"spatial_shuffle": collect_null_draws(neuron_draws)} if draws else {}
+        absent: dict[str, str] = {}
+        if self.motion:
+            motion_scores, figures["motion_clusters"], pixel_draws = self._motion_clustering()
+            for name, values in motion_scores.items():
+                per_layer[name].update(values)
+            if draws:
+                nulls["label_permutation"] = collect_null_draws(pixel_draws)
+        else:
+            reason = _REASONS["image"] if self.canvas.shape[0] == 1 else _REASONS["off"]
+            absent.update(dict.fromkeys(MOTION_METRICS, reason))
+        scores = collect_scores(per_layer)
+        for name, value in scores.items():
+            if math.isnan(value):
+                metric = name.rsplit("/", 1)[-1]
+                absent[name] = _REASONS["silhouette" if metric == "silhouette" else "motion"]
+        return ProbeResult(scores=scores, figures=figures, nulls=nulls, absent=absent)
+
+    def _motion_clustering(self) -> tuple[dict[str, dict[str, float]], Any, list[dict[str, dict[str, float]]]]:
+        """Motion-clustering scores of every layer, the cluster-map figure and the label-permutation draws."""
+        motion, objects, frame = self.motion["labels"], self.motion["objects"], self.motion["frame"]
+        scores: dict[str, dict[str, float]] = {}
+        null: list[dict[str, dict[str, float]]] = [{} for _ in range(self.draws)]
+        maps: dict[str, np.ndarray] = {}
+        for name, sample in self.samples.items():
+            scores[name], centres, layer_draws = layer_motion_clustering(
+                sample, motion.reshape(-1), objects.reshape(-1), self.motion
+            )
+            for draw, values in zip(null, layer_draws):
+                draw[name] = values
+            if centres is not None:
+                maps[name] = _frame_clusters(self.motion_frames[name], centres)
+        return scores, _motion_figure(maps, motion[frame - 1], self.canvas.masks[frame], frame), null
 
 
 def _neuron_settings(params: dict[str, Any]) -> dict[str, Any]:
@@ -391,40 +565,37 @@ def _pixel_clusters(canvas: Canvas, settings: dict[str, Any]) -> torch.Tensor:
     return gabor_clusters(canvas.frames, settings["pixel_clusters"], settings["seed"], settings["gabor_bank"])
 
 
-def _motion_clustering(
+def _motion_setup(
     canvas: Canvas, params: dict[str, Any], seed: int, draws: int, null_seed: int
-) -> tuple[dict[str, dict[str, float]], Any, list[dict[str, dict[str, float]]]]:
-    """Motion-clustering scores of every layer, the cluster-map figure and the label-permutation draws."""
+) -> dict[str, Any] | None:
+    """Motion-clustering settings, with the binned motion and object labels ``[T - 1, H, W]`` of
+    frames ``t >= 1`` and the figure's frame (largest mean flow); None on an image canvas or with
+    ``motion: false``.
+
+    Raises:
+        XincError: the canvas has no flow or no masks.
+    """
+    if canvas.shape[0] == 1 or not bool(params.get("motion", True)):
+        return None
     flow = require_flow(canvas, "clustering (motion clustering; or set motion: false)")
     masks = require_masks(canvas, "clustering (motion clustering; or set motion: false)")
-    settings = {
+    labels = motion_labels(
+        flow[1:],
+        float(params.get("motion_threshold", 0.5)),
+        int(params.get("flow_magnitude_bins", 3)),
+        int(params.get("flow_direction_bins", 8)),
+    )
+    return {
         "motion_clusters": int(params.get("motion_clusters", 8)),
         "max_pixels": int(params.get("max_pixels", 65536)),
         "max_share_values": None if params.get("max_share_values") is None else int(params["max_share_values"]),
         "seed": seed,
         "null_draws": draws,
         "null_seed": null_seed,
+        "labels": labels,
+        "objects": masks[1:],
+        "frame": int(torch.linalg.vector_norm(flow[1:], dim=-1).flatten(1).mean(dim=1).argmax()) + 1,
     }
-    motion = motion_labels(
-        flow[1:],
-        float(params.get("motion_threshold", 0.5)),
-        int(params.get("flow_magnitude_bins", 3)),
-        int(params.get("flow_direction_bins", 8)),
-    )
-    objects = masks[1:]
-    scores: dict[str, dict[str, float]] = {}
-    null: list[dict[str, dict[str, float]]] = [{} for _ in range(draws)]
-    frame = int(torch.linalg.vector_norm(flow[1:], dim=-1).flatten(1).mean(dim=1).argmax()) + 1
-    maps: dict[str, np.ndarray] = {}
-    for name in canvas.layer_names:
-        scores[name], centres, layer_draws = layer_motion_clustering(
-            canvas, name, motion.reshape(-1), objects.reshape(-1), settings
-        )
-        for draw, values in zip(null, layer_draws):
-            draw[name] = values
-        if centres is not None:
-            maps[name] = _frame_clusters(canvas.layer_frames(name, frame, frame + 1)[:, 0], centres)
-    return scores, _motion_figure(maps, motion[frame - 1], masks[frame], frame), null
 
 
 def _frame_clusters(frame: torch.Tensor, centres: np.ndarray) -> np.ndarray:

@@ -20,10 +20,11 @@ the co-moments change under a permutation (the per-neuron and per-channel moment
 chunk pass accumulates the cross sums ``sum_p |C_n(p)| c(pi_d(p))`` for all draws at once, one
 matmul per block of pixels against the ``3 D`` permuted channel maps of the block.
 
-A layer is read once, in frame chunks: S(p) is kept for every pixel, and the per-neuron channel
-correlations come from per-neuron moments merged chunk by chunk (Chan et al.'s pairwise update of
-means, centred sums of squares and co-moments, as exact as the two-pass formula), with the
-per-neuron minimum and maximum deciding which neurons are constant.
+The probe is an accumulator (:class:`ColorProbe`) that sees each frame block of a layer once:
+S(p) is kept for every pixel, and the per-neuron channel correlations come from per-neuron
+moments merged block by block (Chan et al.'s pairwise update of means, centred sums of squares
+and co-moments, as exact as the two-pass formula), with the per-neuron minimum and maximum
+deciding which neurons are constant.
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ from scipy.stats import rankdata
 
 from ..canvas.canvas import Canvas
 from ..registry import PROBES
-from .base import ProbeResult
-from .canvas_reading import magnitude_chunks
+from .accumulator import ProbeAccumulator, ProbeResult
 from .image_features import intensity
 from .nulls import null_order
 from .numerics import finite_median, minmax, pearson, pearson_rows
@@ -60,7 +60,7 @@ class ChannelMoments:
 
     Attributes:
         count: pixels seen.
-        shift: ``[N]`` value subtracted from ``|C_n|`` (its value at the first pixel).
+        shift: ``[N]`` value subtracted from ``|C_n|`` (its value at the first pixel of the first chunk).
         mean: ``[N]`` mean of ``|C_n| - shift_n``; ``channel_mean``: ``[3]`` mean of each channel.
         squares: ``[N]`` sum of squared deviations of ``|C_n|`` from its mean.
         comoment: ``[N, 3]`` sum of ``(|C_n| - mean_n)(c - channel_mean_c)``.
@@ -148,6 +148,78 @@ def _ranks(values: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(rankdata(values.reshape(-1).double().numpy()))
 
 
+def centred_channels(frames: torch.Tensor) -> torch.Tensor:
+    """The RGB channels of ``frames[T, H, W, 3]`` as ``[P, 3]`` float64, centred (so chunk means merge exactly)."""
+    channels = frames.reshape(-1, 3).double()
+    return channels - channels.mean(dim=0)
+
+
+class LayerColor:
+    """The colour statistics of one layer, accumulated from its frame blocks.
+
+    Keeps ``S(p)`` for every pixel (``[P]`` float64) and the per-neuron :class:`ChannelMoments`
+    (with the cross sums of the null draws); blocks may come in any order, each frame once.
+
+    Args:
+        channels: ``[P, 3]`` centred RGB channels (:func:`centred_channels`), shared, not copied.
+        num_neurons: N of the layer.
+        order: ``[D, P]`` pixel permutations of the null draws
+            (:func:`~xinc_bench.probes.nulls.frame_permutations`); None for none.
+    """
+
+    def __init__(self, channels: torch.Tensor, num_neurons: int, order: torch.Tensor | None) -> None:
+        self.channels = channels
+        self.order = order
+        self.draws = 0 if order is None else order.shape[0]
+        self.moments = ChannelMoments(num_neurons, self.draws)
+        self.total = torch.zeros(channels.shape[0], dtype=torch.float64)
+
+    def update(self, start: int, chunk: torch.Tensor) -> None:
+        """Add frames ``start .. start + t - 1`` of the layer, ``chunk`` float32 ``[N, t, H, W]`` (read only)."""
+        mags = chunk.reshape(chunk.shape[0], -1).abs()
+        first = start * chunk.shape[2] * chunk.shape[3]
+        self.total[first : first + mags.shape[1]] = mags.sum(dim=0, dtype=torch.float64)
+        self.moments.add(mags, self.channels[first : first + mags.shape[1]])
+        if self.order is None:
+            return
+        pixel_block = max(1, _BLOCK_ELEMENTS // max(1, 3 * self.draws))  # bounds the permuted channels of a block
+        for offset in range(0, mags.shape[1], pixel_block):
+            stop = min(offset + pixel_block, mags.shape[1])
+            pixels = self.order[:, first + offset : first + stop]  # [D, b]
+            permuted = self.channels[pixels].permute(1, 0, 2).reshape(stop - offset, self.draws * 3)
+            self.moments.add_cross(mags[:, offset:stop], permuted)
+
+    def scores(self, light: torch.Tensor, light_ranks: torch.Tensor) -> tuple[dict[str, float], list[dict[str, float]]]:
+        """The layer's colour scores and their null draws, once every frame was added.
+
+        Args:
+            light: the flat intensity ``I`` ``[P]``; light_ranks: its :func:`_ranks`.
+
+        Returns:
+            ``(scores, draws)``: ``draws[d]`` holds ``intensity_pearson``, ``intensity_spearman`` and
+            ``neuron_channel_correlation`` of null draw ``d``.
+        """
+        total_ranks = _ranks(self.total)
+        scores = {
+            "intensity_pearson": pearson(self.total, light),
+            "intensity_spearman": pearson(total_ranks, light_ranks),
+        }
+        per_channel = self.moments.correlations(self.channels)
+        for c, channel in enumerate(CHANNELS):
+            scores[f"neuron_{channel}_correlation"] = finite_median(per_channel[:, c])
+        scores["neuron_channel_correlation"] = finite_median(per_channel.reshape(-1))
+        if self.order is None:
+            return scores, []
+        order, draws = self.order, self.draws
+        null_channel = self.moments.null_correlations(self.channels).reshape(draws, -1).nanmedian(dim=1).values
+        null_scores = {
+            "intensity_pearson": pearson_rows(light[order], self.total),
+            "intensity_spearman": pearson_rows(light_ranks[order], total_ranks),
+            "neuron_channel_correlation": null_channel,
+        }
+        return scores, [{metric: float(values[d]) for metric, values in null_scores.items()} for d in range(draws)]
+
+
 def layer_color(canvas: Canvas, name: str) -> dict[str, float]:
     """Colour scores of layer ``name`` against ``canvas.frames``, reading the layer once in frame chunks."""
     return layer_color_and_nulls(canvas, name, None)[0]
@@ -156,54 +228,22 @@ def layer_color(canvas: Canvas, name: str) -> dict[str, float]:
 def layer_color_and_nulls(
     canvas: Canvas, name: str, order: torch.Tensor | None
 ) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """Colour scores of layer ``name`` and their null draws, from one pass over the layer's frame chunks.
+    """Colour scores of layer ``name`` and their null draws, reading the layer once in frame chunks.
+
+    The one-layer functional form of :class:`ColorProbe` (the probe itself never reads a layer).
 
     Args:
         order: ``[D, P]`` pixel permutations of the null draws (:func:`~xinc_bench.probes.nulls.frame_permutations`);
             None for none.
 
     Returns:
-        ``(scores, draws)``: ``draws[d]`` holds ``intensity_pearson``, ``intensity_spearman`` and
-        ``neuron_channel_correlation`` of null draw ``d``.
+        :meth:`LayerColor.scores`.
     """
-    num_neurons, _, height, width = canvas.layer_shape(name)
-    draws = 0 if order is None else order.shape[0]
-    channels = canvas.frames.reshape(-1, 3).double()
-    channels = channels - channels.mean(dim=0)  # centred once, so that chunk means merge exactly
-    moments = ChannelMoments(num_neurons, draws)
-    totals = []
-    pixel_block = max(1, _BLOCK_ELEMENTS // max(1, 3 * draws))  # bounds the permuted channels of a block
-    for start, mags in magnitude_chunks(canvas, name):
-        first = start * height * width
-        totals.append(mags.sum(dim=0, dtype=torch.float64))
-        moments.add(mags, channels[first : first + mags.shape[1]])
-        if order is None:
-            continue
-        for offset in range(0, mags.shape[1], pixel_block):
-            stop = min(offset + pixel_block, mags.shape[1])
-            pixels = order[:, first + offset : first + stop]  # [D, b]
-            permuted = channels[pixels].permute(1, 0, 2).reshape(stop - offset, draws * 3)
-            moments.add_cross(mags[:, offset:stop], permuted)
-    total = torch.cat(totals)
+    state = LayerColor(centred_channels(canvas.frames), canvas.layer_shape(name)[0], order)
+    for start, chunk in canvas.frame_chunks(name):
+        state.update(start, chunk)
     light = intensity(canvas.frames).reshape(-1)
-    total_ranks, light_ranks = _ranks(total), _ranks(light)
-    scores = {
-        "intensity_pearson": pearson(total, light),
-        "intensity_spearman": pearson(total_ranks, light_ranks),
-    }
-    per_channel = moments.correlations(channels)
-    for c, channel in enumerate(CHANNELS):
-        scores[f"neuron_{channel}_correlation"] = finite_median(per_channel[:, c])
-    scores["neuron_channel_correlation"] = finite_median(per_channel.reshape(-1))
-    if order is None:
-        return scores, []
-    null_channel = moments.null_correlations(channels).reshape(draws, -1).nanmedian(dim=1).values
-    null_scores = {
-        "intensity_pearson": pearson_rows(light[order], total),
-        "intensity_spearman": pearson_rows(light_ranks[order], total_ranks),
-        "neuron_channel_correlation": null_channel,
-    }
-    return scores, [{metric: float(values[d]) for metric, values in null_scores.items()} for d in range(draws)]
+    return state.scores(light, _ranks(light))
 
 
 def _absent(canvas: Canvas) -> dict[str, str]:
@@ -224,36 +264,65 @@ def _absent(canvas: Canvas) -> dict[str, str]:
 
 
 @PROBES.register("color")
-def color(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
+class ColorProbe(ProbeAccumulator):
     """SPEC 5.2 for every layer; headline scores are means over layers.
+
+    One pass: each block of a layer goes into the layer's :class:`LayerColor` (its per-pixel
+    ``S`` ``[P]`` float64, per-neuron moments and null cross sums); the scores, null draws and
+    the figure (frame 0 of each ``S``) come from those. Memory: that state for every layer at
+    once, the centred channels ``[P, 3]`` and the null permutations ``[D, P]``.
 
     Params:
         null_draws, null_seed: pixel-permutation null draws (0: none) and their seed.
     """
-    order = null_order(canvas, params)
-    num_draws = 0 if order is None else order.shape[0]
-    per_layer: dict[str, dict[str, float]] = {}
-    draws: list[dict[str, dict[str, float]]] = [{} for _ in range(num_draws)]
-    for name in canvas.layer_names:
-        per_layer[name], layer_draws = layer_color_and_nulls(canvas, name, order)
-        for draw, values in zip(draws, layer_draws):
-            draw[name] = values
-    return ProbeResult(
-        scores=collect_scores(per_layer),
-        figures={"contribution_vs_intensity": _figure(canvas)},
-        nulls={"pixel_permutation": collect_null_draws(draws)} if num_draws else {},
-        absent=_absent(canvas),
-    )
+
+    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+        super().__init__(canvas, params)
+        self.order = null_order(canvas, params)
+        channels = centred_channels(canvas.frames)
+        self.layers = {
+            name: LayerColor(channels, canvas.layer_shape(name)[0], self.order) for name in canvas.layer_names
+        }
+
+    def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
+        self.layers[layer].update(start, chunk)
+
+    def compute(self) -> ProbeResult:
+        canvas = self.canvas
+        light = intensity(canvas.frames).reshape(-1)
+        light_ranks = _ranks(light)
+        num_draws = 0 if self.order is None else self.order.shape[0]
+        per_layer: dict[str, dict[str, float]] = {}
+        draws: list[dict[str, dict[str, float]]] = [{} for _ in range(num_draws)]
+        for name, state in self.layers.items():
+            per_layer[name], layer_draws = state.scores(light, light_ranks)
+            for draw, values in zip(draws, layer_draws):
+                draw[name] = values
+        _, height, width = canvas.shape
+        first_frames = {
+            name: state.total[: height * width].reshape(height, width)
+            for name, state in self.layers.items()
+        }
+        return ProbeResult(
+            scores=collect_scores(per_layer),
+            figures={"contribution_vs_intensity": _figure(canvas, first_frames)},
+            nulls={"pixel_permutation": collect_null_draws(draws)} if num_draws else {},
+            absent=_absent(canvas),
+        )
 
 
-def _figure(canvas: Canvas) -> Any:
-    """Per layer (rows), frame 0: min-max S beside min-max I and their difference."""
+def _figure(canvas: Canvas, first_frames: dict[str, torch.Tensor]) -> Any:
+    """Per layer (rows), frame 0: min-max S beside min-max I and their difference.
+
+    Args:
+        first_frames: per layer, ``S`` of frame 0, ``[H, W]``.
+    """
     plt = pyplot()
     names = canvas.layer_names
     light = minmax(intensity(canvas.frames[:1]))[0]
     fig, axes = plt.subplots(len(names), 3, figsize=(11, 2.2 * len(names)), squeeze=False)
     for row, name in zip(axes, names):
-        total = minmax(canvas.layer_frames(name, 0, 1)[:, 0].abs().sum(dim=0))
+        total = minmax(first_frames[name])
         panels = (
             (total, f"{name}: S(p)", "magma", (0, 1)),
             (light, "I(p)", "gray", (0, 1)),

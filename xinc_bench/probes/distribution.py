@@ -32,17 +32,19 @@ Shuffling the whole canvas per draw would cost ``D`` canvas passes, so each draw
 (it fixes how many fall in each frame) and, for every neuron independently, a uniformly drawn
 source pixel of the same frame per position, i.e. that position in the neuron's shuffled map
 (drawn with replacement, an approximation of a permutation that is negligible for ``m << P``).
-The values are gathered in the same frame-chunk pass as the layer's own scores, ``[D, N, m]`` in
+The values are gathered in the same pass over the blocks as the layer's own scores, ``[D, N, m]`` in
 bounded blocks, so the draws cost ``D * N * m`` reads instead of ``D`` passes. The scores of a
 draw are those of ``m`` pixels, not ``P``: the null's standard deviation includes that sampling
 error, which only makes effect sizes smaller (conservative) when ``m < P``. A draw whose ``m``
 pixels happen to have no contribution at all scores NaN (left out of the null).
 
-Layers are read in frame chunks. (b)-(d) and the per-pixel counts of (a) are per pixel; ``tau_a``
-is a statistic of the whole layer: a layer that fits in one chunk is sorted, a larger one is
-searched in two streaming passes (:func:`streamed_thresholds`: the entry the sort gives, barring
-float64 rounding of the cumulative mass at a boundary between entries). The null draws depend on
-the seed, not on the chunk size (each frame has its own random stream).
+The probe is an accumulator (:class:`DistributionProbe`). (b)-(d) and the per-pixel counts of (a)
+are per pixel; ``tau_a`` is a statistic of the whole layer: a layer that fits in one chunk of the
+canvas (:meth:`~xinc_bench.canvas.Canvas.frames_per_chunk`) is gathered whole and sorted, exactly,
+a larger one is found by radix selection over two passes (:class:`RadixThresholds`: the entry the
+sort gives, barring float64 rounding of the cumulative mass at a boundary between entries) and
+scored in a third. The null draws depend on the seed, not on the block size (each frame has its
+own random stream).
 """
 
 from __future__ import annotations
@@ -57,15 +59,16 @@ import torch
 from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
-from .base import ProbeResult
-from .canvas_reading import magnitude_chunks, magnitudes
+from .accumulator import ProbeAccumulator, ProbeResult
+from .numerics import magnitudes
 from .nulls import generator
+from .plotting import pyplot
 from .stats import collect_null_draws
 
-#: entries of ``|C|`` scored at once per pixel, and histogrammed at once by :func:`streamed_thresholds`
+#: entries of ``|C|`` scored at once per pixel, and histogrammed at once by :class:`RadixThresholds`
 _BLOCK_ELEMENTS = 1 << 22
 
-#: the radix levels of :func:`streamed_thresholds`: (shift, bits) of the 31 bits of a float32 >= 0
+#: the radix levels of :class:`RadixThresholds`: (shift, bits) of the 31 bits of a float32 >= 0
 _RADIX_LEVELS = ((15, 16), (0, 15))
 
 #: default ``m``: shuffled pixels scored per null draw
@@ -85,59 +88,83 @@ def contribution_threshold(magnitudes: np.ndarray, alpha: float) -> float:
     return float(values[min(index, values.size - 1)])
 
 
+def sorted_exactly(canvas: Canvas, name: str) -> bool:
+    """Whether ``tau_a`` of layer ``name`` is found by sorting it whole: the layer fits in one chunk of ``canvas``."""
+    return canvas.frames_per_chunk(name) >= canvas.layer_shape(name)[1]
+
+
 def layer_thresholds(canvas: Canvas, name: str, alphas: list[float]) -> dict[float, float]:
-    """``tau_a`` of layer ``name`` for every ``a``: sorted when the layer fits in one chunk, else streamed."""
-    num_frames = canvas.layer_shape(name)[1]
-    if canvas.frames_per_chunk(name) >= num_frames:
-        values = magnitudes(canvas.layer_frames(name, 0, num_frames)).numpy()
+    """``tau_a`` of layer ``name`` for every ``a``: sorted when the layer fits in one chunk, else streamed.
+
+    Reads the layer from ``canvas`` (for use outside an accumulator; :class:`DistributionProbe`
+    finds the same thresholds from its blocks).
+    """
+    if sorted_exactly(canvas, name):
+        values = magnitudes(canvas.layer(name)).numpy()
         return {a: contribution_threshold(values, a) for a in alphas}
     return streamed_thresholds(canvas, name, alphas)
 
 
 def streamed_thresholds(canvas: Canvas, name: str, alphas: list[float]) -> dict[float, float]:
-    """:func:`contribution_threshold` of every ``a`` over layer ``name``, in two passes of frame chunks.
+    """:func:`contribution_threshold` of every ``a`` over layer ``name``, read in frame chunks of ``canvas``
+    once per level of :class:`RadixThresholds` (two passes)."""
+    radix = RadixThresholds(alphas)
+    while radix.thresholds is None:
+        for _, chunk in canvas.frame_chunks(name):
+            radix.update(magnitudes(chunk))
+        radix.end_level()
+    return radix.thresholds
+
+
+class RadixThresholds:
+    """:func:`contribution_threshold` of every ``a`` from the entries of ``|C|`` given once per level.
 
     ``tau_a`` is the largest entry ``x`` whose mass ``M(>= x)`` (sum of the entries ``>= x``) reaches
     ``(1 - a)`` of the total. A float32 ``>= 0`` orders as its 31-bit pattern, so ``x`` is found by
-    radix selection: pass 1 histograms the entries' mass and count over their top 16 bits (and
-    gives the total); pass 2 histograms, inside the bin where the mass from the top crosses the
+    radix selection: level 0 histograms the entries' mass and count over their top 16 bits (and
+    gives the total); level 1 histograms, inside the bin where the mass from the top crosses the
     target, the low 15 bits, which pins ``x`` down exactly. Masses are float64 as in the sort; they
     are summed in another order, so a target within rounding of a boundary between two distinct
     entries could pick the neighbouring entry.
+
+    Give every entry of the layer to :meth:`update` (in any grouping), then call :meth:`end_level`;
+    repeat until :attr:`thresholds` is set (after level 1, or after level 0 for an all-zero layer).
+
+    Args:
+        alphas: the mass thresholds ``a``.
     """
-    prefixes = {a: 0 for a in alphas}
-    above = {a: 0.0 for a in alphas}
-    targets: dict[float, float] = {}
-    previous_shift = 31
-    for shift, bits in _RADIX_LEVELS:
-        histograms = _radix_histograms(canvas, name, set(prefixes.values()), previous_shift, shift, bits)
-        if not targets:
-            mass, _ = histograms[0]
-            total = float(torch.cumsum(mass.flip(0), dim=0)[-1])  # summed as _crossing_bin sums it
-            if total <= 0:
-                return {a: 0.0 for a in alphas}
-            targets = {a: (1.0 - a) * total for a in alphas}
-        for a in alphas:
-            mass, count = histograms[prefixes[a]]
-            chosen, above[a] = _crossing_bin(mass, count, above[a], targets[a])
-            prefixes[a] = (prefixes[a] << bits) | chosen
-        previous_shift = shift
-    return {a: float(np.array(prefix, dtype=np.int32).view(np.float32)) for a, prefix in prefixes.items()}
 
+    def __init__(self, alphas: list[float]) -> None:
+        self.alphas = list(alphas)
+        #: ``a -> tau_a`` once found, else None
+        self.thresholds: dict[float, float] | None = None
+        self._level = 0
+        self._prefixes = {a: 0 for a in self.alphas}
+        self._above = {a: 0.0 for a in self.alphas}
+        self._targets: dict[float, float] = {}
+        self._histograms = self._empty_histograms()
 
-def _radix_histograms(
-    canvas: Canvas, name: str, prefixes: set[int], previous_shift: int, shift: int, bits: int
-) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Per prefix, the float64 mass and int64 count ``[2 ** bits]`` of the entries of ``|C|`` whose
-    bit pattern ``>> previous_shift`` equals the prefix, binned by bits ``shift .. shift + bits - 1``."""
-    size = 1 << bits
-    out = {p: (torch.zeros(size, dtype=torch.float64), torch.zeros(size, dtype=torch.int64)) for p in prefixes}
-    for _, mags in magnitude_chunks(canvas, name):
+    def _empty_histograms(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Per prefix of this level, the float64 mass and int64 count ``[2 ** bits]``, zero."""
+        size = 1 << _RADIX_LEVELS[self._level][1]
+        return {
+            p: (torch.zeros(size, dtype=torch.float64), torch.zeros(size, dtype=torch.int64))
+            for p in set(self._prefixes.values())
+        }
+
+    def update(self, mags: torch.Tensor) -> None:
+        """Add entries of ``|C|`` (float32 ``>= 0``, any shape) to this level's histograms: per prefix,
+        the entries whose bit pattern ``>>`` the previous level's shift equals it, binned by this level's bits."""
+        if self.thresholds is not None:
+            return
+        shift, bits = _RADIX_LEVELS[self._level]
+        previous_shift = 31 if self._level == 0 else _RADIX_LEVELS[self._level - 1][0]
+        size = 1 << bits
         flat = mags.reshape(-1)
         for start in range(0, flat.numel(), _BLOCK_ELEMENTS):
             values = flat[start : start + _BLOCK_ELEMENTS]
             pattern = values.view(torch.int32)
-            for prefix, (mass, count) in out.items():
+            for prefix, (mass, count) in self._histograms.items():
                 kept_values, kept_pattern = values, pattern
                 if previous_shift < 31:
                     keep = (pattern >> previous_shift) == prefix
@@ -145,7 +172,31 @@ def _radix_histograms(
                 index = ((kept_pattern >> shift) & (size - 1)).long()
                 mass += torch.bincount(index, weights=kept_values.double(), minlength=size)
                 count += torch.bincount(index, minlength=size)
-    return out
+
+    def end_level(self) -> None:
+        """Every entry was given for this level: choose each ``a``'s bin and go to the next level (or finish)."""
+        if self.thresholds is not None:
+            return
+        if not self._targets:
+            mass, _ = self._histograms[0]
+            total = float(torch.cumsum(mass.flip(0), dim=0)[-1])  # summed as _crossing_bin sums it
+            if total <= 0:
+                self.thresholds = {a: 0.0 for a in self.alphas}
+                return
+            self._targets = {a: (1.0 - a) * total for a in self.alphas}
+        bits = _RADIX_LEVELS[self._level][1]
+        for a in self.alphas:
+            mass, count = self._histograms[self._prefixes[a]]
+            chosen, self._above[a] = _crossing_bin(mass, count, self._above[a], self._targets[a])
+            self._prefixes[a] = (self._prefixes[a] << bits) | chosen
+        self._level += 1
+        if self._level == len(_RADIX_LEVELS):
+            self.thresholds = {
+                a: float(np.array(prefix, dtype=np.int32).view(np.float32)) for a, prefix in self._prefixes.items()
+            }
+            self._histograms = {}
+        else:
+            self._histograms = self._empty_histograms()
 
 
 def _crossing_bin(mass: torch.Tensor, count: torch.Tensor, above: float, target: float) -> tuple[int, float]:
@@ -279,92 +330,245 @@ def _add_null_frame(
             )
 
 
+class LayerTally:
+    """The one-pass part of a layer's scores once its thresholds are known: the observed canvas's
+    :class:`PixelTally`, its null draws' and the neurons with a non-zero map.
+
+    Args:
+        shape: the layer's ``(N, T, H, W)``.
+        thresholds: ``tau_a`` of the layer for every ``a``.
+        null: how its ``spatial_shuffle`` null is drawn.
+    """
+
+    def __init__(self, shape: tuple[int, int, int, int], thresholds: dict[float, float], null: ShuffleNull) -> None:
+        num_neurons, self.num_frames, height, width = shape
+        self.null = null
+        self.frame_pixels = height * width
+        self.columns = max(1, _BLOCK_ELEMENTS // num_neurons)
+        self.observed = PixelTally(1, self.num_frames * self.frame_pixels, num_neurons, thresholds)
+        pixels = min(self.num_frames * self.frame_pixels, null.pixels)
+        self.shuffled = PixelTally(null.draws, pixels, num_neurons, thresholds)
+        self.counts = (
+            null_frame_counts(self.num_frames, self.frame_pixels, pixels, null.seed, null.stream) if null.draws else None
+        )
+        self.offsets = None if self.counts is None else np.cumsum(self.counts) - self.counts
+        self.nonzero = torch.zeros(num_neurons, dtype=torch.bool)
+
+    def update(self, start: int, mags: torch.Tensor) -> None:
+        """Add frames ``start ..`` of the layer, ``|C|[N, t * H * W]``, to the observed scores and the null draws."""
+        self.nonzero |= mags.amax(dim=1) > 0
+        for first in range(0, mags.shape[1], self.columns):
+            chunk = mags[:, first : first + self.columns]
+            pixel = start * self.frame_pixels + first
+            self.observed.update(chunk[None], slice(0, 1), slice(pixel, pixel + chunk.shape[1]))
+        if self.counts is None:
+            return
+        null = self.null
+        for index in range(mags.shape[1] // self.frame_pixels):
+            frame = start + index
+            if self.counts[frame]:
+                gen = generator(null.seed, null.stream * self.num_frames + frame)
+                frame_mags = mags[:, index * self.frame_pixels : (index + 1) * self.frame_pixels]
+                _add_null_frame(self.shuffled, frame_mags, int(self.counts[frame]), int(self.offsets[frame]), gen)
+
+    def scores(self) -> tuple[dict[str, float], list[dict[str, float]]]:
+        """``(scores, draws)`` once every frame was added (see :func:`layer_distribution`)."""
+        scores = {"zero_maps": float((~self.nonzero).sum()), **self.observed.scores(empty=0.0)[0]}
+        # an all-zero layer stays all zero when shuffled: its draws score 0 like the layer itself
+        empty = 0.0 if not bool(self.nonzero.any()) else math.nan
+        draws = self.shuffled.scores(empty=empty) if self.null.draws else []
+        return scores, draws
+
+
+class LayerDistribution:
+    """The scores of one layer and of its null draws from its blocks, in one or three passes.
+
+    * ``exact`` (the layer fits in one chunk of the canvas): one pass. ``|C|`` of the whole layer is
+      gathered (the sort needs every entry; at most the canvas's chunk budget, dropped once scored):
+      when its last frame arrives ``tau_a`` is found by :func:`contribution_threshold` and the
+      layer scored by :class:`LayerTally` as one chunk.
+    * otherwise three passes: passes 0 and 1 are the two levels of :class:`RadixThresholds`, pass 2
+      scores every block with :class:`LayerTally`.
+
+    Args:
+        shape: the layer's ``(N, T, H, W)``.
+        alphas: the mass thresholds of (a).
+        null: how the ``spatial_shuffle`` null is drawn.
+        exact: sort the whole layer (see :func:`sorted_exactly`) rather than stream its thresholds.
+    """
+
+    def __init__(
+        self, shape: tuple[int, int, int, int], alphas: list[float], null: ShuffleNull, exact: bool
+    ) -> None:
+        self.shape = shape
+        self.alphas = list(alphas)
+        self.null = null
+        self.exact = exact
+        #: passes over the layer needed
+        self.passes = 1 if exact else len(_RADIX_LEVELS) + 1
+        self._radix = None if exact else RadixThresholds(self.alphas)
+        self._tally: LayerTally | None = None
+        self._whole: torch.Tensor | None = None  # exact: ``|C|[N, T, H * W]`` being gathered
+        self._received = 0
+        self._result: tuple[dict[str, float], list[dict[str, float]]] | None = None
+
+    def update(self, start: int, chunk: torch.Tensor, pass_index: int) -> None:
+        """Take frames ``start .. start + t - 1`` of the layer, ``chunk`` float32 ``[N, t, H, W]`` (read only)."""
+        if self.exact:
+            self._gather(start, chunk)
+        elif pass_index < len(_RADIX_LEVELS):
+            self._radix.update(magnitudes(chunk))
+        else:
+            self._tally.update(start, magnitudes(chunk))
+
+    def _gather(self, start: int, chunk: torch.Tensor) -> None:
+        """Exact path: add the block to the whole layer; score the layer once complete."""
+        num_neurons, num_frames, height, width = self.shape
+        frames = chunk.shape[1]
+        if frames == num_frames:
+            whole = magnitudes(chunk)
+        else:
+            if self._whole is None:
+                self._whole = torch.empty(num_neurons, num_frames, height * width)
+            self._whole[:, start : start + frames].copy_(chunk.reshape(num_neurons, frames, -1)).abs_()
+            self._received += frames
+            if self._received < num_frames:
+                return
+            whole, self._whole = self._whole.reshape(num_neurons, -1), None
+        values = whole.numpy()
+        tally = LayerTally(self.shape, {a: contribution_threshold(values, a) for a in self.alphas}, self.null)
+        tally.update(0, whole)
+        self._result = tally.scores()
+
+    def end_pass(self, pass_index: int) -> None:
+        """Called once every block of pass ``pass_index`` was given."""
+        if self.exact:
+            if self._result is None:
+                raise RuntimeError(f"pass {pass_index} ended before every frame of the layer was given")
+        elif pass_index < len(_RADIX_LEVELS):
+            self._radix.end_level()
+            if pass_index == len(_RADIX_LEVELS) - 1:
+                self._tally = LayerTally(self.shape, self._radix.thresholds, self.null)
+        else:
+            self._result, self._tally = self._tally.scores(), None
+
+    @property
+    def result(self) -> tuple[dict[str, float], list[dict[str, float]]]:
+        """``(scores, draws)`` once every pass has ended (see :func:`layer_distribution`)."""
+        if self._result is None:
+            raise RuntimeError("the layer's scores are asked for before every pass over it has ended")
+        return self._result
+
+
 def layer_distribution(
     canvas: Canvas, name: str, alphas: list[float], null: ShuffleNull = ShuffleNull()
 ) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """Distribution scores (a)-(d) of layer ``name`` and of each of its null draws, in one pass of frame chunks.
+    """Distribution scores (a)-(d) of layer ``name`` and of each of its null draws, read in frame chunks.
+
+    Reads the layer from ``canvas`` (for use outside an accumulator: :class:`LayerDistribution`
+    driven over :meth:`~xinc_bench.canvas.Canvas.frame_chunks`, once per pass).
 
     Returns ``(scores, draws)``: the layer's scores (with ``zero_maps``) and, per null draw, the
     scores (a)-(d) on ``m`` pixels of the spatially shuffled layer (see the module doc).
     """
-    num_neurons, num_frames, height, width = canvas.layer_shape(name)
-    frame_pixels = height * width
-    columns = max(1, _BLOCK_ELEMENTS // num_neurons)
-    thresholds = layer_thresholds(canvas, name, alphas)
-    observed = PixelTally(1, num_frames * frame_pixels, num_neurons, thresholds)
-    pixels = min(num_frames * frame_pixels, null.pixels)
-    shuffled = PixelTally(null.draws, pixels, num_neurons, thresholds)
-    counts = null_frame_counts(num_frames, frame_pixels, pixels, null.seed, null.stream) if null.draws else None
-    offsets = None if counts is None else np.cumsum(counts) - counts
-    nonzero = torch.zeros(num_neurons, dtype=torch.bool)
-    for start, mags in magnitude_chunks(canvas, name):
-        nonzero |= mags.amax(dim=1) > 0
-        for first in range(0, mags.shape[1], columns):
-            chunk = mags[:, first : first + columns]
-            pixel = start * frame_pixels + first
-            observed.update(chunk[None], slice(0, 1), slice(pixel, pixel + chunk.shape[1]))
-        if counts is None:
-            continue
-        for index in range(mags.shape[1] // frame_pixels):
-            frame = start + index
-            if counts[frame]:
-                gen = generator(null.seed, null.stream * num_frames + frame)
-                frame_mags = mags[:, index * frame_pixels : (index + 1) * frame_pixels]
-                _add_null_frame(shuffled, frame_mags, int(counts[frame]), int(offsets[frame]), gen)
-    scores = {"zero_maps": float((~nonzero).sum()), **observed.scores(empty=0.0)[0]}
-    # an all-zero layer stays all zero when shuffled: its draws score 0 like the layer itself
-    draws = shuffled.scores(empty=0.0 if not bool(nonzero.any()) else math.nan) if null.draws else []
-    return scores, draws
+    layer = LayerDistribution(canvas.layer_shape(name), alphas, null, exact=sorted_exactly(canvas, name))
+    for pass_index in range(layer.passes):
+        for start, chunk in canvas.frame_chunks(name):
+            layer.update(start, chunk, pass_index)
+        layer.end_pass(pass_index)
+    return layer.result
 
 
 @PROBES.register("distribution")
-def distribution(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
+class DistributionProbe(ProbeAccumulator):
     """SPEC 5.1 (a)-(d) of every layer and their ``spatial_shuffle`` null draws; headlines are means over layers.
+
+    Passes (per layer, see :class:`LayerDistribution`): a layer that fits in one chunk of the
+    canvas is scored in pass 0 from the whole layer, gathered from its blocks and sorted (its
+    copy is kept until its last frame arrives: when blocks are smaller than the layer, i.e. some
+    other layer does not fit in one chunk, every such layer is held whole until the last block
+    of pass 0); any other layer needs three passes: the two levels of the radix selection of
+    ``tau_a`` (passes 0 and 1) and the scores with their null draws (pass 2). So ``passes`` is 1
+    when every layer fits in one chunk, else 3. The null's values are gathered in the scoring
+    pass, frame by frame from seeded per-frame streams, so they do not depend on the blocks.
+    The figure's frame 0 is scored when pass 0 brings it.
 
     Params:
         alphas ([0.1, 0.5]): the mass thresholds of (a).
         null_draws (0), null_seed (0): the task's null draws and their seed.
         null_pixels (8192): ``m``, the shuffled pixels scored per null draw.
+
+    Raises:
+        XincError: ``null_pixels`` is not a positive number.
     """
-    alphas = [float(a) for a in params.get("alphas", [0.1, 0.5])]
-    draws = int(params.get("null_draws", 0))
-    seed = int(params.get("null_seed", 0))
-    null_pixels = int(params.get("null_pixels", NULL_PIXELS))
-    if null_pixels < 1:
-        raise XincError(f"parameter null_pixels={null_pixels} must be a positive number of pixels")
-    scores: dict[str, float] = {}
-    per_layer: dict[str, dict[str, float]] = {}
-    null_layers: dict[str, list[dict[str, float]]] = {}
-    for index, name in enumerate(canvas.layer_names):
-        null = ShuffleNull(draws, seed, null_pixels, stream=index)
-        per_layer[name], null_layers[name] = layer_distribution(canvas, name, alphas, null)
-        scores.update({f"{name}/{metric}": value for metric, value in per_layer[name].items()})
-    for metric in next(iter(per_layer.values())):
-        if metric != "zero_maps":
-            scores[metric] = float(np.mean([values[metric] for values in per_layer.values()]))
-    nulls = {}
-    if draws:
-        per_draw = [{name: null_layers[name][d] for name in canvas.layer_names} for d in range(draws)]
-        nulls["spatial_shuffle"] = collect_null_draws(per_draw)
-    figures = {"neurons_per_pixel": _neurons_per_pixel_figure(canvas, alphas[0])}
-    return ProbeResult(scores=scores, figures=figures, nulls=nulls)
+
+    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+        super().__init__(canvas, params)
+        self.alphas = [float(a) for a in params.get("alphas", [0.1, 0.5])]
+        self.draws = int(params.get("null_draws", 0))
+        seed = int(params.get("null_seed", 0))
+        null_pixels = int(params.get("null_pixels", NULL_PIXELS))
+        if null_pixels < 1:
+            raise XincError(f"parameter null_pixels={null_pixels} must be a positive number of pixels")
+        self.layers = {
+            name: LayerDistribution(
+                canvas.layer_shape(name),
+                self.alphas,
+                ShuffleNull(self.draws, seed, null_pixels, stream=index),
+                exact=sorted_exactly(canvas, name),
+            )
+            for index, name in enumerate(canvas.layer_names)
+        }
+        self.passes = max((layer.passes for layer in self.layers.values()), default=1)
+        #: per layer, the fraction of neurons above ``tau_alpha`` of frame 0 at each pixel of frame 0, ``[H, W]``
+        self.first_frames: dict[str, torch.Tensor] = {}
+
+    def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
+        if pass_index == 0 and start == 0:
+            self.first_frames[layer] = _neurons_per_pixel_map(chunk[:, 0], self.alphas[0])
+        state = self.layers[layer]
+        if pass_index < state.passes:
+            state.update(start, chunk, pass_index)
+
+    def end_pass(self, pass_index: int) -> None:
+        for state in self.layers.values():
+            if pass_index < state.passes:
+                state.end_pass(pass_index)
+
+    def compute(self) -> ProbeResult:
+        scores: dict[str, float] = {}
+        per_layer: dict[str, dict[str, float]] = {}
+        null_layers: dict[str, list[dict[str, float]]] = {}
+        for name, state in self.layers.items():
+            per_layer[name], null_layers[name] = state.result
+            scores.update({f"{name}/{metric}": value for metric, value in per_layer[name].items()})
+        for metric in next(iter(per_layer.values())):
+            if metric != "zero_maps":
+                scores[metric] = float(np.mean([values[metric] for values in per_layer.values()]))
+        nulls = {}
+        if self.draws:
+            per_draw = [{name: null_layers[name][d] for name in self.layers} for d in range(self.draws)]
+            nulls["spatial_shuffle"] = collect_null_draws(per_draw)
+        first_frames = {name: self.first_frames[name] for name in self.layers}
+        figures = {"neurons_per_pixel": _neurons_per_pixel_figure(first_frames, self.alphas[0])}
+        return ProbeResult(scores=scores, figures=figures, nulls=nulls)
 
 
-def _neurons_per_pixel_figure(canvas: Canvas, alpha: float) -> Any:
-    """Per layer, the map of the fraction of neurons above ``tau_alpha`` of frame 0 at each pixel of frame 0."""
-    import matplotlib
+def _neurons_per_pixel_map(frame: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The fraction of neurons above ``tau_alpha`` of one frame ``C[N, H, W]`` at each of its pixels, ``[H, W]``."""
+    mags = frame.abs()
+    tau = contribution_threshold(mags.numpy(), alpha)
+    return (mags > tau).float().mean(dim=0)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    names = canvas.layer_names
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 2.6), squeeze=False)
-    for axis, name in zip(axes[0], names):
-        frame = canvas.layer_frames(name, 0, 1)[:, 0].abs()
-        tau = contribution_threshold(frame.numpy(), alpha)
-        image = axis.imshow((frame > tau).float().mean(dim=0).numpy(), cmap="magma", vmin=0)
+def _neurons_per_pixel_figure(maps: dict[str, torch.Tensor], alpha: float) -> Any:
+    """Per layer, its map of :func:`_neurons_per_pixel_map` on frame 0."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(maps), figsize=(4 * len(maps), 2.6), squeeze=False)
+    for axis, (name, image) in zip(axes[0], maps.items()):
+        shown = axis.imshow(image.numpy(), cmap="magma", vmin=0)
         axis.set_title(f"{name}: neurons per pixel (a={alpha:g})", fontsize=9)
         axis.axis("off")
-        fig.colorbar(image, ax=axis, fraction=0.03)
+        fig.colorbar(shown, ax=axis, fraction=0.03)
     fig.tight_layout()
     return fig

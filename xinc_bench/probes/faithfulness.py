@@ -37,7 +37,9 @@ ablation: zeroing kernel ``(i, o)``'s weight and bias share
 (:func:`~xinc_bench.canvas.cnn.kernel_ablated_output`). Each ablation is one forward pass of the
 whole signal, so the correlations use a seeded sample of at most ``max_neurons`` neurons per
 layer (default 256: every neuron of the MLP zoo's layers; 256 of the paper NeRV's 18,352 block-1
-kernels). The tested canvas is read in frame chunks, so its size is not bounded by memory.
+kernels). The sample is drawn from the layer sizes alone, so one pass over the canvas (an
+accumulator, :class:`FaithfulnessProbe`) gathers the sampled maps and every neuron's region mass
+block by block: the canvas's size is not bounded by memory.
 
 Canvas layers are matched to ablation layers by name; canvases of the ``mlp`` tracers name
 layer ``layerK`` after the input of the model's ``linears[K - 1]``, which is mapped
@@ -61,10 +63,9 @@ from ..canvas.cnn import kernel_ablated_output
 from ..inrs.base import render_output
 from ..errors import XincError
 from ..registry import PROBES, TRACERS
-from .base import ProbeResult
-from .canvas_reading import layer_group_sums, magnitudes
+from .accumulator import ProbeAccumulator, ProbeResult
 from .nulls import generator, permutations
-from .numerics import finite_median, pearson, pearson_rows
+from .numerics import finite_median, group_sums, magnitudes, pearson, pearson_rows
 from .plotting import pyplot
 from .scores import collect_scores
 from .stats import collect_null_draws
@@ -122,11 +123,6 @@ def neuron_sample(num_neurons: int, limit: int, seed: int = 0) -> torch.Tensor:
     if num_neurons <= limit:
         return torch.arange(num_neurons)
     return torch.randperm(num_neurons, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-
-
-def sampled_rows(canvas: Canvas, name: str, rows: torch.Tensor) -> torch.Tensor:
-    """The maps ``[k, T, H, W]`` of the neurons ``rows`` of one layer, gathered frame chunk by frame chunk."""
-    return torch.cat([chunk[rows] for _, chunk in canvas.frame_chunks(name)], dim=1)
 
 
 def agreement(canvas_layer: torch.Tensor, ablation: torch.Tensor) -> dict[str, float]:
@@ -204,11 +200,6 @@ def psnr(output: torch.Tensor, frames: torch.Tensor, where: torch.Tensor) -> flo
     return float(10 * torch.log10(1.0 / error.clamp(min=_MSE_FLOOR)))
 
 
-def region_mass(canvas: Canvas, name: str, region: torch.Tensor) -> torch.Tensor:
-    """Each neuron's canvas mass ``sum |C_n|`` inside ``region[T, H, W]``: ``[N]`` float64."""
-    return layer_group_sums(canvas, name, region.long(), 2)[:, 1]
-
-
 def deletion(
     ablate: Callable[[torch.Tensor], torch.Tensor],
     mass: torch.Tensor,
@@ -272,8 +263,22 @@ def random_deletions(
 
 
 @PROBES.register("faithfulness")
-def faithfulness(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
+class FaithfulnessProbe(ProbeAccumulator):
     """SPEC 5.8 for every layer, with its null draws; headline scores are means over layers.
+
+    One pass. The neurons compared with their ablation are a seeded sample drawn from the layer
+    sizes alone (:func:`neuron_sample`), and the region of the deletion test comes from the masks,
+    so both are known before any block is read. When built, the accumulator computes from the
+    model the ground truth (the sampled neurons' ablation maps ``[k, T, H, W]`` per layer, and the
+    plain output); each block then gives, per layer, its frames of the sampled maps (copied into
+    ``[k, T, H, W]``) and every neuron's ``|C|`` summed inside and outside the region (``[N, 2]``
+    float64, the region mass). :meth:`compute` zeroes the top-mass neurons (forward passes of the
+    model, not reads of the canvas), draws the nulls and scores.
+
+    When ``tracer`` names another tracer than the one that made the canvas, the canvas under test
+    is traced from the model when the accumulator is built (held in memory whole while its maps
+    and masses are gathered frame chunk by frame chunk, as before the accumulators) and the
+    probed canvas's blocks are not needed: ``passes`` is 0.
 
     Params:
         model: the INR the canvas was computed from (required).
@@ -284,77 +289,130 @@ def faithfulness(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
         null_draws (0), null_seed (0): ``neuron_permutation`` draws of the correlations.
         deletion_null_draws (5): ``random_neurons`` draws of the deletion test, at most ``null_draws``
             (each is one forward pass of the signal per layer).
+
+    Raises:
+        XincError: no model, an unknown region, or canvas layers the model's cannot be matched with.
     """
-    model = params.get("model")
-    if not isinstance(model, nn.Module):
-        raise XincError(
-            "the faithfulness probe needs the model that made the canvas: pass params model=<nn.Module> "
-            "(the command line passes the checkpoint given with --checkpoint)"
-        )
-    region_name = params.get("region", "auto")
-    if region_name not in REGIONS:
-        raise XincError(f"parameter region={region_name!r} is not one of {', '.join(REGIONS)}")
-    model.eval()
-    chunk_size = int(params.get("chunk_size", 16384))
-    limit = int(params.get("max_neurons", 256))
-    draws = int(params.get("null_draws", 0))
-    seed = int(params.get("null_seed", 0))
-    deletion_draws = min(draws, int(params.get("deletion_null_draws", DELETION_NULL_DRAWS)))
-    tested = _tested_canvas(canvas, model, params.get("tracer"), chunk_size)
-    samples = {name: neuron_sample(tested.layer_shape(name)[0], limit) for name in tested.layer_names}
-    region = deletion_region(canvas, region_name)
-    fraction = float(params.get("deletion_fraction", 0.1))
-    if tested.metadata.get("tracer") == "cnn":
-        base = render_output(model, canvas.shape)
-        truth = {name: kernel_ablation_canvas(model, name, samples[name], base) for name in tested.layer_names}
-        ablators = {name: partial(kernel_ablated_output, model, name, shape=canvas.shape) for name in truth}
-    else:
-        names = ablation_layer_names(model, canvas.shape, tested.layer_names, params.get("layer_map"))
-        counts = {names[name]: tested.layer_shape(name)[0] for name in tested.layer_names}
-        full, base = ablation_canvas(model, canvas.shape, counts, chunk_size)
-        truth = {name: full[names[name]][samples[name]] for name in tested.layer_names}
-        ablators = {
-            name: partial(ablate_output, model, names[name], shape=canvas.shape) for name in tested.layer_names
-        }
-    per_layer: dict[str, dict[str, float]] = {}
-    permuted: dict[str, list[dict[str, float]]] = {}
-    deleted: dict[str, list[float]] = {}
-    ablated: dict[str, torch.Tensor] = {}
-    maps: dict[str, torch.Tensor] = {}
-    for index, name in enumerate(tested.layer_names):
-        maps[name] = sampled_rows(tested, name, samples[name])
-        mass = region_mass(tested, name, region)
-        scores, ablated[name] = deletion(ablators[name], mass, canvas.frames, base, region, fraction)
-        per_layer[name] = {**agreement(maps[name], truth[name]), **scores}
-        if draws:
-            orders = permutations(samples[name].numel(), draws, generator(seed, 2 * index))
-            permuted[name] = permuted_agreement(maps[name], truth[name], orders)
-        if deletion_draws and not degenerate_region(region):
-            gen = generator(seed, 2 * index + 1)
-            deleted[name] = random_deletions(
-                ablators[name], mass.shape[0], canvas.frames, base, region, fraction, deletion_draws, gen
+
+    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+        super().__init__(canvas, params)
+        model = params.get("model")
+        if not isinstance(model, nn.Module):
+            raise XincError(
+                "the faithfulness probe needs the model that made the canvas: pass params model=<nn.Module> "
+                "(the command line passes the checkpoint given with --checkpoint)"
             )
-    nulls: dict[str, dict[str, list[float]]] = {}
-    if permuted:
-        nulls["neuron_permutation"] = collect_null_draws([{n: permuted[n][d] for n in permuted} for d in range(draws)])
-    if deleted:
-        nulls["random_neurons"] = collect_null_draws(
-            [{n: {"deletion_contrast": deleted[n][d]} for n in deleted} for d in range(deletion_draws)]
+        self.region_name = params.get("region", "auto")
+        if self.region_name not in REGIONS:
+            raise XincError(f"parameter region={self.region_name!r} is not one of {', '.join(REGIONS)}")
+        model.eval()
+        chunk_size = int(params.get("chunk_size", 16384))
+        limit = int(params.get("max_neurons", 256))
+        traced = _traced_canvas(canvas, model, params.get("tracer"), chunk_size)
+        tested = canvas if traced is None else traced
+        #: the layers under test, in network order
+        self.layer_names = tested.layer_names
+        counts = {name: tested.layer_shape(name)[0] for name in self.layer_names}
+        self.samples = {name: neuron_sample(counts[name], limit) for name in self.layer_names}
+        self.region = deletion_region(canvas, self.region_name)
+        self._frame_labels = self.region.long().reshape(canvas.shape[0], -1)
+        self.base, self.truth, self.ablators = _ground_truth(
+            model, canvas.shape, tested.metadata.get("tracer"), counts, self.samples, params, chunk_size
         )
-    absent: dict[str, str] = {}
-    if degenerate_region(region):
-        extent = "every" if bool(region.all()) else "no"
-        reason = f"the deletion region ({region_name}) covers {extent} pixel: there is no inside/outside contrast"
-        absent = {
-            f"{prefix}{metric}": reason
-            for prefix in ("", *(f"{name}/" for name in tested.layer_names))
-            for metric in ("deletion_contrast", "drop_inside", "drop_outside")
+        #: per layer, the sampled neurons' canvas maps ``[k, T, H, W]``, filled block by block
+        self.maps = {name: torch.zeros(len(self.samples[name]), *canvas.shape) for name in self.layer_names}
+        #: per layer, each neuron's ``sum |C_n|`` outside (column 0) and inside (column 1) the region
+        self.region_sums = {name: torch.zeros(counts[name], 2, dtype=torch.float64) for name in self.layer_names}
+        if traced is not None:
+            self.passes = 0
+            for name in self.layer_names:
+                for start, chunk in traced.frame_chunks(name):
+                    self._take(name, start, chunk)
+
+    def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
+        self._take(layer, start, chunk)
+
+    def _take(self, layer: str, start: int, chunk: torch.Tensor) -> None:
+        """Gather the sampled maps and the region sums of frames ``start ..`` of ``layer`` (``chunk`` read only)."""
+        stop = start + chunk.shape[1]
+        self.maps[layer][:, start:stop] = chunk[self.samples[layer]]
+        labels = self._frame_labels[start:stop].reshape(-1)
+        self.region_sums[layer] += group_sums(magnitudes(chunk), labels, 2)
+
+    def compute(self) -> ProbeResult:
+        canvas, params, region, base = self.canvas, self.params, self.region, self.base
+        draws = int(params.get("null_draws", 0))
+        seed = int(params.get("null_seed", 0))
+        deletion_draws = min(draws, int(params.get("deletion_null_draws", DELETION_NULL_DRAWS)))
+        fraction = float(params.get("deletion_fraction", 0.1))
+        per_layer: dict[str, dict[str, float]] = {}
+        permuted: dict[str, list[dict[str, float]]] = {}
+        deleted: dict[str, list[float]] = {}
+        ablated: dict[str, torch.Tensor] = {}
+        for index, name in enumerate(self.layer_names):
+            maps, truth, mass = self.maps[name], self.truth[name], self.region_sums[name][:, 1]
+            scores, ablated[name] = deletion(self.ablators[name], mass, canvas.frames, base, region, fraction)
+            per_layer[name] = {**agreement(maps, truth), **scores}
+            if draws:
+                orders = permutations(self.samples[name].numel(), draws, generator(seed, 2 * index))
+                permuted[name] = permuted_agreement(maps, truth, orders)
+            if deletion_draws and not degenerate_region(region):
+                gen = generator(seed, 2 * index + 1)
+                deleted[name] = random_deletions(
+                    self.ablators[name], mass.shape[0], canvas.frames, base, region, fraction, deletion_draws, gen
+                )
+        nulls: dict[str, dict[str, list[float]]] = {}
+        if permuted:
+            nulls["neuron_permutation"] = collect_null_draws(
+                [{n: permuted[n][d] for n in permuted} for d in range(draws)]
+            )
+        if deleted:
+            nulls["random_neurons"] = collect_null_draws(
+                [{n: {"deletion_contrast": deleted[n][d]} for n in deleted} for d in range(deletion_draws)]
+            )
+        absent: dict[str, str] = {}
+        if degenerate_region(region):
+            extent = "every" if bool(region.all()) else "no"
+            reason = (
+                f"the deletion region ({self.region_name}) covers {extent} pixel: there is no inside/outside contrast"
+            )
+            absent = {
+                f"{prefix}{metric}": reason
+                for prefix in ("", *(f"{name}/" for name in self.layer_names))
+                for metric in ("deletion_contrast", "drop_inside", "drop_outside")
+            }
+        figures = {
+            "canvas_vs_ablation": _scatter_figure(self.maps, self.truth),
+            "deletion": _deletion_figure(base, ablated, region),
         }
-    figures = {
-        "canvas_vs_ablation": _scatter_figure(maps, truth),
-        "deletion": _deletion_figure(base, ablated, region),
-    }
-    return ProbeResult(scores=collect_scores(per_layer), figures=figures, nulls=nulls, absent=absent)
+        return ProbeResult(scores=collect_scores(per_layer), figures=figures, nulls=nulls, absent=absent)
+
+
+def _ground_truth(
+    model: nn.Module,
+    shape: tuple[int, int, int],
+    tracer: str | None,
+    counts: dict[str, int],
+    samples: dict[str, torch.Tensor],
+    params: dict[str, Any],
+    chunk_size: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """The plain output ``[T, H, W, 3]``, per canvas layer the sampled neurons' ablation maps
+    ``[k, T, H, W]`` and the ablator (neuron indices -> output with them zeroed), from the model.
+
+    Kernel ablation for a ``cnn`` canvas; else the ``ablation`` tracer's canvas of the matched
+    layers (every neuron, kept only for the sample).
+    """
+    if tracer == "cnn":
+        base = render_output(model, shape)
+        truth = {name: kernel_ablation_canvas(model, name, samples[name], base) for name in counts}
+        ablators = {name: partial(kernel_ablated_output, model, name, shape=shape) for name in counts}
+        return base, truth, ablators
+    names = ablation_layer_names(model, shape, list(counts), params.get("layer_map"))
+    full, base = ablation_canvas(model, shape, {names[name]: count for name, count in counts.items()}, chunk_size)
+    truth = {name: full[names[name]][samples[name]] for name in counts}
+    ablators = {name: partial(ablate_output, model, names[name], shape=shape) for name in counts}
+    return base, truth, ablators
 
 
 def _ablation_name(model: nn.Module, layer: str, ablatable: dict[str, int], layer_map: dict[str, str]) -> str:
@@ -372,10 +430,10 @@ def _ablation_name(model: nn.Module, layer: str, ablatable: dict[str, int], laye
     return qualified[linears[int(match.group(1)) - 1]]
 
 
-def _tested_canvas(canvas: Canvas, model: nn.Module, tracer: str | None, chunk_size: int) -> Canvas:
-    """The canvas under test: the probed canvas, or ``tracer``'s canvas computed on the model."""
+def _traced_canvas(canvas: Canvas, model: nn.Module, tracer: str | None, chunk_size: int) -> Canvas | None:
+    """``tracer``'s canvas computed on the model, held in memory; None when the probed canvas is the one tested."""
     if tracer is None or tracer == canvas.metadata.get("tracer"):
-        return canvas
+        return None
     implementation = TRACERS.get(tracer)
     counts = implementation.layers(model, canvas.shape)
     arrays = {name: np.empty((count, *canvas.shape), np.float32) for name, count in counts.items()}

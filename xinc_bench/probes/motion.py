@@ -33,8 +33,9 @@ Pixels are independent under the pixel permutation while dS and F are smooth in 
 null's spread is narrower than the spread of a canvas unrelated to motion yet smooth; the shuffled
 and random-init controls beside every record are the references for that.
 
-Layers are read in frame chunks, each frame once (dS carries a chunk's last frame into the next);
-the per-instance means come from per-neuron sums over each (frame, instance) group.
+The probe is an accumulator (:class:`MotionProbe`) over one pass: each block gives every frame
+once (dS carries a block's last frame into the next block of the layer), and the per-instance
+means come from per-neuron sums over each (frame, instance) group.
 """
 
 from __future__ import annotations
@@ -47,11 +48,10 @@ from scipy.stats import rankdata
 
 from ..canvas.canvas import Canvas
 from ..registry import PROBES
-from .base import ProbeResult
-from .canvas_reading import layer_group_sums
+from .accumulator import ProbeAccumulator, ProbeResult
 from .inputs import require_flow, require_masks, require_video
 from .nulls import generator, permutations
-from .numerics import finite_median, safe_ratio, spearman, top_fraction_mask
+from .numerics import finite_median, group_sums, magnitudes, safe_ratio, spearman, top_fraction_mask
 from .pixel_partitions import relabel
 from .plotting import pyplot
 from .scores import collect_scores
@@ -64,22 +64,44 @@ NO_CONTRAST_REASON = "the masks need both a moving and a static instance (by mea
 FLOW_METRICS = ("flow_spearman", "flow_top_bottom_ratio")
 
 
-def contribution_change(canvas: Canvas, name: str) -> torch.Tensor:
-    """``dS[T - 1, H, W]`` of layer ``name`` (frame t - 1 -> t at index t - 1), in float64.
+class ContributionChange:
+    """``dS[T - 1, H, W]`` of one layer (frame t - 1 -> t at index t - 1), in float64, block by block.
 
-    Read in frame chunks, each frame once; the last frame of a chunk is carried into the next.
-    Accumulating in float64 keeps the ranks of nearly equal changes stable (the Spearman score
-    must not depend on the canvas's scale); one frame at a time bounds the extra memory.
+    Each layer's blocks come in frame order (the accumulator contract), each frame once; ``|C|``
+    of the last frame of a block (float32, ``[N, H, W]``) is carried into the next. Accumulating in
+    float64 keeps the ranks of nearly equal changes stable (the Spearman score must not depend on
+    the canvas's scale); one frame at a time bounds the extra memory.
+
+    Args:
+        shape: the canvas's ``(T, H, W)``.
     """
-    changes = []
-    previous: torch.Tensor | None = None
-    for _, chunk in canvas.frame_chunks(name):
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        num_frames, height, width = shape
+        self.change = torch.zeros(max(num_frames - 1, 0), height, width, dtype=torch.float64)
+        self.previous: torch.Tensor | None = None
+        self.next_frame = 0
+
+    def add(self, start: int, chunk: torch.Tensor) -> None:
+        """Add frames ``start .. start + t - 1``, ``chunk`` ``[N, t, H, W]`` (not modified), the next ones in order."""
+        if start != self.next_frame:
+            raise RuntimeError(f"motion: frame {start} given where frame {self.next_frame} was due (out of order)")
+        previous = None if self.previous is None else self.previous.double()
         for t in range(chunk.shape[1]):
             current = chunk[:, t].double().abs()
             if previous is not None:
-                changes.append((current - previous).abs().sum(dim=0))
+                self.change[start + t - 1] = (current - previous).abs().sum(dim=0)
             previous = current
-    return torch.stack(changes)
+        self.previous = chunk[:, -1].abs()
+        self.next_frame = start + chunk.shape[1]
+
+
+def contribution_change(canvas: Canvas, name: str) -> torch.Tensor:
+    """:class:`ContributionChange` of layer ``name`` read on its own in frame chunks (the whole-layer form)."""
+    change = ContributionChange(canvas.shape)
+    for start, chunk in canvas.frame_chunks(name):
+        change.add(start, chunk)
+    return change.change
 
 
 def flow_magnitude(flow: torch.Tensor) -> torch.Tensor:
@@ -119,30 +141,59 @@ def moving_instances(masks: torch.Tensor, speed: torch.Tensor, threshold: float)
     return labels, mean_speed > threshold
 
 
-def instance_cov(canvas: Canvas, name: str, labels: torch.Tensor, count: int) -> torch.Tensor:
-    """Coefficient of variation over time of each neuron's mean ``|C|`` on each instance: ``[N, K]``.
+class InstanceSums:
+    """Per-neuron sums of ``|C|`` over each (frame, instance) group of one layer, block by block.
 
-    The per-neuron sums over each (frame, instance) group are accumulated in frame chunks
-    (``[N, T (K + 1)]`` float64). NaN where the instance is in fewer than two frames or the
-    neuron's mean on it is zero.
+    ``[N, T (K + 1)]`` float64 (the last group of each frame holds its unlabelled pixels); each
+    block adds to the groups of its own frames, so blocks may come in any order and size.
+
+    Args:
+        num_neurons: N; labels: instance index ``[T, H, W]`` (-1 = unlabelled); count: K.
+    """
+
+    def __init__(self, num_neurons: int, labels: torch.Tensor, count: int) -> None:
+        num_frames = labels.shape[0]
+        self.count = count
+        frame_offset = torch.arange(num_frames)[:, None, None] * (count + 1)
+        self.index = (torch.where(labels < 0, count, labels) + frame_offset).reshape(num_frames, -1)
+        self.sums = torch.zeros(num_neurons, num_frames * (count + 1), dtype=torch.float64)
+
+    def add(self, start: int, chunk: torch.Tensor) -> None:
+        """Add frames ``start .. start + t - 1``, ``chunk`` ``[N, t, H, W]`` (not modified)."""
+        stop = start + chunk.shape[1]
+        first, last = start * (self.count + 1), stop * (self.count + 1)
+        local = self.index[start:stop].reshape(-1) - first
+        self.sums[:, first:last] += group_sums(magnitudes(chunk), local, last - first)
+
+    def cov(self) -> torch.Tensor:
+        """Coefficient of variation over time of each neuron's mean ``|C|`` on each instance: ``[N, K]``.
+
+        NaN where the instance is in fewer than two frames or the neuron's mean on it is zero.
+        """
+        num_frames, count = self.index.shape[0], self.count
+        sums = self.sums.reshape(self.sums.shape[0], num_frames, count + 1)
+        areas = torch.bincount(self.index.reshape(-1), minlength=num_frames * (count + 1))
+        areas = areas.reshape(num_frames, count + 1).double()
+        sums, areas = sums[..., :count], areas[:, :count]
+        present = areas > 0
+        frames_present = present.sum(dim=0)
+        means = sums / areas.clamp(min=1)
+        average = (means * present).sum(dim=1) / frames_present.clamp(min=1)
+        variance = (((means - average[:, None]) ** 2) * present).sum(dim=1) / frames_present.clamp(min=1)
+        valid = (frames_present >= 2)[None, :] & (average > 0)
+        return torch.where(valid, variance.sqrt() / torch.where(valid, average, 1.0), math.nan)
+
+
+def instance_cov(canvas: Canvas, name: str, labels: torch.Tensor, count: int) -> torch.Tensor:
+    """:meth:`InstanceSums.cov` of layer ``name`` read on its own in frame chunks (the whole-layer form).
 
     Args:
         labels: instance index ``[T, H, W]`` (-1 = unlabelled); count: K.
     """
-    num_neurons, num_frames = canvas.layer_shape(name)[:2]
-    frame_offset = torch.arange(num_frames)[:, None, None] * (count + 1)
-    index = torch.where(labels < 0, count, labels) + frame_offset
-    groups = num_frames * (count + 1)
-    sums = layer_group_sums(canvas, name, index, groups).reshape(num_neurons, num_frames, count + 1)
-    areas = torch.bincount(index.reshape(-1), minlength=groups).reshape(num_frames, count + 1).double()
-    sums, areas = sums[..., :count], areas[:, :count]
-    present = areas > 0
-    frames_present = present.sum(dim=0)
-    means = sums / areas.clamp(min=1)
-    average = (means * present).sum(dim=1) / frames_present.clamp(min=1)
-    variance = (((means - average[:, None]) ** 2) * present).sum(dim=1) / frames_present.clamp(min=1)
-    valid = (frames_present >= 2)[None, :] & (average > 0)
-    return torch.where(valid, variance.sqrt() / torch.where(valid, average, 1.0), math.nan)
+    sums = InstanceSums(canvas.layer_shape(name)[0], labels, count)
+    for start, chunk in canvas.frame_chunks(name):
+        sums.add(start, chunk)
+    return sums.cov()
 
 
 def cov_ratio(cov: torch.Tensor, moving: torch.Tensor) -> float:
@@ -215,6 +266,27 @@ def cov_null_draws(
     return [{name: {"moving_static_cov_ratio": cov_ratio(cov, row)} for name, cov in covs.items()} for row in flags]
 
 
+def motion_scores(
+    change: torch.Tensor,
+    cov: torch.Tensor,
+    speed: torch.Tensor,
+    active: torch.Tensor,
+    moving: torch.Tensor,
+    params: dict[str, float],
+) -> dict[str, float]:
+    """Motion scores of one layer from its ``dS[T - 1, H, W]`` and its CoV ``[N, K]``.
+
+    Args:
+        speed: flow magnitude ``[T, H, W]``; active: ``[T - 1]`` whether frame t >= 1 has motion;
+        moving: ``[K]`` whether each instance moves; params: top_fraction, bottom_fraction.
+    """
+    scores = change_vs_flow(
+        change[active].reshape(-1), speed[1:][active].reshape(-1), params["top_fraction"], params["bottom_fraction"]
+    )
+    scores["moving_static_cov_ratio"] = cov_ratio(cov, moving)
+    return scores
+
+
 def layer_motion(
     canvas: Canvas,
     name: str,
@@ -224,68 +296,91 @@ def layer_motion(
     moving: torch.Tensor,
     params: dict[str, float],
 ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
-    """Motion scores of layer ``name`` (read in frame chunks), its ``dS[T - 1, H, W]`` and its CoV ``[N, K]``.
+    """Motion scores of layer ``name`` read on its own in frame chunks, its ``dS[T - 1, H, W]`` and its CoV ``[N, K]``.
+
+    The whole-layer form of what :class:`MotionProbe` gets block by block.
 
     Args:
         speed: flow magnitude ``[T, H, W]``; active: ``[T - 1]`` whether frame t >= 1 has motion;
         labels: instance index ``[T, H, W]`` (-1 = unlabelled); moving: ``[K]`` whether each
         instance moves; params: top_fraction, bottom_fraction.
     """
-    change = contribution_change(canvas, name)
-    scores = change_vs_flow(
-        change[active].reshape(-1), speed[1:][active].reshape(-1), params["top_fraction"], params["bottom_fraction"]
-    )
-    cov = instance_cov(canvas, name, labels, len(moving))
-    scores["moving_static_cov_ratio"] = cov_ratio(cov, moving)
-    return scores, change, cov
+    change = ContributionChange(canvas.shape)
+    sums = InstanceSums(canvas.layer_shape(name)[0], labels, len(moving))
+    for start, chunk in canvas.frame_chunks(name):
+        change.add(start, chunk)
+        sums.add(start, chunk)
+    cov = sums.cov()
+    return motion_scores(change.change, cov, speed, active, moving, params), change.change, cov
 
 
 @PROBES.register("motion")
-def motion(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
+class MotionProbe(ProbeAccumulator):
     """SPEC 5.6 for every layer; headline scores are means over layers.
+
+    One pass: each block adds to its layer's dS map (:class:`ContributionChange`, ``[T - 1, H, W]``
+    float64, carrying ``|C|`` of the block's last frame, ``[N, H, W]`` float32, to the next block)
+    and to its per-neuron (frame, instance) sums (:class:`InstanceSums`); scores, nulls and the
+    figure come from those at the end. Blocks of different layers interleave, so every layer's dS
+    map and carried frame are held at once (the function form held one layer's at a time).
 
     Params:
         motion_threshold: pixels per frame above which a frame or an instance moves (0.5).
         top_fraction / bottom_fraction: flow quantiles compared (0.1 / 0.5).
         null_draws, null_seed: draws of each null (0: none) and their seed.
     """
-    require_video(canvas, "motion")
-    speed = flow_magnitude(require_flow(canvas, "motion"))
-    settings = {
-        "motion_threshold": float(params.get("motion_threshold", 0.5)),
-        "top_fraction": float(params.get("top_fraction", 0.1)),
-        "bottom_fraction": float(params.get("bottom_fraction", 0.5)),
-    }
-    draws, seed = int(params.get("null_draws", 0)), int(params.get("null_seed", 0))
-    labels, moving = moving_instances(require_masks(canvas, "motion"), speed, settings["motion_threshold"])
-    active = speed[1:].flatten(1).amax(dim=1) > settings["motion_threshold"]
-    shown = _figure_frame(speed)
-    per_layer: dict[str, dict[str, float]] = {}
-    shown_changes: dict[str, torch.Tensor] = {}
-    pooled: dict[str, torch.Tensor] = {}
-    covs: dict[str, torch.Tensor] = {}
-    for name in canvas.layer_names:
-        per_layer[name], change, cov = layer_motion(canvas, name, speed, active, labels, moving, settings)
-        shown_changes[name] = change[shown - 1].clone()  # not a view: the full dS is freed
-        if draws:
-            pooled[name], covs[name] = change[active].reshape(-1), cov
-    scores = collect_scores(per_layer)
-    nulls: dict[str, dict[str, list[float]]] = {}
-    if draws:
-        pixel_draws = flow_null_draws(
-            pooled, speed[1:][active], settings["top_fraction"], settings["bottom_fraction"], draws, generator(seed, 0)
-        )
-        label_draws = cov_null_draws(covs, moving, draws, generator(seed, 1))
-        nulls = {
-            model: collect_null_draws(found)
-            for model, found in (("pixel_permutation", pixel_draws), ("label_permutation", label_draws))
-            if found
+
+    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+        super().__init__(canvas, params)
+        require_video(canvas, "motion")
+        self.speed = flow_magnitude(require_flow(canvas, "motion"))
+        self.settings = {
+            "motion_threshold": float(params.get("motion_threshold", 0.5)),
+            "top_fraction": float(params.get("top_fraction", 0.1)),
+            "bottom_fraction": float(params.get("bottom_fraction", 0.5)),
         }
-    absent = _absent_reasons(scores, speed[1:][active], moving)
-    scores.update(moving_instances=float(moving.sum()), static_instances=float((~moving).sum()))
-    return ProbeResult(
-        scores=scores, figures={"change_vs_flow": _figure(shown_changes, speed, shown)}, nulls=nulls, absent=absent
-    )
+        self.labels, self.moving = moving_instances(
+            require_masks(canvas, "motion"), self.speed, self.settings["motion_threshold"]
+        )
+        self.active = self.speed[1:].flatten(1).amax(dim=1) > self.settings["motion_threshold"]
+        self.changes = {name: ContributionChange(canvas.shape) for name in canvas.layer_names}
+        count = len(self.moving)
+        self.sums = {name: InstanceSums(canvas.layer_shape(name)[0], self.labels, count) for name in canvas.layer_names}
+
+    def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
+        self.changes[layer].add(start, chunk)
+        self.sums[layer].add(start, chunk)
+
+    def compute(self) -> ProbeResult:
+        speed, active, moving, settings = self.speed, self.active, self.moving, self.settings
+        draws, seed = int(self.params.get("null_draws", 0)), int(self.params.get("null_seed", 0))
+        shown = _figure_frame(speed)
+        per_layer: dict[str, dict[str, float]] = {}
+        shown_changes: dict[str, torch.Tensor] = {}
+        pooled: dict[str, torch.Tensor] = {}
+        covs: dict[str, torch.Tensor] = {}
+        for name in self.canvas.layer_names:
+            change, cov = self.changes[name].change, self.sums[name].cov()
+            per_layer[name] = motion_scores(change, cov, speed, active, moving, settings)
+            shown_changes[name] = change[shown - 1]
+            if draws:
+                pooled[name], covs[name] = change[active].reshape(-1), cov
+        scores = collect_scores(per_layer)
+        nulls: dict[str, dict[str, list[float]]] = {}
+        if draws:
+            top, bottom = settings["top_fraction"], settings["bottom_fraction"]
+            pixel_draws = flow_null_draws(pooled, speed[1:][active], top, bottom, draws, generator(seed, 0))
+            label_draws = cov_null_draws(covs, moving, draws, generator(seed, 1))
+            nulls = {
+                model: collect_null_draws(found)
+                for model, found in (("pixel_permutation", pixel_draws), ("label_permutation", label_draws))
+                if found
+            }
+        absent = _absent_reasons(scores, speed[1:][active], moving)
+        scores.update(moving_instances=float(moving.sum()), static_instances=float((~moving).sum()))
+        return ProbeResult(
+            scores=scores, figures={"change_vs_flow": _figure(shown_changes, speed, shown)}, nulls=nulls, absent=absent
+        )
 
 
 def _standardised_ranks(values: torch.Tensor) -> torch.Tensor:

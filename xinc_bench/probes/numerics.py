@@ -102,3 +102,8 @@ def minmax(values: torch.Tensor) -> torch.Tensor:
     low, high = values.min(), values.max()
     span = high - low
     return (values - low) / span if span > 0 else torch.zeros_like(values)
+
+
+def magnitudes(layer: torch.Tensor) -> torch.Tensor:
+    """``|C|`` of a ``[N, T, H, W]`` layer (or block) as ``[N, T * H * W]`` float32 (a copy)."""
+    return layer.reshape(layer.shape[0], -1).abs()

@@ -19,10 +19,11 @@ Neurons with no contribution to any instance have no profile and are left out.
 
 Null model ``label_permutation``: the instance labels (unlabelled pixels included) are permuted
 over the pixels of each frame, so every instance keeps its area in every frame while its link
-to the canvas is destroyed. The same ``D`` permutations serve every layer; a layer is read once,
-in frame chunks, for the per-neuron sums over the instances of the canvas and of all ``D``
-permuted label maps together (:func:`~xinc_bench.probes.nulls.permuted_group_sums`). The ``D``
-permuted maps are held as int32 ``[D, T * H * W]``.
+to the canvas is destroyed. The same ``D`` permutations serve every layer; each frame block of a
+layer is read once (the probe is an accumulator, :class:`ObjectsProbe`) for the per-neuron sums
+over the instances of the canvas and of all ``D`` permuted label maps together
+(:func:`~xinc_bench.probes.nulls.permuted_group_sums`). The ``D`` permuted maps are held as int32
+``[D, T * H * W]``.
 
 A canvas spread evenly over space gives ``P_ni = 1/K``: consistency 0 and selectivity 0.
 """
@@ -37,7 +38,7 @@ import torch
 from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
-from .base import ProbeResult
+from .accumulator import ProbeAccumulator, ProbeResult
 from .inputs import require_masks
 from .nulls import generator, permuted_group_sums, permuted_labels
 from .pixel_partitions import relabel
@@ -76,28 +77,51 @@ def label_draws(labels: torch.Tensor, frame_pixels: int, draws: int, seed: int) 
     return out.reshape(1 + draws, -1)
 
 
-def group_profiles(canvas: Canvas, name: str, labels: torch.Tensor, num_instances: int) -> torch.Tensor:
-    """Area-normalised neuron profiles ``[R, N, K]`` of layer ``name`` for each row of label maps.
-
-    Rows of neurons with no contribution to any instance are zero (no profile); the others sum to 1.
+class InstanceSums:
+    """Per-neuron sums of ``|C|`` over the instances of each label map, for one layer, block by block.
 
     Args:
-        labels: ``[P]`` or ``[R, P]`` instance index of each canvas pixel (-1 = unlabelled), as
-            :func:`instance_labels` (and :func:`label_draws` for null rows). Every row has the
-            instance areas of the first.
-        num_instances: K.
+        labels: ``[R, P]`` instance index of each canvas pixel (-1 = unlabelled) in each of R label
+            maps, as :func:`label_draws` (row 0 the canvas's, every row with its instance areas);
+            shared, not copied.
+        num_instances: K (at least 1).
+        num_neurons: N of the layer.
+
+    Attributes:
+        sums: ``[R, N, K + 1]`` float64; group K holds the unlabelled pixels.
     """
-    rows = labels.reshape(-1, labels.shape[-1])
-    frame_pixels = math.prod(canvas.shape[1:])
-    sums = torch.zeros(rows.shape[0], canvas.layer_shape(name)[0], num_instances + 1, dtype=torch.float64)
-    for start, chunk in canvas.frame_chunks(name):
+
+    def __init__(self, labels: torch.Tensor, num_instances: int, num_neurons: int) -> None:
+        self.labels = labels
+        self.num_instances = num_instances
+        self.sums = torch.zeros(labels.shape[0], num_neurons, num_instances + 1, dtype=torch.float64)
+
+    def update(self, start: int, chunk: torch.Tensor) -> None:
+        """Add frames ``start .. start + t - 1`` of the layer, ``chunk`` float32 ``[N, t, H, W]`` (read only)."""
+        frame_pixels = chunk.shape[2] * chunk.shape[3]
         pixels = slice(start * frame_pixels, (start + chunk.shape[1]) * frame_pixels)
-        index = _group_index(rows[:, pixels], num_instances)
-        sums += permuted_group_sums(chunk.reshape(chunk.shape[0], -1).abs(), index, num_instances + 1)
-    areas = torch.bincount(_group_index(rows[0], num_instances), minlength=num_instances + 1)[:num_instances].double()
-    normalised = sums[..., :num_instances] / areas
-    totals = normalised.sum(dim=-1, keepdim=True)
-    return torch.where(totals > 0, normalised / torch.where(totals > 0, totals, 1.0), 0.0)
+        index = _group_index(self.labels[:, pixels], self.num_instances)
+        self.sums += permuted_group_sums(chunk.reshape(chunk.shape[0], -1).abs(), index, self.num_instances + 1)
+
+    def profiles(self) -> torch.Tensor:
+        """Area-normalised neuron profiles ``[R, N, K]`` for each label map, once every frame was added.
+
+        Rows of neurons with no contribution to any instance are zero (no profile); the others sum to 1.
+        """
+        num_instances = self.num_instances
+        groups = _group_index(self.labels[0], num_instances)
+        areas = torch.bincount(groups, minlength=num_instances + 1)[:num_instances].double()
+        normalised = self.sums[..., :num_instances] / areas
+        totals = normalised.sum(dim=-1, keepdim=True)
+        return torch.where(totals > 0, normalised / torch.where(totals > 0, totals, 1.0), 0.0)
+
+
+def _read_layer(canvas: Canvas, name: str, labels: torch.Tensor, num_instances: int) -> InstanceSums:
+    """:class:`InstanceSums` of layer ``name`` over label maps ``labels`` (``[P]`` or ``[R, P]``), read in chunks."""
+    sums = InstanceSums(labels.reshape(-1, labels.shape[-1]), num_instances, canvas.layer_shape(name)[0])
+    for start, chunk in canvas.frame_chunks(name):
+        sums.update(start, chunk)
+    return sums
 
 
 def _group_index(labels: torch.Tensor, num_instances: int) -> torch.Tensor:
@@ -109,11 +133,13 @@ def _group_index(labels: torch.Tensor, num_instances: int) -> torch.Tensor:
 def profiles(canvas: Canvas, name: str, labels: torch.Tensor, num_instances: int) -> torch.Tensor:
     """Neuron profiles ``P[N', K]`` (rows sum to 1) of the neurons of layer ``name`` that touch any instance.
 
+    Reads the layer in frame chunks (the probe itself, :class:`ObjectsProbe`, never reads a layer).
+
     Args:
         labels: ``[P]`` instance index of each canvas pixel (-1 = unlabelled), as :func:`instance_labels`.
         num_instances: K.
     """
-    profile = group_profiles(canvas, name, labels, num_instances)[0]
+    profile = _read_layer(canvas, name, labels, num_instances).profiles()[0]
     return profile[profile.sum(dim=1) > 0]
 
 
@@ -173,10 +199,38 @@ def category_ids(ids: torch.Tensor, categories: Mapping[Any, Any] | None) -> tor
     return torch.tensor([table[int(i)] for i in ids])
 
 
+def object_scores(
+    profile: torch.Tensor | None, categories: torch.Tensor | None, draws: int
+) -> tuple[dict[str, float], list[dict[str, float]], torch.Tensor]:
+    """Object scores of one layer from its profiles, the scores of its null draws, and its profiles.
+
+    Args:
+        profile: ``[1 + D, N, K]`` (:meth:`InstanceSums.profiles`: the canvas's, then the ``D``
+            null label maps'), or None when there is no instance (K = 0).
+        categories: ``[K]`` category of each instance, or None.
+        draws: D.
+
+    Returns:
+        ``(scores, draws, profile)``: the canvas's scores (NaN where undefined), the scores of each
+        of the ``D`` null draws, and the canvas's profiles ``[N', K]`` of the neurons that have one.
+    """
+    if profile is None:
+        undefined = dict.fromkeys(METRICS, math.nan)
+        return undefined, [undefined] * draws, torch.zeros(0, 0, dtype=torch.float64)
+    values = {
+        "object_selectivity": selectivity(profile),
+        "semantic_consistency": semantic_consistency(profile, categories),
+    }
+    rows = [{metric: float(value[row]) for metric, value in values.items()} for row in range(profile.shape[0])]
+    return rows[0], rows[1:], profile[0][profile[0].sum(dim=1) > 0]
+
+
 def layer_objects(
     canvas: Canvas, name: str, labels: torch.Tensor, categories: torch.Tensor | None, num_instances: int
 ) -> tuple[dict[str, float], list[dict[str, float]], torch.Tensor]:
     """Object scores of layer ``name`` (read once in frame chunks), its null draws and its profiles.
+
+    The one-layer functional form of :class:`ObjectsProbe` (the probe itself never reads a layer).
 
     Args:
         labels: ``[P]`` instance index of each canvas pixel (-1 = unlabelled), or ``[1 + D, P]``
@@ -185,20 +239,11 @@ def layer_objects(
         num_instances: K.
 
     Returns:
-        ``(scores, draws, profile)``: the canvas's scores (NaN where undefined), the scores of each
-        of the ``D`` null draws, and the canvas's profiles ``[N', K]`` of the neurons that have one.
+        :func:`object_scores`.
     """
-    if num_instances == 0:
-        undefined = dict.fromkeys(METRICS, math.nan)
-        draws = labels.reshape(-1, labels.shape[-1]).shape[0] - 1
-        return undefined, [undefined] * draws, torch.zeros(0, 0, dtype=torch.float64)
-    profile = group_profiles(canvas, name, labels, num_instances)
-    values = {
-        "object_selectivity": selectivity(profile),
-        "semantic_consistency": semantic_consistency(profile, categories),
-    }
-    rows = [{metric: float(value[row]) for metric, value in values.items()} for row in range(profile.shape[0])]
-    return rows[0], rows[1:], profile[0][profile[0].sum(dim=1) > 0]
+    draws = labels.reshape(-1, labels.shape[-1]).shape[0] - 1
+    profile = _read_layer(canvas, name, labels, num_instances).profiles() if num_instances else None
+    return object_scores(profile, categories, draws)
 
 
 def absent_reasons(
@@ -238,43 +283,62 @@ def canvas_categories(canvas: Canvas, params: Mapping[str, Any]) -> tuple[Mappin
 
 
 @PROBES.register("objects")
-def objects(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
+class ObjectsProbe(ProbeAccumulator):
     """SPEC 5.5 for every layer with ``label_permutation`` null draws; headline scores are means over layers.
+
+    One pass: the label maps (the canvas's and the ``D`` permuted ones, int32 ``[1 + D, P]``) are
+    drawn when the probe is built; each block of a layer adds its per-neuron instance sums for
+    all of them to the layer's :class:`InstanceSums` (``[1 + D, N, K + 1]`` float64), from which
+    :meth:`compute` gives the profiles, scores and null draws.
 
     Params:
         categories: segment id -> category id; default ``canvas.metadata["categories"]`` when the
             masks are ground truth.
         null_draws: D label permutations (0: none); null_seed: their seed.
     """
-    labels, ids = instance_labels(require_masks(canvas, "objects"))
-    mapping, no_categories = canvas_categories(canvas, params)
-    categories = category_ids(ids, mapping)
-    draws = int(params.get("null_draws", 0))
-    rows = label_draws(labels, math.prod(canvas.shape[1:]), draws, int(params.get("null_seed", 0)))
-    per_layer: dict[str, dict[str, float]] = {}
-    layer_draws: dict[str, list[dict[str, float]]] = {}
-    layer_profiles: dict[str, torch.Tensor] = {}
-    for name in canvas.layer_names:
-        per_layer[name], layer_draws[name], layer_profiles[name] = layer_objects(
-            canvas, name, rows, categories, len(ids)
+
+    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+        super().__init__(canvas, params)
+        labels, self.ids = instance_labels(require_masks(canvas, "objects"))
+        mapping, self.no_categories = canvas_categories(canvas, params)
+        self.categories = category_ids(self.ids, mapping)
+        self.draws = int(params.get("null_draws", 0))
+        num_instances = len(self.ids)
+        rows = label_draws(labels, math.prod(canvas.shape[1:]), self.draws, int(params.get("null_seed", 0)))
+        self.sums = {
+            name: InstanceSums(rows, num_instances, canvas.layer_shape(name)[0])
+            for name in (canvas.layer_names if num_instances else ())
+        }
+
+    def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
+        if layer in self.sums:
+            self.sums[layer].update(start, chunk)
+
+    def compute(self) -> ProbeResult:
+        names, draws, ids, categories = self.canvas.layer_names, self.draws, self.ids, self.categories
+        per_layer: dict[str, dict[str, float]] = {}
+        layer_draws: dict[str, list[dict[str, float]]] = {}
+        layer_profiles: dict[str, torch.Tensor] = {}
+        for name in names:
+            profile = self.sums[name].profiles() if name in self.sums else None
+            per_layer[name], layer_draws[name], layer_profiles[name] = object_scores(profile, categories, draws)
+        scores = collect_scores(per_layer)
+        null = collect_null_draws([{name: layer_draws[name][d] for name in names} for d in range(draws)])
+        reasons = absent_reasons(len(ids), categories, self.no_categories)
+        absent: dict[str, str] = {}
+        for score in list(scores):
+            reason = reasons.get(score.rsplit("/", 1)[-1])
+            if reason is not None:
+                absent[score] = reason
+                scores.pop(score)
+                null.pop(score, None)
+        scores["instances"] = float(len(ids))
+        return ProbeResult(
+            scores=scores,
+            figures={"neuron_profiles": _figure(layer_profiles, ids, categories)},
+            nulls={NULL_MODEL: null} if draws else {},
+            absent=absent,
         )
-    scores = collect_scores(per_layer)
-    null = collect_null_draws([{name: layer_draws[name][d] for name in canvas.layer_names} for d in range(draws)])
-    reasons = absent_reasons(len(ids), categories, no_categories)
-    absent: dict[str, str] = {}
-    for score in list(scores):
-        reason = reasons.get(score.rsplit("/", 1)[-1])
-        if reason is not None:
-            absent[score] = reason
-            scores.pop(score)
-            null.pop(score, None)
-    scores["instances"] = float(len(ids))
-    return ProbeResult(
-        scores=scores,
-        figures={"neuron_profiles": _figure(layer_profiles, ids, categories)},
-        nulls={NULL_MODEL: null} if draws else {},
-        absent=absent,
-    )
 
 
 def _figure(layer_profiles: dict[str, torch.Tensor], ids: torch.Tensor, categories: torch.Tensor | None) -> Any:

@@ -31,9 +31,9 @@ every score, per layer and headline, has its own null. Headline scores are means
 partition with fewer than two groups, or a layer whose neurons are all zero, has no sensitivity:
 its scores are NaN.
 
-A layer is read once, in frame chunks: the per-neuron totals ``T_n`` and group sums ``A`` of all
-four partitions, and of their ``D`` permuted copies (one matmul per chunk and partition), are
-accumulated in that pass, and the deltas are computed from them.
+The probe is an accumulator (:class:`PartitionsProbe`) over one pass: each block of a layer adds
+to the per-neuron totals ``T_n`` and group sums ``A`` of all four partitions, and of their ``D``
+permuted copies (one matmul per block and partition), and the deltas are computed from them.
 
 Reference options (SPEC 8): ``grid: strided`` (cells ``(y mod 4, x mod 8)``, 8.1),
 ``other_instance: reference`` (the "other" group is the union of the segments, 8.3),
@@ -52,12 +52,11 @@ import torch
 from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
-from .base import ProbeResult
-from .canvas_reading import magnitude_chunks
+from .accumulator import ProbeAccumulator, ProbeResult
 from .image_features import GABOR_BANKS
 from .inputs import choice, require_masks
 from .nulls import generator, permuted_group_sums, permuted_labels
-from .numerics import group_sums
+from .numerics import group_sums, magnitudes
 from .pixel_partitions import REFERENCE_STRIDE, contiguous_grid, gabor_clusters, relabel, rgb_clusters, strided_grid
 from .plotting import pyplot
 from .scores import collect_scores
@@ -125,43 +124,53 @@ def instance_partition(masks: torch.Tensor, other: str = "remainder") -> Partiti
     return Partition(flat, int((ids != 0).sum()), union=True)
 
 
-def layer_group_totals(
-    canvas: Canvas, name: str, partitions: dict[str, Partition], permuted: dict[str, torch.Tensor] | None = None
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Per-neuron totals ``T_n`` ``[N]``, each partition's group sums ``A[N, G]`` and their null draws.
+class GroupTotals:
+    """Per-neuron totals ``T_n`` ``[N]``, each partition's group sums ``A[N, G]`` and their null draws, block by block.
 
-    One pass over the frame chunks of layer ``name`` serves every partition and every null draw
-    (the partitions' labels run over the canvas pixels in ``(t, y, x)`` order).
+    One read of a block serves every partition and every null draw (the partitions' labels run
+    over the canvas pixels in ``(t, y, x)`` order). Sums only: the blocks may come in any order
+    and any size. Memory: ``N (K + 1)`` float64 per partition and ``D`` times that for the draws.
 
     Args:
+        num_neurons: N of the layer.
+        partitions: the partitions scored.
         permuted: partition -> ``[D, P]`` permuted :attr:`Partition.index` maps (the null draws);
             None or empty for none.
-
-    Returns:
-        ``(totals, sums, null_sums)`` with ``null_sums[key]`` of shape ``[D, N, G]`` (float64).
     """
-    permuted = permuted or {}
-    num_neurons, _, height, width = canvas.layer_shape(name)
-    indices = {key: partition.index for key, partition in partitions.items()}
-    label_sums = {
-        key: torch.zeros(num_neurons, partition.num_labels + 1, dtype=torch.float64)
-        for key, partition in partitions.items()
-    }
-    null_label_sums = {
-        key: torch.zeros(labels.shape[0], num_neurons, partitions[key].num_labels + 1, dtype=torch.float64)
-        for key, labels in permuted.items()
-    }
-    totals = torch.zeros(num_neurons, dtype=torch.float64)
-    for start, mags in magnitude_chunks(canvas, name):
-        pixels = slice(start * height * width, start * height * width + mags.shape[1])
-        totals += mags.sum(dim=1, dtype=torch.float64)
-        for key, index in indices.items():
-            label_sums[key] += group_sums(mags, index[pixels], partitions[key].num_labels + 1)
-        for key, labels in permuted.items():
-            null_label_sums[key] += permuted_group_sums(mags, labels[:, pixels], partitions[key].num_labels + 1)
-    sums = {key: partitions[key].groups(value) for key, value in label_sums.items()}
-    null_sums = {key: partitions[key].groups(value) for key, value in null_label_sums.items()}
-    return totals, sums, null_sums
+
+    def __init__(
+        self, num_neurons: int, partitions: dict[str, Partition], permuted: dict[str, torch.Tensor] | None = None
+    ) -> None:
+        self.partitions = partitions
+        self.permuted = permuted or {}
+        self.indices = {key: partition.index for key, partition in partitions.items()}
+        self.totals = torch.zeros(num_neurons, dtype=torch.float64)
+        self.label_sums = {
+            key: torch.zeros(num_neurons, partition.num_labels + 1, dtype=torch.float64)
+            for key, partition in partitions.items()
+        }
+        self.null_label_sums = {
+            key: torch.zeros(labels.shape[0], num_neurons, partitions[key].num_labels + 1, dtype=torch.float64)
+            for key, labels in self.permuted.items()
+        }
+
+    def add(self, start: int, chunk: torch.Tensor) -> None:
+        """Add frames ``start .. start + t - 1`` of the layer, ``chunk`` ``[N, t, H, W]`` (not modified)."""
+        mags = magnitudes(chunk)
+        first = start * chunk.shape[2] * chunk.shape[3]
+        pixels = slice(first, first + mags.shape[1])
+        self.totals += mags.sum(dim=1, dtype=torch.float64)
+        for key, index in self.indices.items():
+            self.label_sums[key] += group_sums(mags, index[pixels], self.partitions[key].num_labels + 1)
+        for key, labels in self.permuted.items():
+            groups = self.partitions[key].num_labels + 1
+            self.null_label_sums[key] += permuted_group_sums(mags, labels[:, pixels], groups)
+
+    def result(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``(totals [N], sums, null_sums)``, ``sums[key]`` ``[N, G]``, ``null_sums[key]`` ``[D, N, G]`` (float64)."""
+        sums = {key: self.partitions[key].groups(value) for key, value in self.label_sums.items()}
+        null_sums = {key: self.partitions[key].groups(value) for key, value in self.null_label_sums.items()}
+        return self.totals, sums, null_sums
 
 
 def deltas(totals: torch.Tensor, sums: torch.Tensor, partition: Partition) -> torch.Tensor:
@@ -237,24 +246,24 @@ def _over_chance(observed: torch.Tensor, draws: torch.Tensor) -> tuple[torch.Ten
     return _ratio(observed, null_mean), _ratio(draws, loo_mean)
 
 
-def layer_partitions(
-    canvas: Canvas,
-    name: str,
+def partition_scores(
+    totals: torch.Tensor,
+    sums: dict[str, torch.Tensor],
+    null_sums: dict[str, torch.Tensor],
     partitions: dict[str, Partition],
-    permuted: dict[str, torch.Tensor] | None = None,
     basis: str = "chance",
 ) -> tuple[dict[str, float], dict[str, torch.Tensor], list[dict[str, float]]]:
-    """Scores of layer ``name`` (read once in frame chunks), per-neuron ``std_g(delta)``, and the null draws' scores.
+    """Scores of one layer from its :meth:`GroupTotals.result`, per-neuron ``std_g(delta)``, and the null draws' scores.
 
     Args:
-        permuted: partition -> ``[D, P]`` permuted label maps (the label-permutation null); needed
-            for ``basis="chance"``, which measures each sensitivity in units of its null mean.
+        totals, sums, null_sums: :meth:`GroupTotals.result` of the layer; ``null_sums`` (the
+            label-permutation null) is needed for ``basis="chance"``, which measures each
+            sensitivity in units of its null mean.
         basis: ``chance`` (default) or ``raw`` (see :func:`factor_scores`).
 
     Returns:
         ``(scores, spreads, draws)``: ``draws[d]`` holds every score of null draw ``d``.
     """
-    totals, sums, null_sums = layer_group_totals(canvas, name, partitions, permuted)
     spreads = {key: sensitivity_per_neuron(totals, sums[key], partition) for key, partition in partitions.items()}
     s = {key: _median_over_neurons(values) for key, values in spreads.items()}
     null_s = {
@@ -277,6 +286,28 @@ def layer_partitions(
         for d in range(num_draws)
     ]
     return scores, spreads, draws
+
+
+def layer_partitions(
+    canvas: Canvas,
+    name: str,
+    partitions: dict[str, Partition],
+    permuted: dict[str, torch.Tensor] | None = None,
+    basis: str = "chance",
+) -> tuple[dict[str, float], dict[str, torch.Tensor], list[dict[str, float]]]:
+    """:func:`partition_scores` of layer ``name`` read on its own in frame chunks (the whole-layer form).
+
+    The probe (:class:`PartitionsProbe`) gets the same sums block by block; this form scores one
+    layer of a canvas directly, e.g. with fixed partitions in tests.
+
+    Args:
+        permuted: partition -> ``[D, P]`` permuted label maps (the label-permutation null).
+        basis: ``chance`` (default) or ``raw``.
+    """
+    sums = GroupTotals(canvas.layer_shape(name)[0], partitions, permuted)
+    for start, chunk in canvas.frame_chunks(name):
+        sums.add(start, chunk)
+    return partition_scores(*sums.result(), partitions, basis)
 
 
 def build_partitions(canvas: Canvas, params: dict[str, Any]) -> tuple[dict[str, Partition], dict[str, torch.Tensor]]:
@@ -309,8 +340,15 @@ def build_partitions(canvas: Canvas, params: dict[str, Any]) -> tuple[dict[str, 
 
 
 @PROBES.register("partitions")
-def partitions(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
+class PartitionsProbe(ProbeAccumulator):
     """SPEC 5.4 for every layer, each sensitivity against its label-permutation null; headlines are means over layers.
+
+    One pass: the partitions (k-means of the frames, masks, grid) and their seeded permuted label
+    maps are built from the canvas up front; each block adds to its layer's :class:`GroupTotals`
+    (per-neuron totals and group sums, of the partitions and of every permuted copy), and the
+    scores come from those sums at the end. Blocks of different layers interleave, so every
+    layer's sums are held at once (the function form held one layer's at a time); they are small
+    (``(D + 1) N (K + 1)`` float64 per partition), the permuted maps are shared by all layers.
 
     Params:
         grid: ``contiguous`` (default) or ``strided`` (reference lattice, ``grid_stride`` [4, 8]).
@@ -324,24 +362,38 @@ def partitions(canvas: Canvas, params: dict[str, Any]) -> ProbeResult:
         chance_draws: draws made for the null means when ``null_draws`` is 0 (default 10: the
             ``chance`` basis needs a null mean even when no null is reported, e.g. for controls).
     """
-    parts, labels = build_partitions(canvas, params)
-    basis = choice(params, "basis", ("chance", "raw"))
-    reported = int(params.get("null_draws", 0))
-    num_draws = reported or (int(params.get("chance_draws", 10)) if basis == "chance" else 0)
-    gen = generator(int(params.get("null_seed", 0)))
-    permuted = {key: permuted_labels(part.index, num_draws, gen) for key, part in parts.items()} if num_draws else {}
-    per_layer: dict[str, dict[str, float]] = {}
-    spreads: dict[str, dict[str, torch.Tensor]] = {}
-    draws: list[dict[str, dict[str, float]]] = [{} for _ in range(num_draws)]
-    for name in canvas.layer_names:
-        per_layer[name], spreads[name], layer_draws = layer_partitions(canvas, name, parts, permuted, basis)
-        for draw, values in zip(draws, layer_draws):
-            draw[name] = values
-    scores = collect_scores(per_layer)
-    scores["groups"] = float(parts["instances"].num_groups)
-    nulls = {"label_permutation": collect_null_draws(draws)} if reported else {}
-    figures = {"partition_sensitivity": _box_figure(spreads), "partition_maps": _maps_figure(labels)}
-    return ProbeResult(scores=scores, figures=figures, nulls=nulls)
+
+    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+        super().__init__(canvas, params)
+        self.parts, self.labels = build_partitions(canvas, params)
+        self.basis = choice(params, "basis", ("chance", "raw"))
+        self.reported = int(params.get("null_draws", 0))
+        num_draws = self.reported or (int(params.get("chance_draws", 10)) if self.basis == "chance" else 0)
+        gen = generator(int(params.get("null_seed", 0)))
+        permuted = (
+            {key: permuted_labels(part.index, num_draws, gen) for key, part in self.parts.items()} if num_draws else {}
+        )
+        self.num_draws = num_draws
+        self.sums = {
+            name: GroupTotals(canvas.layer_shape(name)[0], self.parts, permuted) for name in canvas.layer_names
+        }
+
+    def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
+        self.sums[layer].add(start, chunk)
+
+    def compute(self) -> ProbeResult:
+        per_layer: dict[str, dict[str, float]] = {}
+        spreads: dict[str, dict[str, torch.Tensor]] = {}
+        draws: list[dict[str, dict[str, float]]] = [{} for _ in range(self.num_draws)]
+        for name, sums in self.sums.items():
+            per_layer[name], spreads[name], layer_draws = partition_scores(*sums.result(), self.parts, self.basis)
+            for draw, values in zip(draws, layer_draws):
+                draw[name] = values
+        scores = collect_scores(per_layer)
+        scores["groups"] = float(self.parts["instances"].num_groups)
+        nulls = {"label_permutation": collect_null_draws(draws)} if self.reported else {}
+        figures = {"partition_sensitivity": _box_figure(spreads), "partition_maps": _maps_figure(self.labels)}
+        return ProbeResult(scores=scores, figures=figures, nulls=nulls)
 
 
 def _stride(value: Any) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""The stages of a unit as library functions: fit, canvas, probe (and the shuffled control).
+"""The stages of a unit as library functions: fit, canvas, probe.
 
 :func:`xinc_bench.runs.unit.run_unit` chains them (the only orchestration); ``xinc-bench fit``,
 ``canvas`` and ``probe`` call one each. Stages take what an earlier stage already holds in memory
@@ -11,11 +11,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Mapping, Sequence
 
 import lightning as L
 import numpy as np
@@ -25,19 +23,20 @@ from torch import nn
 
 from ..annotate import flow_for, masks_for
 from ..canvas import Canvas, compute_canvas, read_canvas
-from ..canvas.file import write_canvas
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..data import FrameRange, Signal, load_signal, parse_frames
 from ..errors import XincError
-from ..files import merged_dir, scratch_dir, write_json_atomic
+from ..files import merged_dir, write_json_atomic
 from ..inrs import bits_per_pixel, count_parameters, create_inr, inr_info, resolve_inr
 from ..probes.base import Task, available_tasks, load_task
-from ..probes.controls import shuffle_canvas
+from ..probes.accumulator import Accumulated, AccumulatorGroup, accumulate, num_passes
+from ..probes.controls import shuffle_canvas, shuffled_view
 from ..probes.stats import score_evidence
 from ..training import fidelity, fit, render
 from ..training.module import check_schedule
+from .progress import Progress
 from .record import build_record
-from .rundir import CANVAS_NAME, INIT_DIR, RECON_NAME
+from .rundir import INIT_DIR, RECON_NAME
 
 
 @dataclass
@@ -242,58 +241,139 @@ def probe_run(
     *,
     out: Path,
     control_canvas: Path | None = None,
-    shuffled_canvas: Path | None = None,
     null_draws: int | None = None,
     model: nn.Module | None = None,
     twin: nn.Module | None = None,
     layers: tuple[str, ...] | None = None,
     trust_code: bool = False,
 ) -> dict[str, Any]:
-    """Run one task on a canvas file and write its record (and figures beside it) atomically.
+    """Run one task on a canvas file and write its record (:func:`probe_tasks` for one task).
 
-    Every score is stored beside its null (the task's null model, ``null_draws`` draws, default the
-    task's own count) and both controls' scores, per layer and headline.
+    Raises:
+        XincError: whatever stopped the task (see :func:`probe_tasks`).
+    """
+    outcome = probe_tasks(canvas_path, [task_name], outs={task_name: Path(out)}, control_canvas=control_canvas,
+                          null_draws=null_draws, model=model, twin=twin, layers=layers, trust_code=trust_code)
+    record = outcome[task_name]
+    if isinstance(record, XincError):
+        raise record
+    return record
+
+
+def probe_tasks(
+    canvas: Canvas | Path,
+    task_names: Sequence[str],
+    *,
+    outs: Mapping[str, Path],
+    control_canvas: Canvas | Path | None = None,
+    null_draws: int | None = None,
+    model: nn.Module | None = None,
+    twin: nn.Module | None = None,
+    layers: tuple[str, ...] | None = None,
+    trust_code: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, dict[str, Any] | XincError]:
+    """Run tasks on a canvas, reading it once per pass for all of them, and write each record atomically.
+
+    Every task's probe, and the same probe on the spatial-shuffle control (a view of each block,
+    shuffled in memory), are fed the canvas's blocks together
+    (:func:`~xinc_bench.probes.accumulator.accumulate`); the random-init twin's canvas is read the
+    same way for every task at once. Every score is stored beside its null (the task's null model,
+    ``null_draws`` draws, default the task's own count) and both controls' scores, per layer and
+    headline, in ``outs[task]`` (figures beside it).
 
     Args:
-        control_canvas: canvas of the random-initialised twin; its scores go into ``controls``.
-        shuffled_canvas: the spatial-shuffle control already written by :func:`shuffled_control`
-            (default: shuffled lazily on every read, which costs a shuffle per pass over a layer).
-        null_draws: number of null draws (at least 1), overriding the task's.
+        canvas: the canvas, or its file (a canvas traced on demand, :func:`~xinc_bench.canvas.streamed.traced_canvas`,
+            is traced once per pass).
+        control_canvas: canvas (or file) of the random-initialised twin; its scores go into ``controls``.
+        null_draws: number of null draws (at least 1), overriding the tasks'.
         model, twin: the canvas's model and the random-init twin's, for tasks that need the model
             (``needs: [model]``; default: loaded from the checkpoint each canvas names).
         layers: probe only these layers of the canvases (default: all).
         trust_code: import the code file a checkpoint names when the model is loaded for a task.
+        progress: reports the passes over each canvas.
+
+    Returns:
+        task -> its record, or the :class:`XincError` that stopped it (the task does not apply to
+        the canvas, the canvas lacks what it needs (:func:`unmet_needs`), or its probe refused
+        the canvas); the other tasks carry on.
 
     Raises:
-        XincError: the task does not apply to the canvas or the canvas lacks what it needs
-            (:func:`unmet_needs`), or a requested layer is not in the canvas.
+        XincError: the canvas cannot be read (a missing file, NaN or inf, a layer not in it).
     """
-    task = with_null_draws(load_task(task_name), null_draws)
-    canvas = select_layers(read_canvas(Path(canvas_path)), layers)
-    reason = unmet_needs(task, canvas)
-    if reason:
-        raise XincError(f"task {task.name!r} cannot run on {canvas_path}: {reason}")
-    started = time.perf_counter()
-    result = task.run(canvas, **_model_params(task, canvas, model, trust_code))
-    probe_seconds = time.perf_counter() - started
+    progress = progress or Progress(quiet=True)
+    where = f" on {canvas}" if isinstance(canvas, Path) else ""
+    canvas = select_layers(_as_canvas(canvas), layers)
+    outcome: dict[str, dict[str, Any] | XincError] = {}
+    tasks: dict[str, Task] = {}  # as the caller names them (a name or a YAML path) -> the task
+    for name in task_names:
+        task = with_null_draws(load_task(name), null_draws)
+        reason = unmet_needs(task, canvas)
+        if reason:
+            outcome[name] = XincError(f"task {task.name!r} cannot run{where}: {reason}")
+        else:
+            tasks[name] = task
+    if not tasks:
+        return outcome
+    twin_canvas = None if control_canvas is None else select_layers(_as_canvas(control_canvas), layers)
+    shuffled = shuffle_canvas(canvas, seed=0)
+    built = []  # per task: its accumulators on the canvas, the shuffled control and the twin
+    for name, task in tasks.items():
+        try:
+            params = _model_params(task, canvas, model, trust_code)
+            built.append((name, task.accumulator(canvas, **params), task.accumulator(shuffled, 0, **params),
+                          None if twin_canvas is None else
+                          task.accumulator(twin_canvas, 0, **_model_params(task, twin_canvas, twin, trust_code))))
+        except XincError as exc:  # the probe refuses the canvas (or its parameters) before reading it
+            outcome[name] = exc
+    if not built:
+        return outcome
+    label = f"{len(built)} task{'s' if len(built) > 1 else ''}"
+    trained_groups = [AccumulatorGroup([trained for _, trained, _, _ in built]),
+                      AccumulatorGroup([control for _, _, control, _ in built], view=shuffled_view(canvas, seed=0))]
+    with progress.stage(f"probe {label} and the shuffled control", total=num_passes(trained_groups) * canvas.shape[0],
+                        unit="frame") as advance:
+        observed, on_shuffled = accumulate(canvas, trained_groups, isolate_errors=True, advance=advance)
+    on_twin: list[Accumulated | None] = [None] * len(built)
+    if twin_canvas is not None:
+        twin_groups = [AccumulatorGroup([random_init for *_, random_init in built])]
+        with progress.stage(f"probe {label} on the random-init control",
+                            total=num_passes(twin_groups) * twin_canvas.shape[0], unit="frame") as advance:
+            on_twin = accumulate(twin_canvas, twin_groups, isolate_errors=True, advance=advance)[0]
+    for (name, *_), main, shuffle, random_init in zip(built, observed, on_shuffled, on_twin):
+        error = next((run.error for run in (main, shuffle, random_init) if run is not None and run.error), None)
+        if error is not None:
+            outcome[name] = error
+            continue
+        controls = {"shuffled": _control_scores(shuffle)}
+        if random_init is not None:
+            controls["random_init"] = _control_scores(random_init)
+        outcome[name] = _write_record(tasks[name], main, controls, canvas.metadata, Path(outs[name]))
+    return outcome
+
+
+def _as_canvas(canvas: Canvas | Path | str) -> Canvas:
+    """A canvas, read (lazily) from its file when given a path."""
+    return canvas if isinstance(canvas, Canvas) else read_canvas(Path(canvas))
+
+
+def _write_record(task: Task, run: Accumulated, controls: dict[str, dict[str, float]], metadata: dict[str, Any],
+                  out: Path) -> dict[str, Any]:
+    """Write one task's record (and its figures beside it) atomically; returns the record."""
+    result = run.result
+    assert result is not None
     scores, nulls, absent = score_evidence(
         result.scores, result.nulls, result.absent, {name: m.null for name, m in task.metrics.items()}
     )
-    shuffled = read_canvas(Path(shuffled_canvas)) if shuffled_canvas is not None else shuffle_canvas(canvas, seed=0)
-    controls = {"shuffled": _control_scores(task, select_layers(shuffled, layers), _model_params(task, canvas, model, trust_code))}
-    if control_canvas is not None:
-        twin_canvas = select_layers(read_canvas(Path(control_canvas)), layers)
-        controls["random_init"] = _control_scores(task, twin_canvas, _model_params(task, twin_canvas, twin, trust_code))
-    out = Path(out)
     figure_dir = out.with_name(f"{out.stem}_figures")
     with merged_dir(figure_dir) as stage:
         artifacts = save_figures(result.figures, stage)
     record = build_record(
         task,
         scores,
-        canvas.metadata,
+        metadata,
         controls=controls,
-        timings={"probe_seconds": probe_seconds},
+        timings={"probe_seconds": run.seconds},
         artifacts=[str(figure_dir / name) for name in artifacts],
         nulls=nulls,
         absent=absent,
@@ -354,14 +434,14 @@ def with_null_draws(task: Task, draws: int | None) -> Task:
     return dataclasses.replace(task, nulls=dataclasses.replace(task.nulls, draws=int(draws)))
 
 
-def _control_scores(task: Task, canvas: Canvas, params: dict[str, Any]) -> dict[str, float]:
-    """Every finite score of a control canvas (per layer and headline), without null draws; figures closed unsaved."""
+def _control_scores(run: Accumulated) -> dict[str, float]:
+    """Every finite score of a task on a control canvas (per layer and headline); figures closed unsaved."""
     import matplotlib.pyplot as plt
 
-    result = task.run(canvas, null_draws=0, **params)
-    for figure in result.figures.values():
+    assert run.result is not None
+    for figure in run.result.figures.values():
         plt.close(figure)
-    return {name: value for name, value in result.scores.items() if math.isfinite(value)}
+    return {name: value for name, value in run.result.scores.items() if math.isfinite(value)}
 
 
 def _signal_config(data_spec: str | None, signal: Signal, frames: FrameRange | None) -> dict[str, Any]:
@@ -406,19 +486,3 @@ def save_figures(figures: dict[str, Any], directory: Path) -> list[str]:
         plt.close(figure)
         names.append(f"{name}.png")
     return names
-
-
-@contextmanager
-def shuffled_control(canvas_path: Path) -> Iterator[Path]:
-    """Write the spatial-shuffle control of a canvas file once, for all the tasks probing it.
-
-    The shuffle (:func:`~xinc_bench.probes.controls.shuffle_canvas`, seed 0) is the one the
-    probes would otherwise compute lazily on every pass over a layer, which for a big canvas
-    costs more than the probes. It is written beside the canvas, in the canvas's dtype (a
-    permutation of float16 values is exact in float16), and removed afterwards.
-    """
-    canvas_path = Path(canvas_path)
-    canvas = read_canvas(canvas_path)
-    dtype = torch.float16 if canvas.metadata.get("dtype") == "float16" else torch.float32
-    with scratch_dir(canvas_path.parent, "shuffled") as folder:
-        yield write_canvas(shuffle_canvas(canvas, seed=0), folder / CANVAS_NAME, dtype=dtype)

@@ -40,7 +40,7 @@ from .progress import Progress
 from .record import SCHEMA_VERSION
 from .rundir import RunDir
 from .spec import UnitSpec
-from .stages import annotate_signal, canvas_run, fit_run, probe_run, shuffled_control, unmet_needs
+from .stages import annotate_signal, canvas_run, fit_run, probe_tasks, unmet_needs
 
 
 @dataclass
@@ -224,17 +224,17 @@ def _run_tasks(spec: UnitSpec, run: RunDir, tasks: tuple[str, ...], result: Unit
             models = _load_models(spec, run, canvas.shape[1], canvas.shape[2])
         trained, twin = (None, None) if not needs_model or models is None else (models[0][0], models[1][0])
         if runnable:
-            with shuffled_control(run.canvas) as shuffled:
-                for task in runnable:
-                    try:
-                        with progress.stage(f"probe {task}"):
-                            probe_run(run.canvas, task, out=run.record(task), control_canvas=run.init_canvas,
-                                      shuffled_canvas=shuffled, null_draws=spec.null_draws, model=trained, twin=twin,
-                                      layers=spec.layers)
-                    except XincError as exc:
-                        skipped[task] = str(exc)
-                        progress.line(f"warning: task {task} skipped: {exc}")
-                        continue
+            try:
+                outcome = probe_tasks(run.canvas, runnable, outs={task: run.record(task) for task in runnable},
+                                      control_canvas=run.init_canvas, null_draws=spec.null_draws, model=trained,
+                                      twin=twin, layers=spec.layers, progress=progress)
+            except XincError as exc:  # the canvas itself cannot be read: no task can run
+                outcome = dict.fromkeys(runnable, exc)
+            for task in runnable:
+                if isinstance(outcome[task], XincError):
+                    skipped[task] = str(outcome[task])
+                    progress.line(f"warning: task {task} skipped: {outcome[task]}")
+                else:
                     result.records_written.append(task)
     result.skipped = skipped
     run.write_skipped(skipped)
@@ -260,7 +260,7 @@ def _load_models(spec: UnitSpec, run: RunDir, height: int, width: int) -> tuple[
 
 def _check_layers_and_disk(spec: UnitSpec, signal: Signal | None, run: RunDir) -> None:
     """Before training: refuse ``--layers`` the tracer does not know, and canvases the disk cannot hold
-    (the model's, the random-init control's and the shuffled control's)."""
+    (the model's and the random-init control's; the shuffled control is made in memory)."""
     assert signal is not None
     name = resolve_inr(spec.model)
     shape = (signal.num_frames, signal.height, signal.width)
@@ -269,8 +269,7 @@ def _check_layers_and_disk(spec: UnitSpec, signal: Signal | None, run: RunDir) -
     counts = traced_layers(TRACERS.get(tracer).layers(model, shape), spec.layers, tracer)
     np_dtype = np.dtype(np.float16 if spec.float16 else np.float32)
     check_disk_space(run.canvas, canvas_tensors(counts, shape, np_dtype),
-                     what="the run's three canvases (the model's, its random-init control's and the shuffled "
-                     "control's, removed after probing)", copies=3)
+                     what="the run's two canvases (the model's and its random-init control's)", copies=2)
 
 
 def _check_layers(layers: tuple[str, ...] | None, known: list[str]) -> None:

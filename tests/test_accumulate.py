@@ -5,7 +5,9 @@
   the shuffled view gives exactly the scores of the shuffled canvas read on its own;
 * a probe that refuses the canvas stops alone;
 * a canvas traced on demand (:func:`traced_canvas`, never written) gives the records of the same
-  canvas written to a file, for every task, with the canvas traced once per pass.
+  canvas written to a file, for every task, with the canvas traced once per pass; every task's
+  shuffled control (faithfulness's sharing the canvas's ground truth) equals the task run alone
+  on the shuffled canvas.
 """
 
 from __future__ import annotations
@@ -136,6 +138,10 @@ def test_a_streamed_canvas_gives_the_records_of_its_file(tmp_path: Path, signal:
         assert not isinstance(from_file[task], XincError), from_file[task]
         filed_record, streamed_record = (json.loads(outs[kind][task].read_text()) for kind in ("file", "stream"))
         assert streamed_record == from_stream[task]
+        alone = load_task(task).run(shuffle_canvas(filed), 0, **({"model": model} if task == "faithfulness" else {}))
+        expected = {name: value for name, value in alone.scores.items() if math.isfinite(value)}
+        assert filed_record["controls"]["shuffled"] == pytest.approx(expected, rel=1e-9), task
+        plt.close("all")
         for key in ("scores", "nulls", "controls", "absent"):
             streamed_leaves, filed_leaves = _leaves(streamed_record[key]), _leaves(filed_record[key])
             assert streamed_leaves.keys() == filed_leaves.keys(), (task, key)

@@ -77,6 +77,12 @@ class ProbeAccumulator(ABC):
     def end_pass(self, pass_index: int) -> None:
         """Called once every block of pass ``pass_index`` was given (default: nothing to do)."""
 
+    def for_control(self, canvas: Canvas) -> ProbeAccumulator:
+        """The same probe, without null draws, on a control of this canvas made from the same model
+        (the spatial shuffle). A probe that computes something from the model alone (faithfulness's
+        ablation ground truth) shares it instead of computing it again."""
+        return type(self)(canvas, {**self.params, "null_draws": 0})
+
     @abstractmethod
     def compute(self) -> ProbeResult:
         """The scores, null draws, absent scores and figures, once every pass has ended."""

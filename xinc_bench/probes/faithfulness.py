@@ -48,6 +48,7 @@ automatically; any other naming needs ``params["layer_map"]`` (canvas layer -> m
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from functools import partial
@@ -328,6 +329,19 @@ class FaithfulnessProbe(ProbeAccumulator):
             for name in self.layer_names:
                 for start, chunk in traced.frame_chunks(name):
                     self._take(name, start, chunk)
+
+    def for_control(self, canvas: Canvas) -> ProbeAccumulator:
+        """The probe on a control of the same model's canvas, sharing the ground truth, the sample
+        and the region (the control keeps the masks); its own maps and masses, no null draws."""
+        if self.passes == 0:  # the canvas under test is traced from the model: nothing to share
+            return super().for_control(canvas)
+        control = copy.copy(self)
+        control.canvas, control.params = canvas, {**self.params, "null_draws": 0}
+        control.region = deletion_region(canvas, self.region_name)
+        control._frame_labels = control.region.long().reshape(canvas.shape[0], -1)
+        control.maps = {name: torch.zeros_like(maps) for name, maps in self.maps.items()}
+        control.region_sums = {name: torch.zeros_like(sums) for name, sums in self.region_sums.items()}
+        return control
 
     def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
         self._take(layer, start, chunk)

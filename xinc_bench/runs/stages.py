@@ -320,8 +320,8 @@ def probe_tasks(
     built = []  # per task: its accumulators on the canvas, the shuffled control and the twin
     for name, task in tasks.items():
         try:
-            params = _model_params(task, canvas, model, trust_code)
-            built.append((name, task.accumulator(canvas, **params), task.accumulator(shuffled, 0, **params),
+            trained = task.accumulator(canvas, **_model_params(task, canvas, model, trust_code))
+            built.append((name, trained, trained.for_control(shuffled),
                           None if twin_canvas is None else
                           task.accumulator(twin_canvas, 0, **_model_params(task, twin_canvas, twin, trust_code))))
         except XincError as exc:  # the probe refuses the canvas (or its parameters) before reading it

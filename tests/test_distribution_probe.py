@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -22,6 +21,7 @@ from xinc_bench.probes.distribution import (
     streamed_thresholds,
 )
 from xinc_bench.probes.stats import summarise_null
+from accumulating import assert_same_result, feed_blocks, unreadable
 
 N, H, W = 8, 16, 32
 METRICS = ["neurons_per_pixel_a0.1", "neurons_per_pixel_a0.5", "pixels_per_neuron", "top_neuron_share", "gini"]
@@ -234,17 +234,6 @@ def _video_canvas(chunk_bytes: int) -> Canvas:
 MIXED_BUDGET = 2 * 5 * H * W * 4
 
 
-def _assert_same_result(first: ProbeResult, second: ProbeResult) -> None:
-    assert first.scores.keys() == second.scores.keys()
-    for name, value in first.scores.items():
-        assert second.scores[name] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), name
-    assert first.nulls.keys() == second.nulls.keys()
-    for model, draws in first.nulls.items():
-        assert draws.keys() == second.nulls[model].keys()
-        for name, values in draws.items():
-            assert second.nulls[model][name] == pytest.approx(values, rel=1e-9, abs=1e-12, nan_ok=True), name
-
-
 def test_blocks_of_any_size_give_the_same_scores_and_draws() -> None:
     import matplotlib.pyplot as plt
 
@@ -258,18 +247,8 @@ def test_blocks_of_any_size_give_the_same_scores_and_draws() -> None:
         assert not any(math.isnan(value) for value in results[budget].scores.values())
         assert len(results[budget].nulls["spatial_shuffle"]["gini"]) == 20
     plt.close("all")
-    _assert_same_result(results[1 << 30], results[MIXED_BUDGET])
-    _assert_same_result(results[1 << 30], results[1])
-
-
-class Unreadable:
-    """A layer that fails the test when read."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        raise AssertionError("accumulator read a layer")
+    assert_same_result(results[MIXED_BUDGET], results[1 << 30])
+    assert_same_result(results[1], results[1 << 30])
 
 
 def test_accumulator_reads_no_layer() -> None:
@@ -277,16 +256,7 @@ def test_accumulator_reads_no_layer() -> None:
 
     canvas = _video_canvas(MIXED_BUDGET)
     task = load_task("distribution")
-    unreadable = dataclasses.replace(
-        canvas, layers={name: Unreadable(canvas.layer_shape(name)) for name in canvas.layer_names}
-    )
-    accumulator = task.accumulator(unreadable, null_pixels=900)
-    for pass_index in range(accumulator.passes):
-        for start in range(0, 5, 2):  # blocks of two frames, not the canvas's own grouping
-            for name in canvas.layer_names:
-                accumulator.update(name, start, canvas.layer_frames(name, start, min(5, start + 2)), pass_index)
-        accumulator.end_pass(pass_index)
-    fed = accumulator.compute()
+    fed = feed_blocks(task.accumulator(unreadable(canvas), null_pixels=900), canvas, frames=2)  # not the canvas's own
     assert set(fed.figures) == {"neurons_per_pixel"}
-    _assert_same_result(task.run(canvas, null_pixels=900), fed)
+    assert_same_result(fed, task.run(canvas, null_pixels=900))
     plt.close("all")

@@ -15,7 +15,7 @@ import torch
 from xinc_bench.canvas import Canvas
 from xinc_bench.errors import XincError
 from xinc_bench.probes.accumulator import run_accumulator
-from xinc_bench.probes.base import ProbeResult, load_task
+from xinc_bench.probes.base import load_task
 from xinc_bench.probes.clustering import (
     ami_null_draws,
     motion_labels,
@@ -27,6 +27,7 @@ from xinc_bench.probes.clustering import (
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.nulls import generator, permutations
 from xinc_bench.probes.stats import NullSummary, summarise_null
+from accumulating import assert_same_result, feed_blocks, unreadable
 
 N, T, H, W = 16, 3, 32, 64
 
@@ -275,18 +276,6 @@ def _two_layer_video() -> Canvas:
     return canvas
 
 
-def _assert_same_result(expected: ProbeResult, actual: ProbeResult) -> None:
-    assert expected.absent == actual.absent and expected.figures.keys() == actual.figures.keys()
-    assert expected.scores.keys() == actual.scores.keys()
-    for name, value in expected.scores.items():
-        assert actual.scores[name] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), name
-    assert expected.nulls.keys() == actual.nulls.keys()
-    for model, draws in expected.nulls.items():
-        assert draws.keys() == actual.nulls[model].keys()
-        for name, values in draws.items():
-            assert actual.nulls[model][name] == pytest.approx(values, rel=1e-9, abs=1e-12, nan_ok=True), name
-
-
 QUICK = {"pixel_clusters": 8, "max_pixels": 1000, "null_draws": 5}
 
 
@@ -299,27 +288,14 @@ def test_blocks_of_any_size_give_the_same_scores_and_null_draws() -> None:
         plt.close("all")
     assert set(results[0].nulls) == {"spatial_shuffle", "label_permutation"}
     for result in results[1:]:
-        _assert_same_result(results[0], result)
-
-
-class _Unreadable:
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        raise AssertionError("the accumulator read a layer")
+        assert_same_result(result, results[0])
+        assert result.figures.keys() == results[0].figures.keys()
 
 
 def test_the_accumulator_takes_the_layers_from_its_blocks_only() -> None:
     canvas, task = _two_layer_video(), load_task("clustering")
-    layers = {name: _Unreadable(tuple(layer.shape)) for name, layer in canvas.layers.items()}
-    unreadable = dataclasses.replace(canvas, layers=layers)
-    accumulator = task.accumulator(unreadable, **QUICK)
-    for pass_index in range(accumulator.passes):
-        for start in range(0, T, 2):  # blocks of two frames, layers interleaved
-            for name in canvas.layer_names:
-                accumulator.update(name, start, canvas.layer_frames(name, start, min(T, start + 2)), pass_index)
-        accumulator.end_pass(pass_index)
-    fed = accumulator.compute()
+    fed = feed_blocks(task.accumulator(unreadable(canvas), **QUICK), canvas, frames=2)
     plt.close("all")
-    _assert_same_result(_result(canvas, **QUICK), fed)
+    expected = _result(canvas, **QUICK)
+    assert_same_result(fed, expected)
+    assert fed.figures.keys() == expected.figures.keys()

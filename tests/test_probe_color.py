@@ -20,6 +20,7 @@ from xinc_bench.probes.image_features import intensity
 from xinc_bench.probes.nulls import frame_permutations, generator
 from xinc_bench.probes.numerics import finite_median, pearson, pearson_rows, spearman
 from xinc_bench.probes.stats import score_evidence
+from accumulating import assert_same_result, feed_blocks, unreadable
 
 N, H, W = 16, 32, 64
 
@@ -219,16 +220,6 @@ def test_flat_image_scores_are_absent_with_the_reason() -> None:
         assert "constant" in result.absent[score] and math.isnan(result.scores[score])
 
 
-class _Unreadable:
-    """A layer source whose frames cannot be read: an accumulator gets them through ``update`` only."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        raise AssertionError("accumulator read a layer")
-
-
 def test_accumulator_gives_the_same_results_whatever_the_blocks_and_reads_no_layer() -> None:
     canvas = _video()  # 3 frames, two layers
     task = load_task("color")
@@ -241,23 +232,10 @@ def test_accumulator_gives_the_same_results_whatever_the_blocks_and_reads_no_lay
     assert windows[0] >= 3 and windows[1:] == [2, 1]
     whole = results[0]
     for other in results[1:]:
-        assert other.scores == pytest.approx(whole.scores, rel=1e-9, abs=1e-12, nan_ok=True)
-        assert other.absent == whole.absent and other.nulls.keys() == whole.nulls.keys()
-        for name, draws in whole.nulls["pixel_permutation"].items():
-            assert other.nulls["pixel_permutation"][name] == pytest.approx(draws, rel=1e-9, abs=1e-12), name
+        assert_same_result(other, whole)
 
-    layers = {name: _Unreadable(canvas.layer_shape(name)) for name in canvas.layer_names}
-    accumulator = task.accumulator(dataclasses.replace(canvas, layers=layers), null_draws=4)
-    for pass_index in range(accumulator.passes):
-        for start in range(canvas.shape[0]):
-            for name in canvas.layer_names:
-                block = canvas.layer_frames(name, start, start + 1)
-                accumulator.update(name, start, block, pass_index)
-                assert torch.equal(block, canvas.layer_frames(name, start, start + 1))  # blocks are read only
-        accumulator.end_pass(pass_index)
-    fed, expected = accumulator.compute(), task.run(canvas, null_draws=4)
+    fed = feed_blocks(task.accumulator(unreadable(canvas), null_draws=4), canvas, frames=1)
+    expected = task.run(canvas, null_draws=4)
     plt.close("all")
-    assert fed.scores == pytest.approx(expected.scores, rel=1e-9, abs=1e-12, nan_ok=True)
-    assert fed.absent == expected.absent and fed.figures.keys() == expected.figures.keys()
-    for name, draws in expected.nulls["pixel_permutation"].items():
-        assert fed.nulls["pixel_permutation"][name] == pytest.approx(draws, rel=1e-9, abs=1e-12), name
+    assert_same_result(fed, expected)
+    assert fed.figures.keys() == expected.figures.keys()

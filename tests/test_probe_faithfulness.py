@@ -28,6 +28,7 @@ from xinc_bench.probes.base import ProbeResult, load_task
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.faithfulness import deletion_region
 from xinc_bench.probes.stats import summarise_null
+from accumulating import assert_same_result, unreadable
 
 H, W, STRIPS = 16, 32, 8
 
@@ -195,27 +196,6 @@ def test_scores_and_null_draws_do_not_depend_on_the_frame_chunk_size() -> None:
     assert len(whole.nulls["random_neurons"]["deletion_contrast"]) == 2
 
 
-class Unreadable:
-    """A layer that only has a shape: an accumulator reading it fails the test."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        raise AssertionError("accumulator read a layer")
-
-
-def _assert_same_result(result: ProbeResult, expected: ProbeResult) -> None:
-    assert result.scores.keys() == expected.scores.keys() and result.absent == expected.absent
-    for name, value in expected.scores.items():
-        assert result.scores[name] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), name
-    assert result.nulls.keys() == expected.nulls.keys()
-    for null, scores in expected.nulls.items():
-        assert result.nulls[null].keys() == scores.keys()
-        for name, draws in scores.items():
-            assert result.nulls[null][name] == pytest.approx(draws, rel=1e-9, abs=1e-12, nan_ok=True), name
-
-
 def test_accumulator_scores_do_not_depend_on_block_order_and_never_read_layers() -> None:
     """Blocks of every frame window (3 frames, or 1) interleaving the 4 kernel layers, or one frame
     layer by layer fed by hand to an accumulator whose canvas has unreadable layers: the same result."""
@@ -232,18 +212,15 @@ def test_accumulator_scores_do_not_depend_on_block_order_and_never_read_layers()
     )
     plt.close("all")
     assert set(by_window.nulls) == {"neuron_permutation", "random_neurons"}
-    _assert_same_result(by_frame, by_window)
+    assert_same_result(by_frame, by_window)
 
-    unreadable = dataclasses.replace(
-        canvas, layers={name: Unreadable(canvas.layer_shape(name)) for name in canvas.layer_names}
-    )
-    acc = task.accumulator(unreadable, **params)
+    acc = task.accumulator(unreadable(canvas), **params)
     assert acc.passes == 1
     for name in canvas.layer_names:  # layer-major, one frame per block
         for start in range(canvas.shape[0]):
             acc.update(name, start, canvas.layer_frames(name, start, start + 1), 0)
     acc.end_pass(0)
-    _assert_same_result(acc.compute(), by_window)
+    assert_same_result(acc.compute(), by_window)
     plt.close("all")
 
     # a canvas under test traced from the model needs no block of the probed canvas
@@ -252,9 +229,7 @@ def test_accumulator_scores_do_not_depend_on_block_order_and_never_read_layers()
     with torch.no_grad():
         frames = mlp(signal_coordinates(1, 8, 16)).clamp(0, 1).reshape(1, 8, 16, 3)
     mlp_canvas = compute_canvas(mlp, Signal(frames, "ffn"), "mlp")
-    hidden = dataclasses.replace(
-        mlp_canvas, layers={name: Unreadable(mlp_canvas.layer_shape(name)) for name in mlp_canvas.layer_names}
-    )
+    hidden = unreadable(mlp_canvas)
     traced = task.accumulator(hidden, model=mlp, tracer="mlp-signed", null_draws=0)
     assert traced.passes == 0
     assert run_accumulator(traced, hidden).scores["layer3/ablation_correlation"] == pytest.approx(1.0, abs=1e-4)

@@ -17,7 +17,7 @@ import torch
 
 from xinc_bench.canvas import Canvas
 from xinc_bench.errors import XincError
-from xinc_bench.probes.accumulator import AccumulatorGroup, ProbeResult, accumulate, window_frames
+from xinc_bench.probes.accumulator import AccumulatorGroup, accumulate, window_frames
 from xinc_bench.probes.base import load_task
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.motion import (
@@ -32,6 +32,7 @@ from xinc_bench.probes.motion import (
 )
 from xinc_bench.probes.nulls import generator, permutations
 from xinc_bench.probes.stats import NullSummary, summarise_null
+from accumulating import assert_same_result, unreadable
 
 N, T, H, W = 16, 4, 32, 64
 
@@ -239,28 +240,6 @@ def test_undefined_scores_are_absent_with_their_reason() -> None:
     assert _result(_canvas(_following_motion())).absent == {}
 
 
-class _Unreadable:
-    """A layer that fails the test when read: the accumulator must get its layers through ``update``."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        raise AssertionError("accumulator read a layer")
-
-
-def _assert_same_result(expected: ProbeResult, got: ProbeResult) -> None:
-    assert got.scores.keys() == expected.scores.keys()
-    for name, value in expected.scores.items():
-        assert got.scores[name] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), name
-    assert got.nulls.keys() == expected.nulls.keys()
-    for model, draws in expected.nulls.items():
-        assert got.nulls[model].keys() == draws.keys()
-        for name, values in draws.items():
-            assert got.nulls[model][name] == pytest.approx(values, rel=1e-9, abs=1e-12, nan_ok=True), name
-    assert got.absent == expected.absent
-
-
 def test_accumulator_scores_do_not_depend_on_blocks_and_never_read_layers() -> None:
     """A 4-frame, 2-layer video: blocks of 4, 3, 2 or 1 frames give the same scores and null draws, from ``update``."""
     noise = torch.rand(5, T, H, W, generator=torch.Generator().manual_seed(7))
@@ -273,14 +252,12 @@ def test_accumulator_scores_do_not_depend_on_blocks_and_never_read_layers() -> N
         results.append(accumulate(blocks, [AccumulatorGroup([task.accumulator(blocks, null_draws=5)])])[0][0].result)
     assert set(results[0].nulls) == {"pixel_permutation", "label_permutation"}
     for result in results[1:]:
-        _assert_same_result(results[0], result)
-    layers = {name: _Unreadable(canvas.layer_shape(name)) for name in canvas.layer_names}
-    unreadable = dataclasses.replace(canvas, layers=layers)
-    acc = task.accumulator(unreadable, null_draws=5)
+        assert_same_result(result, results[0])
+    acc = task.accumulator(unreadable(canvas), null_draws=5)
     for pass_index in range(acc.passes):
         for start, stop in ((0, 1), (1, 3), (3, T)):  # each layer's frames in order, the layers interleaved
             for name in canvas.layer_names:
                 acc.update(name, start, canvas.layer_frames(name, start, stop), pass_index)
         acc.end_pass(pass_index)
-    _assert_same_result(task.run(canvas, null_draws=5), acc.compute())
+    assert_same_result(acc.compute(), task.run(canvas, null_draws=5))
     plt.close("all")

@@ -25,6 +25,7 @@ from xinc_bench.probes.base import ProbeResult, load_task
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.objects import NO_CATEGORIES, instance_labels, profiles
 from xinc_bench.probes.stats import score_evidence
+from accumulating import assert_same_result, feed_blocks, unreadable
 
 N, H, W = 16, 32, 64
 CATEGORIES = {"1": 7, "2": 7, "3": 8, "4": 8}
@@ -234,23 +235,9 @@ def test_scores_and_null_draws_do_not_depend_on_the_chunk_size() -> None:
         assert chunked.nulls["label_permutation"][name] == pytest.approx(draws, rel=1e-9, abs=1e-12), name
 
 
-class _Unreadable:
-    """A layer source whose frames cannot be read: an accumulator gets them through ``update`` only."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        raise AssertionError("accumulator read a layer")
-
-
 def _assert_same_results(got: ProbeResult, expected: ProbeResult) -> None:
-    assert got.scores == pytest.approx(expected.scores, rel=1e-9, abs=1e-12, nan_ok=True)
-    assert got.absent == expected.absent and got.figures.keys() == expected.figures.keys()
-    assert got.nulls.keys() == expected.nulls.keys() == {"label_permutation"}
-    assert got.nulls["label_permutation"].keys() == expected.nulls["label_permutation"].keys()
-    for name, draws in expected.nulls["label_permutation"].items():
-        assert got.nulls["label_permutation"][name] == pytest.approx(draws, rel=1e-9, abs=1e-12), name
+    assert_same_result(got, expected)
+    assert got.figures.keys() == expected.figures.keys() and set(got.nulls) == {"label_permutation"}
 
 
 def test_accumulator_gives_the_same_results_whatever_the_blocks_and_reads_no_layer() -> None:
@@ -265,15 +252,7 @@ def test_accumulator_gives_the_same_results_whatever_the_blocks_and_reads_no_lay
     for other in results[1:]:
         _assert_same_results(other, results[0])
 
-    layers = {name: _Unreadable(canvas.layer_shape(name)) for name in canvas.layer_names}
-    accumulator = TASK.accumulator(dataclasses.replace(canvas, layers=layers), null_draws=6)
-    for pass_index in range(accumulator.passes):
-        for start in range(canvas.shape[0]):
-            for name in canvas.layer_names:
-                block = canvas.layer_frames(name, start, start + 1)
-                accumulator.update(name, start, block, pass_index)
-                assert torch.equal(block, canvas.layer_frames(name, start, start + 1))  # blocks are read only
-        accumulator.end_pass(pass_index)
-    fed, expected = accumulator.compute(), TASK.run(canvas, null_draws=6)
+    fed = feed_blocks(TASK.accumulator(unreadable(canvas), null_draws=6), canvas, frames=1)
+    expected = TASK.run(canvas, null_draws=6)
     plt.close("all")
     _assert_same_results(fed, expected)

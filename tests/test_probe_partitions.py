@@ -19,13 +19,14 @@ import torch
 
 from xinc_bench.canvas import Canvas
 from xinc_bench.errors import XincError
-from xinc_bench.probes.accumulator import AccumulatorGroup, ProbeResult, accumulate, window_frames
+from xinc_bench.probes.accumulator import AccumulatorGroup, accumulate, window_frames
 from xinc_bench.probes.base import load_task
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.image_features import gabor_kernels, gabor_responses
 from xinc_bench.probes.partitions import Partition, instance_partition, layer_partitions
 from xinc_bench.probes.pixel_partitions import contiguous_grid
 from xinc_bench.probes.stats import score_evidence
+from accumulating import assert_same_result, unreadable
 
 N, H, W, K = 16, 32, 64, 4
 PALETTE = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.8, 0.2], [0.2, 0.2, 0.9], [0.9, 0.9, 0.2]])
@@ -211,28 +212,6 @@ def test_layer_scores_are_per_neuron_medians() -> None:
     assert scores["color_bias"] == pytest.approx(1.0) and scores["spatial_agnosticism"] == pytest.approx(0.5)
 
 
-class _Unreadable:
-    """A layer that fails the test when read: the accumulator must get its layers through ``update``."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        raise AssertionError("accumulator read a layer")
-
-
-def _assert_same_result(expected: ProbeResult, got: ProbeResult) -> None:
-    assert got.scores.keys() == expected.scores.keys()
-    for name, value in expected.scores.items():
-        assert got.scores[name] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), name
-    assert got.nulls.keys() == expected.nulls.keys()
-    for model, draws in expected.nulls.items():
-        assert got.nulls[model].keys() == draws.keys()
-        for name, values in draws.items():
-            assert got.nulls[model][name] == pytest.approx(values, rel=1e-9, abs=1e-12, nan_ok=True), name
-    assert got.absent == expected.absent
-
-
 def test_accumulator_scores_do_not_depend_on_blocks_and_never_read_layers() -> None:
     """A 3-frame, 2-layer canvas: blocks of every size give the same scores and null draws, from ``update`` alone."""
     image = _canvas(_owners(contiguous_grid((1, H, W), K)) + 0.01, _scatter(1), _scatter(2))
@@ -246,13 +225,12 @@ def test_accumulator_scores_do_not_depend_on_blocks_and_never_read_layers() -> N
         assert min(window_frames(blocks), 3) == frames
         results.append(accumulate(blocks, [AccumulatorGroup([task.accumulator(blocks, null_draws=5)])])[0][0].result)
     for result in results[1:]:
-        _assert_same_result(results[0], result)
-    unreadable = dataclasses.replace(canvas, layers={name: _Unreadable(canvas.layer_shape(name)) for name in layers})
-    acc = task.accumulator(unreadable, null_draws=5)
+        assert_same_result(result, results[0])
+    acc = task.accumulator(unreadable(canvas), null_draws=5)
     for pass_index in range(acc.passes):
         for start in (2, 0, 1):  # any frame order: the probe only sums
             for name in layers:
                 acc.update(name, start, canvas.layer_frames(name, start, start + 1), pass_index)
         acc.end_pass(pass_index)
-    _assert_same_result(task.run(canvas, null_draws=5), acc.compute())
+    assert_same_result(acc.compute(), task.run(canvas, null_draws=5))
     plt.close("all")

@@ -179,3 +179,16 @@ def test_the_readme_probe_example_registers_a_working_probe(tmp_path: Path, sign
     expected = {name: float(canvas.layer(name).abs().double().mean()) for name in canvas.layer_names}
     assert scores == pytest.approx({**{f"{n}/mean_magnitude": v for n, v in expected.items()},
                                     "mean_magnitude": sum(expected.values()) / len(expected)}, rel=1e-9)
+
+
+def test_a_probe_that_is_not_an_accumulator_is_refused_with_one_line(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def old_style(canvas, params):  # the function probes of earlier versions
+        return ProbeResult({})
+
+    monkeypatch.setattr(PROBES, "_entries", dict(PROBES._entries))  # registered for this test only
+    PROBES.add("test-function-probe", old_style)
+    task = tmp_path / "old.yaml"
+    task.write_text("name: old\nversion: 1\nprobe: test-function-probe\nmetrics: {score: {higher_is_better: null}}\n")
+    with pytest.raises(XincError, match="is not a ProbeAccumulator subclass; a probe implements update"):
+        load_task(str(task))

@@ -25,15 +25,15 @@ def xinc(*args: str | Path, env_extra: dict[str, str] | None = None) -> subproce
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "run"
     result = xinc("run", "--model", "ffn-paper", "--data", "astronaut", "--size", "32x64", "--steps", "40",
-                  "--out", out, "--no-progress")
+                  "--out", out, "--no-progress", "--save-canvas")
     assert result.returncode == 0, result.stderr
     assert "PSNR" in result.stdout and "distribution" in result.stdout
     return out
 
 
 def test_run_writes_every_artefact(run_dir: Path) -> None:
-    for name in ("model.safetensors", "model.json", "recon.png", "canvas.safetensors",
-                 "init/model.safetensors", "init/canvas.safetensors", "records/distribution.json"):
+    for name in ("model.safetensors", "model.json", "recon.png", "signal.safetensors", "preview.safetensors",
+                 "canvas.safetensors", "init/model.safetensors", "init/canvas.safetensors", "records/distribution.json"):
         assert (run_dir / name).is_file(), name
     record = json.loads((run_dir / "records/distribution.json").read_text())
     assert record["schema_version"] == 2
@@ -91,11 +91,16 @@ def test_run_of_the_paper_nerv_on_a_video_end_to_end(tmp_path: Path) -> None:
     assert records["motion"]["scores"]["flow_spearman"] == records["motion"]["scores"]["flow_spearman"]  # not NaN
 
 
-def test_a_run_the_disk_cannot_hold_is_refused_before_training(tmp_path: Path) -> None:
-    result = xinc("run", "--model", "nerv-paper", "--data", "bikes", "--size", "512x1024", "--frames", "0:30",
-                  "--out", tmp_path / "huge")
-    _assert_bad_input(result, "the run's two canvases")
-    assert "GiB free" in result.stderr and "--float16" in result.stderr
+def test_a_run_the_memory_or_disk_cannot_hold_is_refused_before_training(tmp_path: Path) -> None:
+    command = ("run", "--model", "nerv-paper", "--data", "bikes", "--size", "512x1024", "--frames", "0:30",
+               "--out", tmp_path / "huge")
+    result = xinc(*command, "--memory-budget", "8GiB")
+    _assert_bad_input(result, "--memory-budget 8.6 GB cannot hold one frame of the canvas: tracing and probing one "
+                              "frame of every layer takes about 205.2 GB")
+    assert len(result.stderr.splitlines()) == 1
+    result = xinc(*command, "--save-canvas", "--memory-budget", "1TB")  # 94 GB of canvases: more than the disk
+    _assert_bad_input(result, "free; free some space, write elsewhere, drop --save-canvas")
+    assert len(result.stderr.splitlines()) == 1 and "--float16" in result.stderr
     assert not (tmp_path / "huge").exists()
 
 

@@ -22,7 +22,8 @@ from xinc_bench.results.leaderboard import (
     headline_metric,
     write_leaderboard,
 )
-from xinc_bench.results.report import NEURONS_PER_LAYER, write_report
+from xinc_bench.results.report import write_report
+from xinc_bench.runs.preview import PREVIEW_NEURONS
 
 CHROMIUM = find_chromium()
 MODELS = ("ffn-paper", "siren-33k")
@@ -212,7 +213,7 @@ def test_run_report_page(runs: Path, tmp_path: Path, browser: HeadlessChromium) 
     canvas_layers = browser.evaluate("Array.from(document.querySelectorAll('h3')).map(h => h.textContent)")
     assert canvas_layers[:3] == ["layer1: 208 neurons, 0 all-zero maps", "layer2: 104 neurons, 0 all-zero maps",
                                  "layer3: 104 neurons, 0 all-zero maps"]
-    assert browser.evaluate("document.querySelectorAll('.grid img').length") == 3 * NEURONS_PER_LAYER
+    assert browser.evaluate("document.querySelectorAll('.grid img').length") == 3 * PREVIEW_NEURONS
     captions = browser.evaluate("Array.from(document.querySelectorAll('figcaption')).map(c => c.textContent)")
     assert captions[:2] == ["target, frame 0", "reconstruction, frame 0"]
     # every metric with its null (mean, sd, effect size, p) and both controls beside it

@@ -29,11 +29,12 @@ def _files(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
 
 
-def _run_and_kill_when(out: Path, marker: str) -> None:
-    """Start ``xinc-bench run`` in a subprocess and SIGKILL it as soon as ``out/marker`` exists."""
+def _run_and_kill_when(out: Path, marker: str, extra: list[str]) -> None:
+    """Start ``xinc-bench run`` (with ``extra`` arguments) in a subprocess and SIGKILL it as soon as
+    ``out/marker`` exists."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     script = "import sys, torch; torch.set_num_threads(1)\nfrom xinc_bench.cli import main\nsys.exit(main(sys.argv[1:]))"
-    process = subprocess.Popen([sys.executable, "-c", script, *COMMAND, "--out", str(out), "--no-progress"],
+    process = subprocess.Popen([sys.executable, "-c", script, *COMMAND, *extra, "--out", str(out), "--no-progress"],
                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not (out / marker).exists() and process.poll() is None and time.monotonic() < deadline:
@@ -43,26 +44,32 @@ def _run_and_kill_when(out: Path, marker: str) -> None:
     assert (out / marker).exists(), f"the run never wrote {marker}:\n{stderr.decode()[-3000:]}"
 
 
-@pytest.mark.parametrize("marker", [
-    pytest.param("model.safetensors", marks=pytest.mark.slow),
-    "canvas.safetensors",
-    pytest.param("records/distribution.json", marks=pytest.mark.slow),
+@pytest.mark.parametrize(("marker", "extra"), [
+    pytest.param("model.safetensors", [], marks=pytest.mark.slow),
+    ("signal.safetensors", []),
+    pytest.param("canvas.safetensors", ["--save-canvas"], marks=pytest.mark.slow),
+    pytest.param("records/distribution.json", [], marks=pytest.mark.slow),
 ])
-def test_a_run_killed_at_any_stage_resumes_without_redoing_finished_stages(tmp_path: Path, marker: str,
-                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_killed_at_any_stage_resumes_without_redoing_finished_stages(
+        tmp_path: Path, marker: str, extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    _run_and_kill_when(out, marker)
+    _run_and_kill_when(out, marker, extra)
     before = {k: v for k, v in _files(out).items() if TEMP_MARK not in k and k != ".lock"}
-    assert cli.main([*COMMAND, "--out", str(out), "--no-progress"]) == 0
+    assert cli.main([*COMMAND, *extra, "--out", str(out), "--no-progress"]) == 0
     after = _files(out)
     assert not [name for name in after if TEMP_MARK in name or name == ".lock"]  # orphans and lock are gone
-    finished = [name for name in ("model.safetensors", "canvas.safetensors", "init/canvas.safetensors",
-                                  "records/distribution.json") if name in before]
+    finished = [name for name in ("model.safetensors", "signal.safetensors", "canvas.safetensors",
+                                  "init/canvas.safetensors", "records/distribution.json") if name in before]
     assert marker in finished
     # what the killed run finished is kept as it was, unless an earlier stage had to be redone
+    if marker in ("signal.safetensors", "records/distribution.json"):
+        assert all(after[name] == before[name] for name in finished if name != "records/distribution.json")
     if marker == "records/distribution.json":
-        assert all(after[name] == before[name] for name in finished)
-    assert {"records/distribution.json", "records/color.json", "report.html"} <= set(after)
+        assert after[marker] == before[marker]
+    saved = {"canvas.safetensors", "init/canvas.safetensors"}
+    assert saved <= set(after) if extra else not saved & set(after)  # canvas files only when asked for
+    assert {"signal.safetensors", "preview.safetensors", "records/distribution.json", "records/color.json",
+            "report.html"} <= set(after)
     for task in ("distribution", "color"):
         record = json.loads((out / "records" / f"{task}.json").read_text())
         assert record["task"]["name"] == task and record["null_draws"]["draws"] == 5
@@ -132,12 +139,12 @@ def test_out_naming_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_layers_restrict_the_traced_and_probed_layers(tmp_path: Path) -> None:
-    from xinc_bench.canvas import read_canvas
+    from xinc_bench.runs.preview import read_preview
 
     spec = UnitSpec(model="ffn-paper", data="astronaut", size=(16, 32), steps=5, tasks=("distribution",),
                     layers=("layer2",), null_draws=2)
     run_unit(spec, tmp_path)
-    assert read_canvas(RunDir(tmp_path).canvas).layer_names == ["layer2"]
+    assert list(read_preview(RunDir(tmp_path).preview)) == ["layer2"]
     scores = json.loads(RunDir(tmp_path).record("distribution").read_text())["scores"]
     assert {name.split("/")[0] for name in scores if "/" in name} == {"layer2"}
 
@@ -146,11 +153,11 @@ def test_progress_prints_one_line_per_stage_without_a_terminal(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     run_unit(SPEC, tmp_path, progress=Progress("unit"))
     lines = capsys.readouterr().err.splitlines()
-    stages = [line.split(" (")[0] for line in lines]
-    assert stages == ["[unit] fit ffn-paper on astronaut, 20 steps", "[unit] canvas",
-                      "[unit] canvas of the random-init twin", "[unit] probe 2 tasks and the shuffled control",
+    assert lines[0].startswith("[unit] memory: about ") and "the canvases are streamed, not written" in lines[0]
+    stages = [line.split(" (")[0] for line in lines[1:]]
+    assert stages == ["[unit] fit ffn-paper on astronaut, 20 steps", "[unit] probe 2 tasks and the shuffled control",
                       "[unit] probe 2 tasks on the random-init control"]
-    assert all(line.endswith(" s)") for line in lines) and "\r" not in "".join(lines)
+    assert all(line.endswith(" s)") for line in lines[1:]) and "\r" not in "".join(lines)
 
 
 def test_a_run_on_a_davis_layout_folder_uses_its_ground_truth_masks(tmp_path: Path,
@@ -164,7 +171,7 @@ def test_a_run_on_a_davis_layout_folder_uses_its_ground_truth_masks(tmp_path: Pa
                      "--null-draws", "2", "--out", str(out), "--no-progress"]) == 0
     from xinc_bench.canvas import read_canvas
 
-    assert read_canvas(RunDir(out).canvas).metadata["annotations"]["masks"] == "gt"
+    assert read_canvas(RunDir(out).signal).metadata["annotations"]["masks"] == "gt"
     assert "object_selectivity" in json.loads(RunDir(out).record("objects").read_text())["scores"]
     config = json.loads((out / "model.json").read_text())["signal"]
     assert (config["data"], config["layout"], config["sequence"]) == (str(root), "davis", "bear")

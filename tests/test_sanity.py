@@ -114,7 +114,7 @@ def test_bad_inputs_exit_2_with_one_line(run: dict, tmp_path: Path, capsys: pyte
     fails([str(tmp_path / "nope")], "is not a run folder")
     bare = tmp_path / "bare"
     shutil.copytree(run["dir"], bare, ignore=shutil.ignore_patterns("records", "*canvas*"))
-    fails([str(bare)], "has no canvas.safetensors; compute it with `xinc-bench canvas")
+    fails([str(bare)], "has neither signal.safetensors nor canvas.safetensors; finish its run with `xinc-bench run")
     shutil.copy(run["dir"] / "canvas.safetensors", bare)
     fails([str(bare)], "has no probe records")
     fails([str(run["dir"]), "--tasks", "distribution"], "no record of task 'distribution'")

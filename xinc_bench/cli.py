@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import torch
 
 from .errors import XincError
+from .runs.budget import parse_bytes
 from .runs.spec import DEVICES, UnitSpec
 from .training.module import SCHEDULES
 
@@ -79,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--sam-model-type", default="vit_b", help="vit_b, vit_l or vit_h (default vit_b)")
         sub.add_argument("--raft-weights", type=Path, default=None, help="torchvision RAFT weights for --flow raft")
         sub.add_argument("--raft-model", default="small", help="small or large (default small)")
-        sub.add_argument("--float16", action="store_true", help="store the canvas as float16 (half the disk)")
+        sub.add_argument("--float16", action="store_true",
+                         help="trace and store the canvas as float16 (half the memory and disk)")
 
     def add_trust(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--trust-code", action="store_true",
@@ -139,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_null_draws(run)
     run.add_argument("--tasks", nargs="+", default=None, help="tasks to run (default: every task that applies)")
     run.add_argument("--sanity", action="store_true", help="also run the sanity check (model randomisation)")
+    run.add_argument("--save-canvas", action="store_true",
+                     help="keep both canvases (the model's and the random-init twin's) as files in the run folder, "
+                          "for `probe` (default: they are traced, probed and dropped, never written)")
+    run.add_argument("--memory-budget", default=None,
+                     help="memory the run may use, e.g. 12GiB or 8G (default: 60%% of this machine's memory); sets "
+                          "how many frames are traced at once, and a budget too small for one frame is refused")
     add_trust(run)
     run.set_defaults(handler=_cmd_run)
 
@@ -217,6 +225,8 @@ def unit_spec(args: argparse.Namespace) -> UnitSpec:
         flow_options=tuple(_annotation_options(args)["flow_options"].items()) if hasattr(args, "flow") else (),
         tasks=_tuple(getattr(args, "tasks", None)), float16=getattr(args, "float16", False),
         null_draws=getattr(args, "null_draws", None), sanity=getattr(args, "sanity", False),
+        save_canvas=getattr(args, "save_canvas", False),
+        memory_budget=None if getattr(args, "memory_budget", None) is None else parse_bytes(args.memory_budget),
         trust_code=getattr(args, "trust_code", False),
     )
 

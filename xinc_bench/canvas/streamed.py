@@ -33,11 +33,13 @@ class TracedWindows:
     Attributes:
         checks: the tracer's exactness checks, worst over the windows traced so far.
         seconds: time spent tracing; frames_traced: frames traced (a pass over T frames adds T).
+        metadata: the canvas's metadata, whose ``checks`` and ``canvas_seconds`` follow the two above.
     """
 
     def __init__(self, model: nn.Module, tracer: str, shape: tuple[int, int, int], counts: dict[str, int],
-                 dtype: np.dtype, chunk_size: int) -> None:
+                 dtype: np.dtype, chunk_size: int, metadata: dict[str, Any]) -> None:
         self.model = model
+        self.metadata = metadata
         self.tracer = tracer
         self.shape = shape
         self.counts = counts
@@ -69,6 +71,7 @@ class TracedWindows:
         refuse_non_finite(arrays)
         for key, value in checks.items():
             self.checks[key] = max(self.checks.get(key, value), value)
+        self.metadata.update(checks=dict(self.checks), canvas_seconds=self.seconds)
         return {name: torch.from_numpy(array) for name, array in arrays.items()}
 
 
@@ -112,7 +115,9 @@ def traced_canvas(
         memory_budget: bytes one window of every layer may take as float32 (default:
             :func:`~xinc_bench.canvas.canvas.default_chunk_bytes`); a window holds at least one frame.
         chunk_size: pixels (or frames, for frame tracers) the tracer processes at once.
-        metadata: model, data and fidelity descriptions stored with the canvas.
+        metadata: model, data and fidelity descriptions stored with the canvas. The canvas's
+            ``checks`` (the tracer's exactness checks, worst over the windows) and ``canvas_seconds``
+            (time spent tracing, over every pass) are updated as windows are traced.
 
     Raises:
         XincError: ``layers`` names a layer the tracer does not trace; the budget is not positive.
@@ -124,8 +129,9 @@ def traced_canvas(
     if budget < 1:
         raise XincError(f"the memory budget must be a positive number of bytes, not {budget}")
     frames_per_window = max(1, budget // window_bytes(counts, shape))
-    windows = TracedWindows(model, tracer, shape, counts,
-                            np.dtype(np.float16 if dtype == torch.float16 else np.float32), chunk_size)
+    np_dtype = np.dtype(np.float16 if dtype == torch.float16 else np.float32)
+    meta = {**(metadata or {}), "tracer": tracer, "dtype": str(np_dtype), "streamed": True}
+    windows = TracedWindows(model, tracer, shape, counts, np_dtype, chunk_size, meta)
     _, height, width = shape
     # Canvas.frame_chunks sizes blocks per layer; the largest layer's budget gives the window for all.
     largest = 4 * max(counts.values()) * height * width
@@ -135,6 +141,6 @@ def traced_canvas(
         recon=render_output(model, shape),
         masks=signal.masks,
         flow=signal.flow,
-        metadata={**(metadata or {}), "tracer": tracer, "dtype": str(windows.dtype), "streamed": True},
+        metadata=meta,
         chunk_bytes=frames_per_window * largest,
     )

@@ -55,20 +55,12 @@ class ProbeResult:
 ChunkView = Callable[[str, int, torch.Tensor], torch.Tensor]
 
 
-class ProbeAccumulator(ABC):
-    """A probe that scores a canvas from its blocks (see the module docstring for the contract).
+class Accumulator(ABC):
+    """Anything fed the blocks of a canvas by :func:`accumulate`: ``update`` per block, ``end_pass``
+    per pass, ``compute`` at the end (a probe, or a summary of the canvas such as the run's preview)."""
 
-    Args:
-        canvas: the canvas being probed; its layers are not read (they come through :meth:`update`).
-        params: the task's parameters (``null_draws``, ``null_seed`` and the probe's own).
-    """
-
-    #: passes over the canvas the probe needs (a two-pass scheme says 2)
+    #: passes over the canvas the accumulator needs (a two-pass scheme says 2)
     passes: int = 1
-
-    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
-        self.canvas = canvas
-        self.params = params
 
     @abstractmethod
     def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
@@ -76,6 +68,23 @@ class ProbeAccumulator(ABC):
 
     def end_pass(self, pass_index: int) -> None:
         """Called once every block of pass ``pass_index`` was given (default: nothing to do)."""
+
+    @abstractmethod
+    def compute(self) -> Any:
+        """What the accumulator found, once every pass has ended."""
+
+
+class ProbeAccumulator(Accumulator):
+    """A probe that scores a canvas from its blocks (see the module docstring for the contract).
+
+    Args:
+        canvas: the canvas being probed; its layers are not read (they come through :meth:`update`).
+        params: the task's parameters (``null_draws``, ``null_seed`` and the probe's own).
+    """
+
+    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+        self.canvas = canvas
+        self.params = params
 
     def for_control(self, canvas: Canvas) -> ProbeAccumulator:
         """The same probe, without null draws, on a control of this canvas made from the same model
@@ -92,19 +101,20 @@ class ProbeAccumulator(ABC):
 class AccumulatorGroup:
     """Accumulators that read the canvas through the same view (None: the canvas as it is)."""
 
-    accumulators: Sequence[ProbeAccumulator]
+    accumulators: Sequence[Accumulator]
     view: ChunkView | None = None
 
 
 @dataclass
 class Accumulated:
-    """What became of one accumulator: its result, or the error that stopped it; and its own time.
+    """What became of one accumulator: its result (a probe's :class:`ProbeResult`), or the error that
+    stopped it; and its own time.
 
     ``seconds`` counts the accumulator's ``update``, ``end_pass`` and ``compute`` calls, not the
     shared reads of the canvas.
     """
 
-    result: ProbeResult | None = None
+    result: Any = None
     error: XincError | None = None
     seconds: float = 0.0
 

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..canvas.canvas import Canvas
 
 #: colour map of neuron contribution maps (|C| normalised by the map's maximum)
 MAP_COLORMAP = "magma"
@@ -133,24 +132,6 @@ def save_map_png(values: torch.Tensor, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(path, np.ascontiguousarray(rgba[..., :3]))
     return path
-
-
-def neuron_mass(canvas: Canvas, name: str) -> torch.Tensor:
-    """Total |C| of every neuron of layer ``name`` over the whole signal: ``[N]`` float64 (read in frame chunks)."""
-    return sum(chunk.abs().sum(dim=(1, 2, 3), dtype=torch.float64) for _, chunk in canvas.frame_chunks(name))
-
-
-def top_neurons(mass: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` neurons with the largest total |C| ``mass[N]`` (see :func:`neuron_mass`).
-
-    Returns:
-        ``(indices [k'], shares [k'])`` with ``k' = min(k, N)``, largest first; ``shares`` is each
-        neuron's fraction of the layer's total |C| (0 for an all-zero layer). Ties go to the lower index.
-    """
-    indices = torch.sort(mass, descending=True, stable=True).indices[:k]
-    total = mass.sum()
-    shares = mass[indices] / total if total > 0 else torch.zeros(len(indices), dtype=torch.float64)
-    return indices, shares
 
 
 #: longest side, in pixels, of the probe-figure previews on a leaderboard page

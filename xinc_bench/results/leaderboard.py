@@ -79,18 +79,18 @@ from .html import (
     escape,
     format_number,
     image,
-    neuron_mass,
     page,
     save_map_png,
     save_preview,
     save_rgb_png,
     short_number,
     slug,
-    top_neurons,
 )
 from ..files import replaced_dir, write_text_atomic
 from ..runs.record import SANITY_KIND, RecordFile, scan_records
-from ..runs.rundir import CANVAS_NAME, RECORDS_DIR
+from ..canvas import read_canvas
+from ..runs.preview import run_preview
+from ..runs.rundir import CONFIG_NAME, RECORDS_DIR, RunDir
 
 #: (exclusive upper bound in dB, label), ascending; the lower bound of a tier is inclusive
 PSNR_TIERS: tuple[tuple[float, str], ...] = (
@@ -544,17 +544,17 @@ def row_id(row: pd.Series | dict[str, Any]) -> str:
 
 
 def _sources(chosen: pd.DataFrame, sanity: list[RecordFile]) -> dict[str, dict[str, Any]]:
-    """Per row id: the canvas file and the probe figures (and sanity figure) of the row's lowest-seed run."""
+    """Per row id: the run folder and the probe figures (and sanity figure) of the row's lowest-seed run."""
     sources: dict[str, dict[str, Any]] = {}
     for _, record_row in chosen.sort_values(["seed_order", "seed", "path"]).iterrows():
         item: RecordFile = record_row["item"]
-        entry = sources.setdefault(row_id(record_row), {"seed": record_row["seed"], "canvas": None, "figures": {}})
+        entry = sources.setdefault(row_id(record_row), {"seed": record_row["seed"], "run": None, "figures": {}})
         if entry["seed"] != record_row["seed"] or item.task in entry["figures"]:
             continue
         entry["figures"][item.task] = [str(p) for p in record_figures(item)]
-        run_canvas = item.path.parent.parent / CANVAS_NAME
-        if entry["canvas"] is None and item.path.parent.name == RECORDS_DIR and run_canvas.is_file():
-            entry["canvas"] = str(run_canvas)
+        run_dir = item.path.parent.parent
+        if entry["run"] is None and item.path.parent.name == RECORDS_DIR and (run_dir / CONFIG_NAME).is_file():
+            entry["run"] = str(run_dir)
     for item in sanity:
         entry = sources.get(row_id(_row_key(item.record)))
         if entry is not None and entry["seed"] == _seed_label(item.record.get("seed")):
@@ -840,8 +840,6 @@ def _render_pictures(df: pd.DataFrame, stage: Path, assets: str) -> dict[str, di
     Returns per row id: ``thumbnails`` (list of (link, caption)) and ``figures`` (task -> list of
     (link, caption)), links relative to the page (``<assets>/<row id>/...``).
     """
-    from ..canvas import read_canvas
-
     def link(path: Path) -> str:
         return f"{assets}/{path.relative_to(stage).as_posix()}"
 
@@ -852,7 +850,7 @@ def _render_pictures(df: pd.DataFrame, stage: Path, assets: str) -> dict[str, di
         if source is None:
             continue
         folder = stage / rid
-        thumbnails = _thumbnails(read_canvas(Path(source["canvas"])), folder) if source["canvas"] else []
+        thumbnails = _thumbnails(Path(source["run"]), folder) if source["run"] else []
         figures = {
             task: [(link(save_preview(p, folder / slug(task) / p.name)), f"{task}: {p.stem}") for p in map(Path, paths)]
             for task, paths in sorted(source["figures"].items())
@@ -861,16 +859,23 @@ def _render_pictures(df: pd.DataFrame, stage: Path, assets: str) -> dict[str, di
     return pictures
 
 
-def _thumbnails(canvas: Any, folder: Path) -> list[tuple[Path, str]]:
-    """Frame 0 of the reconstruction and of the last layer's top neurons, as PNGs in ``folder``."""
-    recon = canvas.recon if canvas.recon is not None else canvas.frames
-    shown = [(save_rgb_png(recon[0], folder / "recon.png"), "reconstruction")]
-    last = canvas.layer_names[-1]
-    indices, shares = top_neurons(neuron_mass(canvas, last), THUMBNAIL_NEURONS)
-    first_frame = canvas.layer_frames(last, 0, 1)[indices, 0]
-    for neuron, share, neuron_map in zip(indices.tolist(), shares.tolist(), first_frame):
-        path = save_map_png(neuron_map, folder / f"{slug(last)}_n{neuron}.png")
-        shown.append((path, f"{last} n{neuron} ({100 * share:.1f}%)"))
+def _thumbnails(run_dir: Path, folder: Path) -> list[tuple[Path, str]]:
+    """Frame 0 of a run's reconstruction and of its last layer's top neurons (from the run's preview), as
+    PNGs in ``folder``; none when the run has no signal (nor canvas) file."""
+    run = RunDir(run_dir)
+    if not (run.signal.is_file() or run.canvas.is_file()):
+        return []
+    signal = read_canvas(run.signal_file())
+    shown = [(save_rgb_png((signal.recon if signal.recon is not None else signal.frames)[0], folder / "recon.png"),
+              "reconstruction")]
+    preview = run_preview(run_dir)
+    if preview:
+        last, layer = list(preview.items())[-1]
+        count = min(THUMBNAIL_NEURONS, len(layer.indices))
+        for neuron, share, neuron_map in zip(layer.indices[:count].tolist(), layer.shares[:count].tolist(),
+                                             layer.maps[:count]):
+            path = save_map_png(neuron_map, folder / f"{slug(last)}_n{neuron}.png")
+            shown.append((path, f"{last} n{neuron} ({100 * share:.1f}%)"))
     return shown
 
 

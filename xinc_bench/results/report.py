@@ -21,22 +21,19 @@ from .html import (
     escape,
     format_number,
     image,
-    neuron_mass,
     page,
     save_map_png,
     save_rgb_png,
     slug,
-    top_neurons,
 )
 from ..files import replaced_dir, write_text_atomic
 from ..runs.record import RecordFile, read_records
-from ..runs.rundir import CANVAS_NAME, RECORDS_DIR
+from ..runs.preview import PREVIEW_NEURONS, LayerPreview, run_preview
+from ..runs.rundir import PREVIEW_NAME, RECORDS_DIR, RunDir
 from .leaderboard import ARROWS, record_figures
 
 REPORT_NAME = "report.html"
 ASSETS_DIR = "report_assets"
-#: neurons shown per layer, largest total |C| first
-NEURONS_PER_LAYER = 16
 FRAME_WIDTH = 384
 NEURON_WIDTH = 160
 FIGURE_WIDTH = 480
@@ -45,30 +42,32 @@ FIGURE_WIDTH = 480
 def write_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.html`` (and ``run_dir/report_assets/``) and return its path.
 
-    ``run_dir`` is a run directory as ``xinc-bench run`` writes it: ``canvas.safetensors`` and
-    optionally ``records/<task>.json`` with their figures.
+    ``run_dir`` is a run directory as ``xinc-bench run`` writes it: ``signal.safetensors`` (the signal
+    and the canvas's metadata), ``preview.safetensors`` (the neuron maps) and optionally
+    ``records/<task>.json`` with their figures; or a folder with a canvas file (``canvas.safetensors``),
+    from which the neuron maps are computed (one pass over it).
 
     Raises:
-        XincError: ``run_dir`` is not a directory, has no canvas file, or holds an unreadable record.
+        XincError: ``run_dir`` is not a directory, has neither a signal nor a canvas file, or holds an
+            unreadable record or preview.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise XincError(f"run directory {run_dir} does not exist; make one with `xinc-bench run --out {run_dir}`")
-    canvas_path = run_dir / CANVAS_NAME
-    if not canvas_path.is_file():
-        raise XincError(
-            f"{run_dir} has no {CANVAS_NAME}; compute it with "
-            f"`xinc-bench canvas --checkpoint {run_dir} --out {canvas_path}`"
-        )
-    canvas = read_canvas(canvas_path)
+    run = RunDir(run_dir)
+    signal = read_canvas(run.signal_file())
+    preview = run_preview(run_dir)
+    if preview is None:
+        raise XincError(f"{run_dir} has no {PREVIEW_NAME} (nor a canvas file); finish its run with "
+                        f"`xinc-bench run ... --out {run_dir}`")
     records_dir = run_dir / RECORDS_DIR
     records = sorted(read_records(records_dir), key=lambda r: (r.task, str(r.path))) if records_dir.is_dir() else []
     with replaced_dir(run_dir / ASSETS_DIR) as stage:
-        frames_html = _frames_section(canvas, stage)
-        neurons_html = _neurons_section(canvas, stage)
+        frames_html = _frames_section(signal, stage)
+        neurons_html = _neurons_section(preview, stage)
         probes_html = _probes_section(records, stage)
-    title = f"xinc-bench run report: {canvas.metadata.get('model', 'model')} on {_data_label(canvas.metadata)}"
-    body = f"<h1>{escape(title)}</h1>\n{_summary(canvas)}\n{frames_html}\n{neurons_html}\n{probes_html}"
+    title = f"xinc-bench run report: {signal.metadata.get('model', 'model')} on {_data_label(signal.metadata)}"
+    body = f"<h1>{escape(title)}</h1>\n{_summary(signal, list(preview))}\n{frames_html}\n{neurons_html}\n{probes_html}"
     return write_text_atomic(run_dir / REPORT_NAME, page(title, body))
 
 
@@ -83,8 +82,9 @@ def _data_label(metadata: dict[str, Any]) -> str:
     return f"{name} {data.get('height', '?')}x{data.get('width', '?')}"
 
 
-def _summary(canvas: Canvas) -> str:
-    """A table of the run's model, data, training, fidelity and tracer checks."""
+def _summary(canvas: Canvas, layers: list[str]) -> str:
+    """A table of the run's model, data, training, fidelity and tracer checks (``canvas``: the run's
+    signal file, whose metadata is its canvas's; ``layers``: the canvas's layers)."""
     meta = canvas.metadata
     training = meta.get("training") or {}
     fidelity = meta.get("fidelity") or {}
@@ -103,7 +103,7 @@ def _summary(canvas: Canvas) -> str:
         ("PSNR (dB)", fidelity.get("psnr")),
         ("SSIM", fidelity.get("ssim")),
         ("tracer", meta.get("tracer")),
-        ("canvas layers", ", ".join(canvas.layer_names)),
+        ("canvas layers", ", ".join(layers)),
     ]
     rows += [(f"check: {name}", value) for name, value in sorted((meta.get("checks") or {}).items())]
     cells = "".join(
@@ -123,26 +123,23 @@ def _frames_section(canvas: Canvas, stage: Path) -> str:
     return f'<h2>Signal and reconstruction</h2>\n<div class="pictures">{"".join(shown)}</div>'
 
 
-def _neurons_section(canvas: Canvas, stage: Path) -> str:
-    """Per layer: the frame-0 maps of the ``NEURONS_PER_LAYER`` neurons with the largest total |C|."""
+def _neurons_section(preview: dict[str, LayerPreview], stage: Path) -> str:
+    """Per layer: the frame-0 maps of the ``PREVIEW_NEURONS`` neurons with the largest total |C|."""
     parts = [
         "<h2>Neuron maps</h2>",
-        f'<p class="note">Per layer the {NEURONS_PER_LAYER} neurons with the largest total |C| over the whole '
+        f'<p class="note">Per layer the {PREVIEW_NEURONS} neurons with the largest total |C| over the whole '
         "signal, largest first; each map is |C| of frame 0 scaled to its own maximum; the percentage is the "
         "neuron's share of the layer's total |C|.</p>",
     ]
-    for name in canvas.layer_names:
-        mass = neuron_mass(canvas, name)
-        zero = int((mass == 0).sum())
-        indices, shares = top_neurons(mass, NEURONS_PER_LAYER)
-        first_frame = canvas.layer_frames(name, 0, 1)[indices, 0]
+    for name, layer in preview.items():
+        zero = int((layer.mass == 0).sum())
         cells = []
-        for neuron, share, neuron_map in zip(indices.tolist(), shares.tolist(), first_frame):
+        for neuron, share, neuron_map in zip(layer.indices.tolist(), layer.shares.tolist(), layer.maps):
             path = save_map_png(neuron_map, stage / "neurons" / slug(name) / f"n{neuron}.png")
             caption = f"n{neuron}: {100 * share:.1f}%"
             cells.append(image(_link(path, stage), f"{name} {caption}", caption=caption, width=NEURON_WIDTH,
                                pixelated=True))
-        parts.append(f"<h3>{escape(name)}: {mass.shape[0]} neurons, {zero} all-zero maps</h3>")
+        parts.append(f"<h3>{escape(name)}: {layer.mass.shape[0]} neurons, {zero} all-zero maps</h3>")
         parts.append(f'<div class="grid">{"".join(cells)}</div>')
     return "\n".join(parts)
 

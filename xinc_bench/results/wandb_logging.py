@@ -77,7 +77,7 @@ def log_run(
     every probe figure (``figures/<task>/<name>``).
 
     Args:
-        run_dir: a run directory (``model.json``, ``canvas.safetensors``, ``records/*.json``).
+        run_dir: a run directory (``model.json``, ``preview.safetensors`` or a canvas file, ``records/*.json``).
         mode: ``"disabled"`` (does nothing, returns ``None``), ``"offline"`` or ``"online"``.
         name, group, project: W&B run name (default: the run directory's name), group and project.
         save_dir: W&B writes under ``save_dir/wandb/`` (default: ``run_dir``).
@@ -153,17 +153,15 @@ def canvas_thumbnail(layer: np.ndarray, neurons: int = THUMBNAIL_NEURONS) -> np.
 def _images(run_dir: Path, records: dict[str, dict[str, Any]], image: Any) -> dict[str, Any]:
     """Key -> ``wandb.Image``: the reconstruction, canvas thumbnails and the probe figures saved
     beside the records (``records/<task>_figures/*.png``)."""
-    from ..canvas import read_canvas
+    from ..runs.preview import run_preview
 
     images: dict[str, Any] = {}
     if (run_dir / "recon.png").is_file():
         images["recon"] = image(str(run_dir / "recon.png"), caption="reconstruction")
-    if (run_dir / "canvas.safetensors").is_file():
-        canvas = read_canvas(run_dir / "canvas.safetensors")
-        for layer in canvas.layer_names:
-            thumbnail = canvas_thumbnail(canvas.layer_frames(layer, 0, 1)[:, 0].numpy())
-            caption = f"{layer}: largest {THUMBNAIL_NEURONS} neurons, frame 0"
-            images[f"canvas/{layer}"] = image(thumbnail, caption=caption)
+    for layer, preview in (run_preview(run_dir) or {}).items():
+        thumbnail = canvas_thumbnail(preview.maps.numpy())
+        caption = f"{layer}: largest {THUMBNAIL_NEURONS} neurons, frame 0"
+        images[f"canvas/{layer}"] = image(thumbnail, caption=caption)
     for task in records:
         for figure in sorted((run_dir / "records" / f"{task}_figures").glob("*.png")):
             images[f"figures/{task}/{figure.stem}"] = image(str(figure), caption=f"{task}: {figure.stem}")

@@ -6,8 +6,12 @@
       model.safetensors, model.json     trained model (checkpoints/)
       recon.png                         its reconstruction
       init/model.safetensors, ...       the random-init twin (a control)
-      canvas.safetensors                the model's canvas
-      init/canvas.safetensors           the twin's canvas
+      signal.safetensors                the annotated signal: frames, masks, flow, reconstruction and the
+                                        canvas's metadata, without layers (the canvases are traced from it)
+      preview.safetensors               per layer, every neuron's total |C| and its largest neurons'
+                                        frame-0 maps (runs/preview.py), for the report and thumbnails
+      canvas.safetensors                the model's canvas (only with --save-canvas)
+      init/canvas.safetensors           the twin's canvas (only with --save-canvas)
       records/<task>.json               one record per task (runs/record.py)
       records/<task>_figures/           its figures
       records/sanity.json               the sanity check (model randomisation)
@@ -35,6 +39,8 @@ from ..files import process_alive, remove_orphans, write_json_atomic
 
 INIT_DIR = "init"
 CANVAS_NAME = "canvas.safetensors"
+SIGNAL_NAME = "signal.safetensors"
+PREVIEW_NAME = "preview.safetensors"
 RECORDS_DIR = "records"
 MODEL_NAME = "model.safetensors"
 CONFIG_NAME = "model.json"
@@ -76,6 +82,35 @@ class RunDir:
     def init_canvas(self) -> Path:
         """The random-init twin's canvas file."""
         return self.init / CANVAS_NAME
+
+    @property
+    def signal(self) -> Path:
+        """The annotated signal (a canvas file without layers)."""
+        return self.path / SIGNAL_NAME
+
+    @property
+    def preview(self) -> Path:
+        """The canvas preview (:mod:`xinc_bench.runs.preview`)."""
+        return self.path / PREVIEW_NAME
+
+    def signal_file(self) -> Path:
+        """The file of the run's signal and its canvas's metadata: ``signal.safetensors``, or the canvas
+        file of a run folder whose canvas was computed with ``xinc-bench canvas``.
+
+        Raises:
+            XincError: neither is there.
+        """
+        for path in (self.signal, self.canvas):
+            if path.is_file():
+                return path
+        raise XincError(f"{self.path} has neither {SIGNAL_NAME} nor {CANVAS_NAME}; finish its run with "
+                        f"`xinc-bench run ... --out {self.path}`, or compute its canvas with "
+                        f"`xinc-bench canvas --checkpoint {self.path} --out {self.canvas}`")
+
+    @property
+    def saved_canvases(self) -> bool:
+        """Whether both canvas files (the model's and the twin's) are there."""
+        return self.canvas.is_file() and self.init_canvas.is_file()
 
     @property
     def records(self) -> Path:

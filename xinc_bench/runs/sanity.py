@@ -2,12 +2,12 @@
 Quantus's Model Parameter Randomisation Test, MPRT).
 
 A score that explains a model should change when the model is destroyed. :func:`sanity_check`
-takes a run folder (``RUN/model.safetensors``, ``RUN/canvas.safetensors``, ``RUN/records/<task>.json``)
-and re-initialises the trained model's parameterised layers cascading from the output down: stage
+takes a run folder (``RUN/model.safetensors``, ``RUN/signal.safetensors`` or a canvas file,
+``RUN/records/<task>.json``) and re-initialises the trained model's parameterised layers cascading from the output down: stage
 ``k`` has the last ``k`` layers re-initialised, stage ``L`` (every layer) is the fully randomised
-model. At each stage the canvas is recomputed with the run's tracer on the run's frames, masks and
-flow (read from the run's canvas, so annotations are not recomputed), into a temporary file that
-is removed afterwards, and every task that has a record is run on it without null draws.
+model. At each stage the canvas is traced again with the run's tracer on the run's frames, masks and
+flow (read from the run's signal file, so annotations are not recomputed), window by window and
+never written, and every task that has a record is run on it without null draws, all in one pass.
 
 *Layers* are the modules that own parameters (``module.parameters(recurse=False)``) and that a
 forward pass calls, ordered by when the forward pass enters them (forward pre-hooks), so the
@@ -51,16 +51,18 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from ..canvas import Canvas, compute_canvas, read_canvas
+from ..canvas import Canvas, read_canvas
+from ..canvas.streamed import traced_canvas
 from ..checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint
 from ..data import Signal
 from ..errors import XincError
-from ..files import atomic_file, scratch_dir, write_json_atomic
+from ..files import atomic_file, write_json_atomic
 from ..inrs import create_inr
 from ..inrs.base import signal_coordinates
+from ..probes.accumulator import AccumulatorGroup, accumulate
 from ..probes.base import Task, load_task
 from .record import SANITY_KIND
-from .rundir import CANVAS_NAME, RECORDS_DIR, SANITY_NAME, SKIPPED_NAME
+from .rundir import CANVAS_NAME, RECORDS_DIR, SANITY_NAME, SKIPPED_NAME, RunDir
 
 FIGURES_DIR = "sanity_figures"
 FIGURE_NAME = "sanity.png"
@@ -135,6 +137,7 @@ def sanity_check(
     progress: Callable[[str], None] | None = None,
     trust_code: bool = False,
     trusted_spec: str | None = None,
+    memory_budget: int | None = None,
 ) -> dict[str, Any]:
     """Cascading model randomisation of a run; writes ``RUN/records/sanity.json`` and its figure.
 
@@ -146,19 +149,20 @@ def sanity_check(
         progress: called with one line per cascade stage (e.g. ``print``).
         trust_code, trusted_spec: whether the code file the run's ``model.json`` names may be
             imported (see :func:`~xinc_bench.checkpoints.load_checkpoint`).
+        memory_budget: bytes one traced window of a stage's canvas may take (see
+            :func:`~xinc_bench.canvas.streamed.traced_canvas`).
 
     Returns:
         The sanity record (see the module docstring).
 
     Raises:
-        XincError: not a run folder, no canvas, no records, a task without a record, or a record
-            of an older task version.
+        XincError: not a run folder, no signal (nor canvas) file, no records, a task without a record,
+            or a record of an older task version.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    _check_run_folder(run_dir)
+    canvas = read_canvas(_run_signal(run_dir))
     checked = _task_records(run_dir, tasks)
-    canvas = read_canvas(run_dir / CANVAS_NAME)
     shape = canvas.shape
     model, config = load_checkpoint(run_dir, shape[1], shape[2], trust_code=trust_code, trusted_spec=trusted_spec)
     if getattr(model, "needs_frames", False):
@@ -171,7 +175,7 @@ def sanity_check(
         fresh = create_inr(config["model"], num_frames=shape[0], height=shape[1], width=shape[2],
                            **config.get("model_args", {}))
     stages, stage_seconds = _cascade_scores(model, fresh, cascade, canvas, {n: t for n, (t, _) in checked.items()},
-                                            run_dir, progress)
+                                            progress, memory_budget)
     results = {
         name: {score: score_movement(value, [stage[name].get(score) for stage in stages], _null_sd(record, score))
                for score, value in record.get("scores", {}).items() if _is_finite(value)}
@@ -208,39 +212,36 @@ def sanity_check(
 
 
 def _cascade_scores(
-    model: nn.Module, fresh: nn.Module, cascade: list[str], canvas: Canvas, tasks: dict[str, Task], run_dir: Path,
-    progress: Callable[[str], None] | None,
+    model: nn.Module, fresh: nn.Module, cascade: list[str], canvas: Canvas, tasks: dict[str, Task],
+    progress: Callable[[str], None] | None, memory_budget: int | None,
 ) -> tuple[list[dict[str, dict[str, float]]], list[float]]:
     """Re-initialise ``cascade`` layer by layer; per stage, every task's scores on the recomputed canvas.
 
-    Each stage's canvas is streamed into a temporary folder inside ``run_dir`` (with the run
-    canvas's tracer, dtype, frames, masks, flow and metadata) and removed once probed.
+    Each stage's canvas is traced window by window (with the run canvas's tracer, dtype, frames,
+    masks, flow and metadata; nothing is written) and read once per pass for every task.
 
     Returns:
         ``(stages, seconds)``: per stage, task -> finite scores; and the seconds each stage took.
     """
     signal = Signal(canvas.frames, name="run", masks=canvas.masks, flow=canvas.flow)
-    metadata = {k: v for k, v in canvas.metadata.items() if k not in _TRAINED_ONLY}
+    metadata = {k: v for k, v in canvas.metadata.items() if k not in _TRAINED_ONLY + ("streamed",)}
     dtype = torch.float16 if canvas.metadata.get("dtype") == "float16" else torch.float32
     tracer = str(canvas.metadata["tracer"])
     frames_model = getattr(model, "needs_frames", False)
     stages: list[dict[str, dict[str, float]]] = []
     seconds: list[float] = []
-    with scratch_dir(run_dir, "sanity") as folder:
-        for k, layer in enumerate(cascade, start=1):
-            started = time.perf_counter()
-            reinitialise(model, fresh, layer)
-            if frames_model:  # re-encode, so a re-initialised encoder reaches the embeddings
-                model.set_frames(canvas.frames)
-                model.cache_embeddings()
-            path = folder / f"stage{k}.safetensors"
-            stage_canvas = compute_canvas(model, signal, tracer, out=path, dtype=dtype,
-                                          metadata={**metadata, "sanity_stage": k, "reinitialised": cascade[:k]})
-            stages.append({name: _stage_scores(task, stage_canvas, model) for name, task in tasks.items()})
-            path.unlink()
-            seconds.append(time.perf_counter() - started)
-            if progress is not None:
-                progress(f"stage {k}/{len(cascade)}: re-initialised {', '.join(cascade[:k])} ({seconds[-1]:.1f} s)")
+    for k, layer in enumerate(cascade, start=1):
+        started = time.perf_counter()
+        reinitialise(model, fresh, layer)
+        if frames_model:  # re-encode, so a re-initialised encoder reaches the embeddings
+            model.set_frames(canvas.frames)
+            model.cache_embeddings()
+        stage_canvas = traced_canvas(model, signal, tracer, dtype=dtype, memory_budget=memory_budget,
+                                     metadata={**metadata, "sanity_stage": k, "reinitialised": cascade[:k]})
+        stages.append(_stage_scores(tasks, stage_canvas, model))
+        seconds.append(time.perf_counter() - started)
+        if progress is not None:
+            progress(f"stage {k}/{len(cascade)}: re-initialised {', '.join(cascade[:k])} ({seconds[-1]:.1f} s)")
     return stages, seconds
 
 
@@ -338,20 +339,23 @@ def _scale(entry: dict[str, Any]) -> float:
     return entry["null_sd"] or max(abs(entry["trained"]), EPS)
 
 
-def _check_run_folder(run_dir: Path) -> None:
+def _run_signal(run_dir: Path) -> Path:
+    """The file of the run's signal (:meth:`~xinc_bench.runs.rundir.RunDir.signal_file`).
+
+    Raises:
+        XincError: not a run folder, or it has no signal (nor canvas) file.
+    """
     if not run_dir.is_dir() or not (run_dir / CONFIG_NAME).is_file() or not (run_dir / WEIGHTS_NAME).is_file():
         raise XincError(f"{run_dir} is not a run folder (no {WEIGHTS_NAME} and {CONFIG_NAME}); "
                         "give a RUN_DIR written by `xinc-bench run`")
-    if not (run_dir / CANVAS_NAME).is_file():
-        raise XincError(f"{run_dir} has no {CANVAS_NAME}; compute it with "
-                        f"`xinc-bench canvas --checkpoint {run_dir} --out {run_dir / CANVAS_NAME}`")
+    return RunDir(run_dir).signal_file()
 
 
 def _task_records(run_dir: Path, tasks: Sequence[str] | None) -> dict[str, tuple[Task, dict[str, Any]]]:
     """Task name -> (task, its trained record) for the tasks to check."""
     records_dir = run_dir / RECORDS_DIR
-    fix = (f"run the probes first: `xinc-bench probe --canvas {run_dir / CANVAS_NAME} --task TASK "
-           f"--out {records_dir}/TASK.json` (or `xinc-bench run`)")
+    fix = (f"run the probes first: `xinc-bench run ... --tasks TASK --out {run_dir}` (or `xinc-bench probe "
+           f"--canvas {run_dir / CANVAS_NAME} --task TASK --out {records_dir}/TASK.json` on a saved canvas)")
     if tasks is None:
         tasks = [path.stem for path in sorted(records_dir.glob("*.json")) if path.name not in (SANITY_NAME, SKIPPED_NAME)]
         if not tasks:
@@ -378,17 +382,20 @@ def _task_records(run_dir: Path, tasks: Sequence[str] | None) -> dict[str, tuple
     return checked
 
 
-def _stage_scores(task: Task, canvas: Canvas, model: nn.Module) -> dict[str, float]:
-    """Every finite score of ``task`` on a stage canvas, without null draws; figures closed unsaved.
-
-    The faithfulness probe gets the stage's model itself (as ``pipeline.probe_run`` gives it the run's).
+def _stage_scores(tasks: dict[str, Task], canvas: Canvas, model: nn.Module) -> dict[str, dict[str, float]]:
+    """Task -> every finite score of it on a stage canvas, without null draws, all tasks in one shared pass;
+    figures closed unsaved. The faithfulness probe gets the stage's model itself (as the run gives it the run's).
     """
     import matplotlib.pyplot as plt
 
-    result = task.run(canvas, null_draws=0, **({"model": model} if task.probe == "faithfulness" else {}))
-    for figure in result.figures.values():
-        plt.close(figure)
-    return {name: float(value) for name, value in result.scores.items() if _is_finite(value)}
+    accumulators = [task.accumulator(canvas, 0, **({"model": model} if "model" in task.needs else {}))
+                    for task in tasks.values()]
+    scores = {}
+    for name, run in zip(tasks, accumulate(canvas, [AccumulatorGroup(accumulators)])[0]):
+        for figure in run.result.figures.values():
+            plt.close(figure)
+        scores[name] = {score: float(value) for score, value in run.result.scores.items() if _is_finite(value)}
+    return scores
 
 
 def _null_sd(record: dict[str, Any], score: str) -> float | None:

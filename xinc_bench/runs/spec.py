@@ -42,7 +42,10 @@ class UnitSpec:
         sequence: the dataset's sequence (with ``layout``).
         tasks: task names or YAML paths (``None``: every task that applies to the signal).
         device: ``cpu``, ``cuda`` or ``auto``.
-        float16: store the canvases as float16.
+        float16: trace (and, with ``save_canvas``, store) the canvases as float16.
+        save_canvas: keep both canvases as files in the run folder (default: traced, probed and dropped).
+        memory_budget: bytes the unit may hold in memory (``None``: :func:`default_memory_budget`); sets
+            how many frames of the canvas are traced at once. Not part of the unit's identity.
         null_draws: null draws per score (``None``: each task's own count).
         sanity: also run the sanity check (model randomisation) on the records.
         trust_code: allow importing the code file a run folder names (see :mod:`xinc_bench.inrs.user`).
@@ -68,8 +71,10 @@ class UnitSpec:
     tasks: tuple[str, ...] | None = None
     device: str = "cpu"
     float16: bool = False
+    save_canvas: bool = False
     null_draws: int | None = None
     sanity: bool = False
+    memory_budget: int | None = field(default=None, compare=False)
     trust_code: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +82,8 @@ class UnitSpec:
             raise XincError(f"unknown device {self.device!r}; give one of {', '.join(DEVICES)}")
         if self.steps <= 0:
             raise XincError(f"steps must be a positive integer, got {self.steps}")
+        if self.memory_budget is not None and self.memory_budget < 1:
+            raise XincError(f"--memory-budget must be a positive number of bytes, not {self.memory_budget}")
         if self.null_draws is not None and self.null_draws < 1:
             raise XincError(f"--null-draws must be a positive number of draws, not {self.null_draws}")
 
@@ -114,6 +121,7 @@ class UnitSpec:
             "tasks": None if self.tasks is None else list(self.tasks),
             "device": self.device,
             "float16": self.float16,
+            "save_canvas": self.save_canvas,
             "null_draws": self.null_draws,
             "sanity": self.sanity,
         }

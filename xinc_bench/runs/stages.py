@@ -23,6 +23,7 @@ from torch import nn
 
 from ..annotate import flow_for, masks_for
 from ..canvas import Canvas, compute_canvas, read_canvas
+from ..canvas.streamed import traced_canvas
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..data import FrameRange, Signal, load_signal, parse_frames
 from ..errors import XincError
@@ -35,6 +36,7 @@ from ..probes.stats import score_evidence
 from ..training import fidelity, fit, render
 from ..training.module import check_schedule
 from .progress import Progress
+from .preview import NeuronMass, canvas_preview, write_preview
 from .record import build_record
 from .rundir import INIT_DIR, RECON_NAME
 
@@ -145,7 +147,7 @@ def canvas_run(
     checkpoint: Path,
     size: tuple[int, int],
     *,
-    out: Path,
+    out: Path | None,
     frames: FrameRange | None = None,
     data_spec: str | None = None,
     tracer: str | None = None,
@@ -160,8 +162,10 @@ def canvas_run(
     trust_code: bool = False,
     progress: Callable[[int], None] | None = None,
     layers: tuple[str, ...] | None = None,
+    memory_budget: int | None = None,
 ) -> Canvas:
-    """Compute the canvas of a checkpoint at ``size`` and stream it into ``out``.
+    """Compute the canvas of a checkpoint at ``size`` and stream it into ``out``, or (``out=None``)
+    return it traced on demand and never written (:func:`~xinc_bench.canvas.streamed.traced_canvas`).
 
     The signal is the checkpoint's training data (or ``data_spec``) at ``size``. A paper release
     checkpoint carries no data: then the frames are its own clipped reconstruction. Masks (and,
@@ -174,7 +178,9 @@ def canvas_run(
     (default: fill them here). ``trust_code``: import the code file the checkpoint names, if any
     (``--trust-code``; a run folder is data, see :func:`~xinc_bench.checkpoints.load_checkpoint`).
     ``progress``: called with the output pixels of each traced chunk (``T * H * W`` in all);
-    ``layers``: trace only these layers (default: all).
+    ``layers``: trace only these layers (default: all). ``memory_budget``: bytes one traced window
+    of every layer may take (``out=None`` only; default
+    :func:`~xinc_bench.canvas.canvas.default_chunk_bytes`).
     """
     model, config = model if model is not None else load_checkpoint(Path(checkpoint), *size, trust_code=trust_code)
     info = inr_info(config["model"])  # registered by the fit or the load above
@@ -211,6 +217,9 @@ def canvas_run(
     }
     if signal.categories and annotations["masks"] == "gt":  # categories name the ground-truth segments only
         metadata["categories"] = {str(k): v for k, v in signal.categories.items()}
+    if out is None:
+        return traced_canvas(model, signal, tracer or info.tracer, layers=layers, dtype=dtype,
+                             memory_budget=memory_budget, metadata=metadata)
     return compute_canvas(model, signal, tracer or info.tracer, out=Path(out), dtype=dtype, metadata=metadata,
                           progress=progress, layers=layers)
 
@@ -272,6 +281,7 @@ def probe_tasks(
     layers: tuple[str, ...] | None = None,
     trust_code: bool = False,
     progress: Progress | None = None,
+    preview: Path | None = None,
 ) -> dict[str, dict[str, Any] | XincError]:
     """Run tasks on a canvas, reading it once per pass for all of them, and write each record atomically.
 
@@ -292,6 +302,8 @@ def probe_tasks(
         layers: probe only these layers of the canvases (default: all).
         trust_code: import the code file a checkpoint names when the model is loaded for a task.
         progress: reports the passes over each canvas.
+        preview: write the canvas's preview (:func:`~xinc_bench.runs.preview.canvas_preview`, the
+            neurons' total |C| summed in the same pass) to this file.
 
     Returns:
         task -> its record, or the :class:`XincError` that stopped it (the task does not apply to
@@ -313,7 +325,9 @@ def probe_tasks(
             outcome[name] = XincError(f"task {task.name!r} cannot run{where}: {reason}")
         else:
             tasks[name] = task
+    mass = NeuronMass()
     if not tasks:
+        _write_preview(canvas, None, preview)
         return outcome
     twin_canvas = None if control_canvas is None else select_layers(_as_canvas(control_canvas), layers)
     shuffled = shuffle_canvas(canvas, seed=0)
@@ -327,13 +341,15 @@ def probe_tasks(
         except XincError as exc:  # the probe refuses the canvas (or its parameters) before reading it
             outcome[name] = exc
     if not built:
+        _write_preview(canvas, None, preview)
         return outcome
     label = f"{len(built)} task{'s' if len(built) > 1 else ''}"
-    trained_groups = [AccumulatorGroup([trained for _, trained, _, _ in built]),
+    trained_groups = [AccumulatorGroup([trained for _, trained, _, _ in built] + ([mass] if preview else [])),
                       AccumulatorGroup([control for _, _, control, _ in built], view=shuffled_view(canvas, seed=0))]
     with progress.stage(f"probe {label} and the shuffled control", total=num_passes(trained_groups) * canvas.shape[0],
                         unit="frame") as advance:
         observed, on_shuffled = accumulate(canvas, trained_groups, isolate_errors=True, advance=advance)
+    _write_preview(canvas, mass.compute(), preview)
     on_twin: list[Accumulated | None] = [None] * len(built)
     if twin_canvas is not None:
         twin_groups = [AccumulatorGroup([random_init for *_, random_init in built])]
@@ -350,6 +366,13 @@ def probe_tasks(
             controls["random_init"] = _control_scores(random_init)
         outcome[name] = _write_record(tasks[name], main, controls, canvas.metadata, Path(outs[name]))
     return outcome
+
+
+def _write_preview(canvas: Canvas, mass: dict[str, torch.Tensor] | None, out: Path | None) -> None:
+    """Write the canvas's preview to ``out`` (if given), from the neuron masses of a pass already made
+    (``None``: a pass of its own)."""
+    if out is not None:
+        write_preview(canvas_preview(canvas, mass), out)
 
 
 def _as_canvas(canvas: Canvas | Path | str) -> Canvas:

@@ -17,6 +17,7 @@ temporary files of a killed run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -28,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..canvas import read_canvas
-from ..canvas.compute import canvas_tensors, check_disk_space, traced_layers
+from ..canvas import Canvas, read_canvas, write_canvas
+from ..canvas.compute import traced_layers
 from ..checkpoints import load_checkpoint
 from ..data import Signal, load_signal
 from ..errors import XincError
@@ -38,7 +39,8 @@ from ..probes.base import load_task
 from ..registry import TRACERS
 from .progress import Progress
 from .record import SCHEMA_VERSION
-from .rundir import RunDir
+from .budget import UnitPlan, plan_unit
+from .rundir import CANVAS_NAME, RunDir
 from .spec import UnitSpec
 from .stages import annotate_signal, canvas_run, fit_run, probe_tasks, unmet_needs
 
@@ -85,6 +87,8 @@ class UnitResult:
 def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None, logger: Any = False) -> UnitResult:
     """Run (or finish) one unit in ``run_dir``, doing only the stages whose outputs are missing.
 
+    Before any work the unit's memory and disk are stated (one line) and checked (:func:`~xinc_bench.runs.budget.plan_unit`).
+
     Args:
         spec: the unit.
         run_dir: its run folder (created; a folder holding another unit's run is refused).
@@ -93,8 +97,8 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
 
     Raises:
         XincError: bad input (unknown model, data or task; a folder of another run, or one in use
-            by another process; no CUDA for ``device: cuda``); or the fit, canvas or sanity stage
-            failed. Tasks that fail are skipped, not raised.
+            by another process; no CUDA for ``device: cuda``; a memory budget or a disk too small);
+            or the fit, canvas or sanity stage failed. Tasks that fail are skipped, not raised.
     """
     progress = progress or Progress(quiet=True)
     started = time.perf_counter()
@@ -105,13 +109,11 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
         result = UnitResult(spec, run.path)
         if run.fitted:
             check_same_settings(spec, run)
-        fresh_canvases = not (run.fitted and run.canvas.is_file() and run.init_canvas.is_file())
-        signal = _decode(spec) if fresh_canvases else None
+        fresh = not (run.fitted and run.signal.is_file() and (run.saved_canvases or not spec.save_canvas))
+        signal, annotations = (_decode(spec), None) if fresh else _stored_signal(run)
+        plan = _plan(spec, signal, run)
+        progress.line(plan.statement())
         models: tuple[tuple[nn.Module, dict[str, Any]], ...] | None = None
-        if fresh_canvases:
-            _check_layers_and_disk(spec, signal, run)
-        else:
-            _check_layers(spec.layers, read_canvas(run.canvas).layer_names)  # kept canvases of an earlier run
         if not run.fitted:
             with progress.stage(f"fit {spec.model} on {spec.sequence or spec.data}, {spec.steps} steps"):
                 summary = fit_run(spec.model, spec.data, spec.size, out=run.path, frames=spec.frames, steps=spec.steps,
@@ -120,28 +122,27 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
                                   accelerator=accelerator, layout=spec.layout, sequence=spec.sequence)
             result.fitted = True
             models = ((summary.trained, summary.config), (summary.twin, summary.twin_config))
-        if fresh_canvases:
-            assert signal is not None
-            if models is None:  # fitted by an earlier (killed) run: load both models once
-                models = _load_models(spec, run, signal.height, signal.width)
+        if fresh:
             annotations = annotate_signal(signal, spec.masks, spec.flow, dict(spec.mask_options),
                                           dict(spec.flow_options))
-            dtype = torch.float16 if spec.float16 else torch.float32
-            for index, (folder, name) in enumerate(((run.path, "canvas"), (run.init, "canvas of the random-init twin"))):
-                with progress.stage(name, total=signal.num_pixels, unit="px") as advance:
-                    canvas_run(folder, spec.size, out=folder / run.canvas.name, frames=spec.frames, tracer=spec.tracer,
-                               dtype=dtype, model=models[index], signal=signal,
-                               annotations=annotations, trust_code=spec.trust_code, progress=advance,
-                               layers=spec.layers)
-                result.canvases.append(str((folder / run.canvas.name).relative_to(run.path)))
-        _run_tasks(spec, run, tasks, result, progress, models)
+        pending = [task for task in tasks if fresh or not _current_record(run.record(task), task)]
+        result.records_kept = [task for task in tasks if task not in pending]
+        if pending or not run.preview.is_file():
+            models = models or _load_models(spec, run, signal.height, signal.width)
+            canvases = _canvases(spec, run, signal, annotations, models, plan, progress, result)
+            if fresh:
+                write_canvas(dataclasses.replace(canvases[0], layers={}), run.signal)
+                result.canvases.append(run.signal.name)
+            _run_tasks(spec, run, pending, canvases, models, result, progress)
+        else:
+            result.skipped = {task: reason for task, reason in run.read_skipped().items() if task in tasks}
         if spec.sanity and result.records_written + result.records_kept and (
                 result.records_written or not run.sanity.is_file()):
             from .sanity import sanity_check
 
             with progress.stage("sanity check (cascading model randomisation)"):
                 sanity_check(run.path, result.records_written + result.records_kept, trust_code=spec.trust_code,
-                             trusted_spec=spec.model)
+                             trusted_spec=spec.model, memory_budget=plan.window_bytes)
             result.sanity = True
         result.fidelity = dict(run.read_config().get("fidelity", {}))
     result.seconds = time.perf_counter() - started
@@ -203,39 +204,60 @@ def _decode(spec: UnitSpec) -> Signal:
     return load_signal(spec.data, spec.size, spec.frames, layout=spec.layout, sequence=spec.sequence)
 
 
-def _run_tasks(spec: UnitSpec, run: RunDir, tasks: tuple[str, ...], result: UnitResult, progress: Progress,
-               models: tuple[tuple[nn.Module, dict[str, Any]], ...] | None) -> None:
-    """Probe every task whose record is missing (all of them after new canvases); record the skipped ones."""
-    fresh = bool(result.fitted or result.canvases)
-    pending = [task for task in tasks if fresh or not _current_record(run.record(task), task)]
-    result.records_kept = [task for task in tasks if task not in pending]
-    skipped = {task: reason for task, reason in run.read_skipped().items() if task in tasks and task not in pending}
-    if pending:
-        canvas = read_canvas(run.canvas)
-        runnable = []
-        for task in pending:
-            reason = unmet_needs(load_task(task), canvas)
-            if reason:
-                skipped[task] = reason
-            else:
-                runnable.append(task)
-        needs_model = any("model" in load_task(task).needs for task in runnable)
-        if needs_model and models is None:
-            models = _load_models(spec, run, canvas.shape[1], canvas.shape[2])
-        trained, twin = (None, None) if not needs_model or models is None else (models[0][0], models[1][0])
-        if runnable:
-            try:
-                outcome = probe_tasks(run.canvas, runnable, outs={task: run.record(task) for task in runnable},
-                                      control_canvas=run.init_canvas, null_draws=spec.null_draws, model=trained,
-                                      twin=twin, layers=spec.layers, progress=progress)
-            except XincError as exc:  # the canvas itself cannot be read: no task can run
-                outcome = dict.fromkeys(runnable, exc)
-            for task in runnable:
-                if isinstance(outcome[task], XincError):
-                    skipped[task] = str(outcome[task])
-                    progress.line(f"warning: task {task} skipped: {outcome[task]}")
-                else:
-                    result.records_written.append(task)
+def _canvases(spec: UnitSpec, run: RunDir, signal: Signal, annotations: dict[str, str],
+              models: tuple[tuple[nn.Module, dict[str, Any]], ...], plan: UnitPlan, progress: Progress,
+              result: UnitResult) -> tuple[Canvas, Canvas]:
+    """The model's and the twin's canvases: traced window by window as the probes read them (nothing
+    written), or, with ``--save-canvas``, the canvas files (traced and written now unless already there).
+
+    ``signal`` is annotated (its masks and flow filled in); ``annotations`` names their sources."""
+    dtype = torch.float16 if spec.float16 else torch.float32
+    canvases = []
+    for folder, model, name in ((run.path, models[0], "canvas"), (run.init, models[1], "canvas of the random-init twin")):
+        common = dict(frames=spec.frames, tracer=spec.tracer, dtype=dtype, model=model, signal=signal,
+                      annotations=annotations, trust_code=spec.trust_code, layers=spec.layers)
+        if not spec.save_canvas:
+            canvas = canvas_run(folder, spec.size, out=None, memory_budget=plan.window_bytes, **common)
+        else:
+            out = folder / CANVAS_NAME
+            if not out.is_file() or result.fitted or not run.signal.is_file():
+                with progress.stage(name, total=signal.num_pixels, unit="px") as advance:
+                    canvas_run(folder, spec.size, out=out, progress=advance, **common)
+                result.canvases.append(str(out.relative_to(run.path)))
+            canvas = dataclasses.replace(read_canvas(out), chunk_bytes=plan.block_bytes)
+        canvases.append(canvas)
+    _check_layers(spec.layers, canvases[0].layer_names)
+    return canvases[0], canvases[1]
+
+
+def _run_tasks(spec: UnitSpec, run: RunDir, pending: list[str], canvases: tuple[Canvas, Canvas],
+               models: tuple[tuple[nn.Module, dict[str, Any]], ...], result: UnitResult, progress: Progress) -> None:
+    """Probe the pending tasks (and write the canvas preview) in one pass over each canvas; record the skipped ones."""
+    canvas, twin_canvas = canvases
+    skipped = {task: reason for task, reason in run.read_skipped().items()
+               if task in result.records_kept}
+    runnable = []
+    for task in pending:
+        reason = unmet_needs(load_task(task), canvas)
+        if reason:
+            skipped[task] = reason
+        else:
+            runnable.append(task)
+    try:
+        outcome = probe_tasks(canvas, runnable, outs={task: run.record(task) for task in runnable},
+                              control_canvas=twin_canvas, null_draws=spec.null_draws, model=models[0][0],
+                              twin=models[1][0], layers=spec.layers, progress=progress,
+                              preview=None if run.preview.is_file() and not result.canvases else run.preview)
+    except XincError as exc:  # the canvas itself cannot be read: no task can run
+        if not runnable:
+            raise
+        outcome = dict.fromkeys(runnable, exc)
+    for task in runnable:
+        if isinstance(outcome[task], XincError):
+            skipped[task] = str(outcome[task])
+            progress.line(f"warning: task {task} skipped: {outcome[task]}")
+        else:
+            result.records_written.append(task)
     result.skipped = skipped
     run.write_skipped(skipped)
 
@@ -258,18 +280,30 @@ def _load_models(spec: UnitSpec, run: RunDir, height: int, width: int) -> tuple[
     return load_checkpoint(run.path, height, width, **trust), load_checkpoint(run.init, height, width, **trust)
 
 
-def _check_layers_and_disk(spec: UnitSpec, signal: Signal | None, run: RunDir) -> None:
-    """Before training: refuse ``--layers`` the tracer does not know, and canvases the disk cannot hold
-    (the model's and the random-init control's; the shuffled control is made in memory)."""
-    assert signal is not None
+def _plan(spec: UnitSpec, signal: Signal, run: RunDir) -> UnitPlan:
+    """The unit's memory and disk plan (:func:`~xinc_bench.runs.budget.plan_unit`); before training it
+    also refuses ``--layers`` the tracer does not know."""
     name = resolve_inr(spec.model)
     shape = (signal.num_frames, signal.height, signal.width)
     model = create_inr(name, num_frames=signal.num_frames, height=signal.height, width=signal.width)
     tracer = spec.tracer or inr_info(name).tracer
     counts = traced_layers(TRACERS.get(tracer).layers(model, shape), spec.layers, tracer)
-    np_dtype = np.dtype(np.float16 if spec.float16 else np.float32)
-    check_disk_space(run.canvas, canvas_tensors(counts, shape, np_dtype),
-                     what="the run's two canvases (the model's and its random-init control's)", copies=2)
+    parameters = 4 * sum(p.numel() for p in model.parameters())
+    signal_bytes = signal.num_pixels * 4 * 8 + 4 * parameters  # frames, recon, masks, flow; two checkpoints
+    return plan_unit(counts, shape, np.dtype(np.float16 if spec.float16 else np.float32), budget=spec.memory_budget,
+                     save_canvas=spec.save_canvas and not run.saved_canvases, out=run.path, signal_bytes=signal_bytes)
+
+
+def _stored_signal(run: RunDir) -> tuple[Signal, dict[str, str]]:
+    """The annotated signal of an earlier run of the unit (its signal file) and the sources of its annotations,
+    as the unit decoded them (so the canvases' metadata is the same as in a run that was not interrupted)."""
+    stored = read_canvas(run.signal)
+    data = stored.metadata.get("data") or {}
+    categories = stored.metadata.get("categories")
+    signal = Signal(stored.frames, name=str(data.get("name", "signal")), masks=stored.masks, flow=stored.flow,
+                    categories=None if categories is None else {int(k): v for k, v in categories.items()},
+                    source=data.get("source", {}))
+    return signal, dict(stored.metadata.get("annotations", {}))
 
 
 def _check_layers(layers: tuple[str, ...] | None, known: list[str]) -> None:

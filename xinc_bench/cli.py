@@ -327,6 +327,9 @@ def _add_suite_arguments(parser: argparse.ArgumentParser) -> None:
                         "else the data's ground truth, else felzenszwalb)")
     parser.add_argument("--flow", default=None, help="flow source for every video unit (default: each group's, "
                         "else the data's ground truth, else dis)")
+    parser.add_argument("--memory-budget", default=None,
+                        help="memory each unit may use, e.g. 12GiB (default: 60%% of this machine's memory; "
+                             "give each of several units run at once its share)")
     parser.add_argument("--wandb", choices=["disabled", "offline", "online"], default="disabled",
                         help="Weights & Biases logging of each unit (default disabled)")
     parser.add_argument("--wandb-project", default="xinc-bench", help="W&B project (default xinc-bench)")
@@ -367,6 +370,7 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
             progress.line(f"  warning: task {task} skipped: {reason}")
 
     summary = run_suite(suite, args.out, shard, executor=args.executor, masks=args.masks, flow=args.flow,
+                        memory_budget=None if args.memory_budget is None else parse_bytes(args.memory_budget),
                         quiet=args.no_progress, on_unit=report)
     if summary.failed:
         progress.line(f"{len(summary.failed)} units failed; fix the cause and run the same command again to retry "

@@ -175,6 +175,7 @@ def run_suite(
     executor: str = "local",
     masks: str | None = None,
     flow: str | None = None,
+    memory_budget: int | None = None,
     quiet: bool = True,
     on_unit: Callable[[UnitOutcome], None] | None = None,
 ) -> SuiteSummary:
@@ -187,12 +188,14 @@ def run_suite(
             across machines; the shards together cover every unit exactly once).
         executor: registered executor name (:data:`~xinc_bench.registry.EXECUTORS`).
         masks, flow: mask and flow sources for every unit (default: each group's, else the data's own).
+        memory_budget: bytes each unit may use (default: :func:`~xinc_bench.runs.budget.default_memory_budget`).
         quiet: print no stage lines (library use); the CLI prints them.
         on_unit: called with each unit's outcome as soon as the unit finishes (the CLI logs it to
             Weights & Biases there, with ``--wandb``).
     """
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
-    units = [replace(unit, masks=masks or unit.masks, flow=flow or unit.flow) for unit in shard_units(suite.units, shard)]
+    units = [replace(unit, masks=masks or unit.masks, flow=flow or unit.flow, memory_budget=memory_budget)
+             for unit in shard_units(suite.units, shard)]
     out = Path(out)
     for unit in units:  # refuse a folder of other runs before writing anything into it
         run = RunDir(out / unit.unit_id)

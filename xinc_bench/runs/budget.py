@@ -25,7 +25,7 @@ from ..errors import XincError
 #: float32 copies of the largest layer's block a pass holds besides the traced window
 BLOCK_COPIES = 4
 #: memory set aside for everything but the canvas (model, signal, probe state, interpreter)
-RESERVE = 1 << 30
+RESERVE = 2 << 30
 #: fraction of the machine's memory a unit may use by default
 DEFAULT_FRACTION = 0.6
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,

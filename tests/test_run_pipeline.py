@@ -155,7 +155,11 @@ def test_progress_prints_one_line_per_stage_without_a_terminal(tmp_path: Path,
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("[unit] memory: about ") and "the canvases are streamed, not written" in lines[0]
     stages = [line.split(" (")[0] for line in lines[1:]]
-    assert stages == ["[unit] fit ffn-paper on astronaut, 20 steps", "[unit] probe 2 tasks and the shuffled control",
+    assert stages == ["[unit] fit ffn-paper on astronaut, 20 steps", "[unit] annotate the signal",
+                      "[unit] canvas set up",
+                      "[unit] canvas of the random-init twin set up",
+                      "[unit] prepare 2 tasks",
+                      "[unit] probe 2 tasks and the shuffled control",
                       "[unit] probe 2 tasks on the random-init control"]
     assert all(line.endswith(" s)") for line in lines[1:]) and "\r" not in "".join(lines)
 

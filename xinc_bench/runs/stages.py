@@ -332,14 +332,18 @@ def probe_tasks(
     twin_canvas = None if control_canvas is None else select_layers(_as_canvas(control_canvas), layers)
     shuffled = shuffle_canvas(canvas, seed=0)
     built = []  # per task: its accumulators on the canvas, the shuffled control and the twin
-    for name, task in tasks.items():
-        try:
-            trained = task.accumulator(canvas, **_model_params(task, canvas, model, trust_code))
-            built.append((name, trained, trained.for_control(shuffled),
-                          None if twin_canvas is None else
-                          task.accumulator(twin_canvas, 0, **_model_params(task, twin_canvas, twin, trust_code))))
-        except XincError as exc:  # the probe refuses the canvas (or its parameters) before reading it
-            outcome[name] = exc
+    # building computes what a probe needs from the model alone (faithfulness's ablation ground truth)
+    with progress.stage(f"prepare {len(tasks)} task{'s' if len(tasks) > 1 else ''}", total=len(tasks),
+                        unit="task") as advance:
+        for name, task in tasks.items():
+            try:
+                trained = task.accumulator(canvas, **_model_params(task, canvas, model, trust_code))
+                built.append((name, trained, trained.for_control(shuffled),
+                              None if twin_canvas is None else
+                              task.accumulator(twin_canvas, 0, **_model_params(task, twin_canvas, twin, trust_code))))
+            except XincError as exc:  # the probe refuses the canvas (or its parameters) before reading it
+                outcome[name] = exc
+            advance(1)
     if not built:
         _write_preview(canvas, None, preview)
         return outcome

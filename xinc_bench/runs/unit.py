@@ -123,8 +123,9 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
             result.fitted = True
             models = ((summary.trained, summary.config), (summary.twin, summary.twin_config))
         if fresh:
-            annotations = annotate_signal(signal, spec.masks, spec.flow, dict(spec.mask_options),
-                                          dict(spec.flow_options))
+            with progress.stage("annotate the signal (masks" + (", flow)" if signal.num_frames > 1 else ")")):
+                annotations = annotate_signal(signal, spec.masks, spec.flow, dict(spec.mask_options),
+                                              dict(spec.flow_options))
         pending = [task for task in tasks if fresh or not _current_record(run.record(task), task)]
         result.records_kept = [task for task in tasks if task not in pending]
         if pending or not run.preview.is_file():
@@ -217,7 +218,9 @@ def _canvases(spec: UnitSpec, run: RunDir, signal: Signal, annotations: dict[str
         common = dict(frames=spec.frames, tracer=spec.tracer, dtype=dtype, model=model, signal=signal,
                       annotations=annotations, trust_code=spec.trust_code, layers=spec.layers)
         if not spec.save_canvas:
-            canvas = canvas_run(folder, spec.size, out=None, memory_budget=plan.window_bytes, **common)
+            frames = f"{plan.frames_per_window} frame{'s' if plan.frames_per_window > 1 else ''}"
+            with progress.stage(f"{name} set up (streamed: traced as the probes read it, {frames} at a time)"):
+                canvas = canvas_run(folder, spec.size, out=None, memory_budget=plan.window_bytes, **common)
         else:
             out = folder / CANVAS_NAME
             if not out.is_file() or result.fitted or not run.signal.is_file():

@@ -30,7 +30,7 @@ def run_preset(tmp_path: Path, model: str, data: str, frames: str | None, tasks:
     """``run_unit`` of the preset with ``tasks``; returns the records by task."""
     out = RunDir(tmp_path / model)
     spec = UnitSpec(model=model, data=data, size=SIZE, frames=parse_frames(frames) if frames else None, steps=STEPS,
-                    tasks=tuple(tasks), null_draws=NULL_DRAWS)
+                    tasks=tuple(tasks), null_draws=NULL_DRAWS, save_canvas=True)  # the tests read the canvas
     result = run_unit(spec, out.path)
     assert result.records_written == tasks and not result.skipped
     canvas = read_canvas(out.canvas)

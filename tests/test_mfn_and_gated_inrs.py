@@ -73,7 +73,8 @@ def mfn_ablated(model: FourierMFN) -> Ablated:
 def mfn_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Canvas, dict]:
     """mfn-33k fitted for a few steps by the runner, with the faithfulness task: run folder, canvas, result."""
     run = RunDir(tmp_path_factory.mktemp("mfn") / "run")
-    spec = UnitSpec(model="mfn-33k", data="astronaut", size=SIZE, steps=STEPS, tasks=("faithfulness",), null_draws=5)
+    spec = UnitSpec(model="mfn-33k", data="astronaut", size=SIZE, steps=STEPS, tasks=("faithfulness",), null_draws=5,
+                    save_canvas=True)  # the tests read the canvas
     result = run_unit(spec, run.path)
     return run.path, read_canvas(run.canvas), result
 

@@ -69,12 +69,12 @@ def test_fit_canvas_probe_as_separate_commands(run_dir: Path, tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_run_of_the_paper_nerv_on_a_video_end_to_end(tmp_path: Path) -> None:
-    """`xinc-bench run --model nerv-paper` on a short clip: every video task, float16 canvases read
-    back in frame chunks (a chunk budget of one frame), kernel ablation for faithfulness."""
+    """`xinc-bench run --model nerv-paper` on a short clip: every video task, float16 canvases saved and
+    read back one frame at a time (the memory budget holds one frame), kernel ablation for faithfulness."""
     out = tmp_path / "nerv"
     result = xinc("run", "--model", "nerv-paper", "--data", "synthetic-moving", "--size", "16x32",
-                  "--frames", "0:4", "--steps", "40", "--float16", "--out", out, "--no-progress",
-                  env_extra={"XINC_CHUNK_BYTES": "1"})
+                  "--frames", "0:4", "--steps", "40", "--float16", "--save-canvas", "--memory-budget", "2.4GB",
+                  "--out", out, "--no-progress")
     assert result.returncode == 0, result.stderr
     records = {path.stem: json.loads(path.read_text()) for path in (out / "records").glob("*.json")}
     assert set(records) == {"clustering", "color", "distribution", "edges", "faithfulness", "motion", "objects",

@@ -291,8 +291,8 @@ def _plan(spec: UnitSpec, signal: Signal, run: RunDir) -> UnitPlan:
     model = create_inr(name, num_frames=signal.num_frames, height=signal.height, width=signal.width)
     tracer = spec.tracer or inr_info(name).tracer
     counts = traced_layers(TRACERS.get(tracer).layers(model, shape), spec.layers, tracer)
-    parameters = 4 * sum(p.numel() for p in model.parameters())
-    signal_bytes = signal.num_pixels * 4 * 8 + 4 * parameters  # frames, recon, masks, flow; two checkpoints
+    checkpoint_bytes = 4 * sum(p.numel() for p in model.parameters())  # float32 weights
+    signal_bytes = signal.num_pixels * 4 * 8 + 2 * checkpoint_bytes  # frames, recon, masks, flow; two checkpoints
     return plan_unit(counts, shape, np.dtype(np.float16 if spec.float16 else np.float32), budget=spec.memory_budget,
                      save_canvas=spec.save_canvas and not run.saved_canvases, out=run.path, signal_bytes=signal_bytes)
 

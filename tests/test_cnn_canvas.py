@@ -199,3 +199,125 @@ def test_tracers_report_progress_in_output_pixels(model: str, tracer: str) -> No
     ticks: list[int] = []
     compute_canvas(net, signal, tracer, chunk_size=signal.height * signal.width // 2 or 1, progress=ticks.append)
     assert len(ticks) >= 2 and sum(ticks) == signal.num_pixels  # one tick per chunk, every pixel counted once
+
+
+def apply_phases(phases: cnn.PhaseFilter, signal: torch.Tensor) -> torch.Tensor:
+    """``phases`` on a 1-D ``signal`` (zero outside it), straight from the definition of its taps."""
+    before, after = phases.reach
+    padded = F.pad(signal, (before, after))
+    length = len(signal)
+    out = torch.zeros(phases.upscale * length, dtype=signal.dtype)
+    for phase, taps in enumerate(phases.taps):
+        for shift, weight in taps:
+            out[phase :: phases.upscale] += weight * padded[before + shift : before + shift + length]
+    return out
+
+
+def box_sum(signal: torch.Tensor, size: int) -> torch.Tensor:
+    return F.conv1d(signal[None, None], torch.ones(1, 1, size, dtype=signal.dtype), padding=size // 2)[0, 0]
+
+
+@pytest.mark.parametrize("upscale", [1, 2, 3, 4])
+@pytest.mark.parametrize("size", [1, 3, 5])
+def test_phase_filters_are_placement_or_upsampling_then_a_box(upscale: int, size: int) -> None:
+    signal = torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(upscale * 10 + size))
+    expected = box_sum(signal.repeat_interleave(upscale), size)
+    torch.testing.assert_close(apply_phases(cnn.upsample_box(upscale, size), signal), expected)
+    for offset in range(upscale):
+        placed = torch.zeros(upscale * len(signal), dtype=torch.float64)
+        placed[offset::upscale] = signal
+        torch.testing.assert_close(apply_phases(cnn.sublattice_box(upscale, offset, size), signal), box_sum(placed, size))
+
+
+def reference_canvas(model: NeRV, num_frames: int) -> dict[str, torch.Tensor]:
+    """SPEC 4.2 for every kernel of every layer, written with torch's own ops: one grouped conv, the
+    pixel-shuffle placement, GELU, then mean pooling and nearest upsampling per downstream block."""
+    with torch.no_grad():
+        trace = model.trace(torch.arange(num_frames))
+        canvas = {}
+        for layer, x in zip(cnn.canvas_convs(model), trace.inputs):
+            conv = layer.conv
+            inputs, channels, size = conv.in_channels, conv.out_channels, conv.kernel_size[0]
+            weight = conv.weight.transpose(0, 1).reshape(inputs * channels, 1, size, size)  # n = i * C_conv + o
+            maps = F.conv2d(x, weight, (conv.bias / inputs).repeat(inputs), padding=size // 2, groups=inputs)
+            if layer.activation:
+                r = layer.upscale
+                batch, kernels, height, width = maps.shape
+                offsets = torch.arange(kernels) % channels % (r * r)
+                placed = maps.new_zeros(batch, kernels, height * r, width * r)
+                for offset in range(r * r):
+                    chosen = offsets == offset
+                    placed[:, chosen, offset // r :: r, offset % r :: r] = F.gelu(maps[:, chosen])
+                maps = placed
+                for box, upscale in layer.carry:
+                    maps = F.gelu(F.interpolate(F.avg_pool2d(maps, box, 1, box // 2), scale_factor=upscale, mode="nearest"))
+                maps = F.avg_pool2d(maps, layer.head_box, 1, layer.head_box // 2)
+            canvas[layer.name] = maps.transpose(0, 1)
+    return canvas
+
+
+def unusual_decoder(name: str) -> NeRV:
+    torch.manual_seed(3)
+    small = {"stem_width": 4, "widths": (3, 3, 2)}
+    if name == "upscales 4, 2, 2 (block 1 reads one tap: a table gather)":
+        return NeRV(2, 32, 64, upscales=(4, 2, 2), **small).eval()
+    if name == "upscales 2, 2, 2 (phases read one or two taps)":
+        return NeRV(2, 16, 32, upscales=(2, 2, 2), **small).eval()
+    if name == "5x5 kernels, upscales 3, 1, 2":
+        return NeRV(2, 24, 48, upscales=(3, 1, 2), kernel_size=5, **small).eval()
+    if name == "1x1 kernels (every stage only moves samples)":
+        return NeRV(2, 16, 32, upscales=(2, 2, 2), kernel_size=1, **small).eval()
+    model = NeRV(2, 16, 32, upscales=(2, 2, 2), **small).eval()  # a 1x1 block 3: block 1 carries a box of 1
+    model.blocks[2].conv = torch.nn.Conv2d(3, 2 * 4, 1)
+    return model
+
+
+@pytest.mark.parametrize("name", [
+    "upscales 4, 2, 2 (block 1 reads one tap: a table gather)",
+    "upscales 2, 2, 2 (phases read one or two taps)",
+    "5x5 kernels, upscales 3, 1, 2",
+    "1x1 kernels (every stage only moves samples)",
+    "a 1x1 block between 3x3 ones (a stage that only moves samples mid-way)",
+])
+def test_every_kernel_follows_the_rule_written_with_torch_ops(name: str) -> None:
+    model = unusual_decoder(name)
+    shape = (2, model.height, model.width)
+    layers = TRACERS.get("cnn").layers(model, shape)
+    for tracer, chunk_size in [(cnn.CNNTracer(), 1 << 16), (cnn.CNNTracer(max_chunk_values=700), 1)]:
+        arrays = {layer: np.full((count, *shape), np.nan, np.float32) for layer, count in layers.items()}
+        tracer.trace(model, shape, arrays, np.empty((*shape, 3), np.float32), chunk_size)
+        for layer, expected in reference_canvas(model, shape[0]).items():
+            torch.testing.assert_close(torch.from_numpy(arrays[layer]), expected, atol=2e-6, rtol=1e-5)
+
+
+def test_block1_of_the_paper_model_is_one_gather_and_block2_is_not() -> None:
+    """The fast path of the paper's largest layer: its placement and the next box read one sample each."""
+    model = nerv_paper(num_frames=1, height=128, width=256)
+    block1, block2 = cnn.canvas_convs(model)[:2]
+    for offset in range(16):
+        stages = cnn.carry_stages(block1, offset)
+        assert stages[0].copies and not stages[1].copies
+        assert cnn.SingleTap.of(tuple(stages[:2]), (8, 16), stages[2].cols.reach) is not None
+    for offset in range(4):
+        stages = cnn.carry_stages(block2, offset)
+        assert cnn.SingleTap.of(tuple(stages[:1]), (32, 64), stages[1].cols.reach) is None
+
+
+def test_workers_trace_the_same_canvas_as_one_thread() -> None:
+    model = small_nerv()
+    layers = TRACERS.get("cnn").layers(model, SHAPE)
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            arrays = {name: np.empty((count, *SHAPE), np.float32) for name, count in layers.items()}
+            checks = cnn.CNNTracer(max_chunk_values=5_000).trace(model, SHAPE, arrays, np.empty((*SHAPE, 3), np.float32), 1)
+            assert torch.get_num_threads() == threads  # the workers' one thread each is undone
+            results.append((arrays, checks))
+    finally:
+        torch.set_num_threads(previous)
+    (one, one_checks), (two, two_checks) = results
+    for name in layers:
+        np.testing.assert_array_equal(two[name], one[name])
+    assert two_checks.keys() == one_checks.keys() and all(two_checks[k] <= 1e-4 for k in two_checks)

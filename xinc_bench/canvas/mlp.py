@@ -82,39 +82,66 @@ class MLPTracer(Tracer):
 
         Only the coordinates of the window's frames are built and traced.
         """
-        chunk_size = job.chunk_size
         coords = signal_coordinates(*job.shape, frames=job.window)
-        flat = {name: array.reshape(array.shape[0], -1) for name, array in job.canvas.items()}
-        recon_flat = job.recon.reshape(-1, 3)
+        rows = {name: torch.from_numpy(array.reshape(array.shape[0], -1)) for name, array in job.canvas.items()}
+        recon = torch.from_numpy(job.recon.reshape(-1, 3))
         worst_error = 0.0
-        for start in range(0, coords.shape[0], chunk_size):
-            stop = min(start + chunk_size, coords.shape[0])
+        for start in range(0, coords.shape[0], job.chunk_size):
+            stop = min(start + job.chunk_size, coords.shape[0])
             result = model.trace(coords[start:stop])
-            output = result.output
-            recon_flat[start:stop] = output.numpy()
+            recon[start:stop] = result.output
             job.advance(stop - start)
             last = len(result.targets) - 1
             for index, (inputs, target) in enumerate(zip(result.inputs, result.targets)):
-                name = f"layer{index + 1}"
                 if index == last:
-                    error = self._last_layer_error(inputs, target, output)
-                    worst_error = max(worst_error, error)
-                if name not in flat:
-                    continue
-                weight_sum = target.weight.sum(dim=0)
-                bias_share = target.bias.sum() / inputs.shape[1] if target.bias is not None else 0.0
-                contribution = _real(inputs * weight_sum + bias_share)
-                if index != last and not self.signed:
-                    contribution = contribution.clamp_(min=0.0)
-                flat[name][:, start:stop] = contribution.T.numpy()
+                    worst_error = max(worst_error, self._last_layer_error(inputs, target, result.output))
+                name = f"layer{index + 1}"
+                if name in rows:
+                    write_contributions(inputs, target, rows[name][:, start:stop], relu=index != last and not self.signed)
         return {"output_sum_max_rel_error": worst_error}
 
     @staticmethod
     def _last_layer_error(inputs: torch.Tensor, target: nn.Module, output: torch.Tensor) -> float:
-        """Relative max error of sum_j c_jk(p) against the model output (exactness check)."""
-        summed = rgb_contributions(inputs, target).sum(dim=0).T
-        scale = output.abs().max().clamp(min=1e-12)
-        return float((summed - output).abs().max() / scale)
+        """Relative max error of the last layer's maps summed over neurons against the output summed over RGB.
+
+        ``sum_j C_j(p) = Re(a(p) . sum_k W[k] + sum_k b[k])`` (the exactness check, as the generic
+        tracers report it); one matrix-vector product, where the model sums each RGB row first.
+        """
+        weight_sum = target.weight.sum(dim=0)
+        totals = inputs.to(weight_sum.dtype) @ weight_sum
+        if target.bias is not None:
+            totals = totals + target.bias.sum()
+        rgb = output.sum(dim=-1)
+        scale = rgb.abs().max().clamp(min=1e-12)
+        return float((_real(totals) - rgb).abs().max() / scale)
+
+
+#: pixels whose contributions are transposed into the canvas at once: ``[pixels, N]`` stays in
+#: cache, and a transposed copy of more pixels runs at half the speed
+TRANSPOSE_PIXELS = 2048
+
+
+def write_contributions(inputs: torch.Tensor, target: nn.Module, out: torch.Tensor, relu: bool) -> None:
+    """Write the maps ``out[N, P]`` of the ``[P, N]`` source activations of ``target`` (module docstring).
+
+    ``C_j(p) = Re(a_j(p) sum_k W[k, j] + sum_k b[k] / N)``, passed through ReLU if ``relu``. The
+    maps are computed ``TRANSPOSE_PIXELS`` pixels at a time as ``[pixels, N]`` (one fused
+    multiply-add for real networks) and copied transposed into ``out``, a view of the canvas.
+    """
+    weight_sum = target.weight.sum(dim=0)
+    num_neurons = inputs.shape[1]
+    bias_share = target.bias.sum() / num_neurons if target.bias is not None else weight_sum.new_zeros(())
+    real = not (inputs.is_complex() or weight_sum.is_complex())
+    scratch = inputs.new_empty(min(TRANSPOSE_PIXELS, inputs.shape[0]), num_neurons) if real else None
+    for first in range(0, inputs.shape[0], TRANSPOSE_PIXELS):
+        block = inputs[first : first + TRANSPOSE_PIXELS]
+        if scratch is not None:
+            values = torch.addcmul(bias_share, block, weight_sum, out=scratch[: len(block)])
+        else:
+            values = _real(block.to(weight_sum.dtype) * weight_sum + bias_share)
+        if relu:
+            values.clamp_(min=0.0)
+        out[:, first : first + len(block)].copy_(values.T)
 
 
 TRACERS.add("mlp", MLPTracer(signed=False), description="SPEC 4.1 reference rule (ReLU on earlier layers)")

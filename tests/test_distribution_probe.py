@@ -17,7 +17,6 @@ from xinc_bench.probes.distribution import (
     gini,
     layer_distribution,
     layer_thresholds,
-    sorted_columns,
     streamed_thresholds,
 )
 from xinc_bench.probes.stats import summarise_null
@@ -81,10 +80,10 @@ def test_threshold_holds_the_requested_mass() -> None:
 
 
 def test_gini_matches_definition() -> None:
-    shares = torch.tensor([[0.0], [0.0], [0.0], [1.0]])
-    assert float(gini(sorted_columns(shares))) == pytest.approx(0.75)
-    values = torch.tensor([[3.0, 2.0], [1.0, 2.0]])  # scale-free: (3, 1) has shares (3/4, 1/4)
-    assert gini(sorted_columns(values)).tolist() == pytest.approx([0.25, 0.0])
+    shares = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert float(gini(shares.sort().values)) == pytest.approx(0.75)
+    values = torch.tensor([[3.0, 1.0], [2.0, 2.0]])  # scale-free: (3, 1) has shares (3/4, 1/4)
+    assert gini(values.sort(dim=1).values).tolist() == pytest.approx([0.25, 0.0])
 
 
 def _canvas(layer: torch.Tensor, chunk_bytes: int = 1 << 30) -> Canvas:
@@ -260,3 +259,48 @@ def test_accumulator_reads_no_layer() -> None:
     assert set(fed.figures) == {"neurons_per_pixel"}
     assert_same_result(fed, task.run(canvas, null_pixels=900))
     plt.close("all")
+
+
+def test_only_small_layers_are_gathered_and_streamed_ones_score_the_same() -> None:
+    """A layer that does not come whole in one block is sorted whole only while the gathered
+    copies fit in a quarter of the chunk budget (held until their last block); a larger one
+    takes the radix passes, with the same scores."""
+    import matplotlib.pyplot as plt
+
+    from xinc_bench.probes.distribution import sorted_layers
+
+    task = load_task("distribution")
+    layers = {"small": _video_canvas(1).layer("small")[:1], "large": _video_canvas(1).layer("large")}
+    small = 4 * 5 * H * W  # bytes of the whole "small" layer (1 neuron), an eighth of "large"
+    results = []
+    for budget, sorted_whole in ((1 << 30, {"small", "large"}), (4 * small, {"small"}), (small, set())):
+        canvas = Canvas(layers=layers, frames=torch.zeros(5, H, W, 3), chunk_bytes=budget)
+        assert sorted_layers(canvas) == sorted_whole
+        accumulator = task.accumulator(canvas, null_pixels=900)
+        assert accumulator.passes == (1 if len(sorted_whole) == 2 else 3)
+        results.append(accumulate(canvas, [AccumulatorGroup([accumulator])])[0][0].result)
+    plt.close("all")
+    assert_same_result(results[1], results[0])
+    assert_same_result(results[2], results[0])
+
+
+def test_sorted_threshold_is_one_running_sum_taken_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cumulative mass is summed a block at a time as one sequential float64 sum: the thresholds
+    are those of the whole cumulative sum, bit for bit."""
+    import numpy as np
+
+    from xinc_bench.probes import distribution
+
+    def whole_sum(values: np.ndarray, alpha: float) -> float:
+        ordered = np.sort(values, axis=None)[::-1]
+        cumulative = np.cumsum(ordered, dtype=np.float64)
+        index = int(np.searchsorted(cumulative, (1.0 - alpha) * cumulative[-1]))
+        return float(ordered[min(index, ordered.size - 1)])
+
+    monkeypatch.setattr(distribution, "_BLOCK_ELEMENTS", 7)
+    for layer in _threshold_layers().values():
+        values = layer.abs().numpy()
+        if values.max() <= 0:
+            continue
+        alphas = [0.0, 0.1, 0.5, 0.999, 1.0]
+        assert distribution.contribution_thresholds(values, alphas) == {a: whole_sum(values, a) for a in alphas}

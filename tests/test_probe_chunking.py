@@ -105,3 +105,52 @@ def test_frame_chunks_cover_every_frame_once() -> None:
     assert starts == [(0, 2), (2, 2), (4, 1)]
     joined = torch.cat([chunk for _, chunk in canvas.frame_chunks("first")], dim=1)
     assert torch.equal(joined, canvas.layer("first"))
+
+
+def test_block_values_are_computed_once_per_block_and_dropped_with_it() -> None:
+    """The values probes derive from a block are shared while it lives, recomputed after an
+    in-place change or for another block, and freed with it."""
+    import gc
+
+    from xinc_bench.probes import numerics
+
+    block = torch.randn(4, 2, 3, 5, generator=torch.Generator().manual_seed(0))
+    mags = numerics.block_magnitudes(block)
+    assert mags is numerics.block_magnitudes(block)
+    assert torch.equal(mags, block.reshape(4, -1).abs())
+    assert torch.allclose(numerics.block_pixel_totals(block), block.abs().sum(dim=0, dtype=torch.float64).reshape(-1))
+    assert torch.allclose(numerics.block_neuron_totals(block), block.abs().sum(dim=(1, 2, 3), dtype=torch.float64))
+    low, high = numerics.block_neuron_extrema(block)
+    assert torch.equal(low, mags.amin(dim=1)) and torch.equal(high, mags.amax(dim=1))
+    block.mul_(2)
+    assert torch.equal(numerics.block_magnitudes(block), 2 * mags)
+    other = block.clone()
+    assert numerics.block_magnitudes(other) is not numerics.block_magnitudes(block)
+    del block, other
+    gc.collect()
+    assert numerics._BLOCK.values == {}
+
+
+@pytest.mark.parametrize("groups", [3, 40])  # a matmul with the one-hot, and a scatter per map
+def test_stacked_group_sums_are_the_sums_of_each_map(monkeypatch: pytest.MonkeyPatch, groups: int) -> None:
+    from xinc_bench.probes import numerics
+
+    generator = torch.Generator().manual_seed(1)
+    values = torch.rand(7, 50, generator=generator)
+    stacks = [(torch.randint(groups, (3, 50), generator=generator), groups), (torch.randint(2, (1, 50)).short(), 2)]
+    monkeypatch.setattr(numerics, "_ONEHOT_ELEMENTS", 13)  # many small blocks of pixels and rows
+    for (labels, count), sums in zip(stacks, numerics.stacked_group_sums(values, stacks)):
+        for row, label_map in enumerate(labels):
+            expected = torch.zeros(7, count, dtype=torch.float64).index_add_(1, label_map.long(), values.double())
+            assert torch.allclose(sums[row], expected, rtol=1e-12, atol=0)
+
+
+def test_distinct_rows_counts_up_to_the_limit() -> None:
+    import numpy as np
+
+    from xinc_bench.probes.kmeans import distinct_rows
+
+    rows = np.repeat(np.arange(12.0).reshape(4, 3), 5, axis=0)
+    assert distinct_rows(rows, 8) == 4 and distinct_rows(rows, 3) == 3
+    assert distinct_rows(np.array([[0.0, 1.0], [-0.0, 1.0]]), 8) == 1  # as np.unique: -0.0 == 0.0
+    assert distinct_rows(np.zeros((0, 3)), 8) == 0

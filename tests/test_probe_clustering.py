@@ -299,3 +299,24 @@ def test_the_accumulator_takes_the_layers_from_its_blocks_only() -> None:
     expected = _result(canvas, **QUICK)
     assert_same_result(fed, expected)
     assert fed.figures.keys() == expected.figures.keys()
+
+
+def test_figure_frames_of_large_layers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A layer whose frame exceeds FIGURE_ENTRIES keeps frame 0 of a seeded sample of its neurons
+    and the motion figure's frame on a coarser pixel grid; the scores do not change."""
+    from xinc_bench.probes import clustering
+
+    canvas, task = _two_layer_video(), load_task("clustering")
+    expected = run_accumulator(task.accumulator(canvas, **QUICK), canvas)
+    monkeypatch.setattr(clustering, "FIGURE_ENTRIES", 5 * H * W)
+    accumulator = task.accumulator(canvas, **QUICK)
+    result = run_accumulator(accumulator, canvas)
+    plt.close("all")
+    assert_same_result(result, expected)
+    assert result.figures.keys() == expected.figures.keys()
+    assert accumulator.first_frames["first"].shape == (5, H, W)  # 5 of the 12 neurons
+    assert accumulator.figure_strides == {"first": 2, "second": 2}  # 12 (7) maps of 16 x 32 pixels
+    for frames in (accumulator.first_frames, accumulator.motion_frames):
+        assert all(frame.numel() <= 5 * H * W for frame in frames.values())
+    sample = clustering.figure_sample(12, H * W, seed=0)
+    assert len(sample) == 5 and torch.equal(sample, sample.unique())  # distinct, sorted

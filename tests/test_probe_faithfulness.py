@@ -317,3 +317,30 @@ def test_null_pairings_are_the_correlations_of_the_re_paired_maps() -> None:
         direct = agreement(tested, truth[order])
         for name in ("ablation_correlation", "ablation_neuron_correlation"):
             assert draw[name] == pytest.approx(direct[name], abs=1e-12), name
+
+
+def test_agreement_merged_from_blocks_is_the_agreement_of_the_whole_maps() -> None:
+    """The probe merges the maps' moments block by block instead of keeping the maps: the
+    correlations and their null pairings are those of the whole maps."""
+    from xinc_bench.probes.faithfulness import MapAgreement, agreement, permuted_agreement
+    from xinc_bench.probes.numerics import finite_median, pearson, pearson_rows
+
+    generator = torch.Generator().manual_seed(3)
+    tested = torch.randn(6, 5, 7, 9, generator=generator) * torch.arange(1.0, 7.0)[:, None, None, None] + 4.0
+    truth = -tested + 0.5 * torch.randn(6, 5, 7, 9, generator=generator)
+    truth[2] = 1.5  # constant: left out of the per-neuron median
+    orders = torch.stack([torch.randperm(6, generator=generator) for _ in range(3)])
+    merged = MapAgreement(6)
+    for start, stop in ((0, 1), (1, 4), (4, 5)):
+        merged.add(tested[:, start:stop], truth[:, start:stop])
+    whole = agreement(tested, truth)
+    x, y = tested.abs().reshape(6, -1), truth.abs().reshape(6, -1)
+    assert whole == pytest.approx({  # the two-pass definitions
+        "ablation_correlation": pearson(x, y),
+        "ablation_neuron_correlation": finite_median(pearson_rows(x, y)),
+        "signed_correlation": pearson(tested, truth),
+    }, rel=1e-12, abs=1e-14)
+    assert merged.scores() == pytest.approx(whole, rel=1e-12, abs=1e-14)
+    assert whole["signed_correlation"] < -0.5 < 0.5 < whole["ablation_correlation"]
+    for got, expected in zip(merged.null_scores(orders), permuted_agreement(tested, truth, orders)):
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-14)

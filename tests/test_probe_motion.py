@@ -261,3 +261,21 @@ def test_accumulator_scores_do_not_depend_on_blocks_and_never_read_layers() -> N
         acc.end_pass(pass_index)
     assert_same_result(acc.compute(), task.run(canvas, null_draws=5))
     plt.close("all")
+
+
+def test_carried_frame_is_float16_only_where_that_is_exact() -> None:
+    """The frame carried to the next block takes half the memory on a float16 canvas, and the
+    scores do not change."""
+    from xinc_bench.probes.motion import ContributionChange
+
+    layer = _following_motion() / 7  # not all exact in float16
+    halved = layer.half().float()
+    changes = []
+    for values in (layer, halved):
+        change = ContributionChange((T, H, W))
+        change.add(0, values[:, :2])
+        assert change.previous.dtype == (torch.float16 if values is halved else torch.float32)
+        change.add(2, values[:, 2:])
+        changes.append(change.change)
+        assert torch.equal(change.change, contribution_change(_canvas(values), "layer"))
+    assert not torch.equal(changes[0], changes[1])

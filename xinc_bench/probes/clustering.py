@@ -23,10 +23,10 @@ pass 0 takes each neuron's extrema and, for motion clustering, each pixel's ``S`
 normalised maps per pixel cluster (with the spatial-shuffle draws), gathers the share vectors of
 the sampled pixels and keeps the two frames the figures show. The sampled share vectors are held
 in memory (``max_pixels x N`` float32 per layer, all layers at once during pass 1, and k-means
-works on float64 copies of one layer's, about 8x that at its peak), so ``max_share_values`` caps
+works on one float64 copy of one layer's, 3x that at its peak), so ``max_share_values`` caps
 the sample of a layer of N neurons at ``max_share_values // N`` pixels (the task sets 2^28:
 layers up to 4,096 neurons keep all ``max_pixels``; the paper NeRV's block 1, 18,352 kernels,
-gets 14,627 pixels and about 10 GiB at the k-means peak). Unset, there is no cap.
+gets 14,627 pixels and about 3 GiB at the k-means peak). Unset, there is no cap.
 
 **Nulls** (no further pass over the canvas):
 
@@ -64,7 +64,7 @@ from .image_features import GABOR_BANKS
 from .inputs import choice, require_flow, require_masks
 from .kmeans import kmeans_centres, kmeans_labels, nearest_centre
 from .nulls import generator, permutations
-from .numerics import finite_mean, group_sums, magnitudes
+from .numerics import block_magnitudes, block_neuron_extrema, block_pixel_totals, finite_mean, group_sums, magnitudes
 from .pixel_partitions import gabor_clusters
 from .plotting import pyplot
 from .scores import collect_scores
@@ -74,6 +74,12 @@ METHODS = ("kmeans", "finch")
 MOTION_METRICS = ("motion_ami", "object_ami", "motion_dominance")
 #: null seed streams: spatial shuffles of the neuron maps (one per draw and frame), pixel labels
 _SHUFFLE_STREAM, _PIXEL_STREAM, _STREAMS = 1, 2, 2
+#: entries of one block of neuron rows taken at once by :meth:`NeuronVectorSums.add_sums`
+_ROW_BLOCK = 1 << 22
+#: entries of the frames a layer keeps for the figures (64 MB as float32): a larger layer keeps
+#: frame 0 of a seeded sample of its neurons (cluster mean maps) and the motion figure's frame on
+#: a coarser grid of pixels
+FIGURE_ENTRIES = 1 << 24
 _REASONS = {
     "silhouette": "fewer than two distinct neuron clusters, or fewer than three neurons with a nonzero map",
     "motion": "no pixel of frames t >= 1 has any contribution",
@@ -112,7 +118,10 @@ class NeuronVectorSums:
 
     def add_extrema(self, mags: torch.Tensor) -> None:
         """Pass 0: take ``|C|`` ``[N, t * H * W]`` of some frames into the per-neuron extrema."""
-        low, high = mags.amin(dim=1), mags.amax(dim=1)
+        self.add_range(mags.amin(dim=1), mags.amax(dim=1))
+
+    def add_range(self, low: torch.Tensor, high: torch.Tensor) -> None:
+        """Pass 0: take the per-neuron minimum and maximum of ``|C|`` over some frames (``[N]`` each)."""
         self.low = low if self.low is None else torch.minimum(self.low, low)
         self.high = high if self.high is None else torch.maximum(self.high, high)
 
@@ -127,23 +136,35 @@ class NeuronVectorSums:
 
         The normalised maps (float32, as a whole-layer normalisation) are summed in float64. Draw
         ``d`` of frame ``t`` permutes every neuron's map over the frame's pixels with the generator
-        of stream ``(d, t)`` of ``null_seed``.
+        of stream ``(d, t)`` of ``null_seed`` (one ``[N, H * W]`` uniform draw, argsorted per neuron).
+        The neurons are taken in blocks of rows, each draw's generator running on from one block
+        to the next, so the permutations are those of one ``[N, H * W]`` draw while the
+        temporaries of a draw (float64 values, uniforms, permutations) stay at ``_ROW_BLOCK`` entries.
         """
         num_frames, frame_pixels = self.frame_labels.shape
-        num_neurons = mags.shape[0]
-        stop = start + mags.shape[1] // frame_pixels
-        normalised = torch.where(self.span > 0, (mags - self.low[:, None]) / self.scale, 0.0)
-        chunk_labels = self.frame_labels[start:stop]
-        self.sums += group_sums(normalised, chunk_labels.reshape(-1), self.num_clusters)
-        if not self.shuffles:
-            return
-        values = normalised.double().reshape(num_neurons, stop - start, frame_pixels)
-        for draw in range(self.shuffles):
-            for offset, frame in enumerate(range(start, stop)):
-                gen = generator(self.null_seed, _SHUFFLE_STREAM + (draw * num_frames + frame) * _STREAMS)
-                order = torch.rand(num_neurons, frame_pixels, generator=gen).argsort(dim=1)
-                own_labels = chunk_labels[offset][order]  # [N, H * W]: each neuron's own permuted labels
-                self.null_sums[draw].scatter_add_(1, own_labels, values[:, offset])
+        num_neurons, pixels = mags.shape
+        frames = pixels // frame_pixels
+        chunk_labels = self.frame_labels[start : start + frames]
+        flat_labels = chunk_labels.reshape(-1)
+        generators = [
+            [generator(self.null_seed, _SHUFFLE_STREAM + (draw * num_frames + frame) * _STREAMS)
+             for frame in range(start, start + frames)]
+            for draw in range(self.shuffles)
+        ]
+        step = max(1, _ROW_BLOCK // frame_pixels)
+        for first in range(0, num_neurons, step):
+            rows = slice(first, min(first + step, num_neurons))
+            normalised = torch.where(self.span[rows] > 0, (mags[rows] - self.low[rows, None]) / self.scale[rows], 0.0)
+            self.sums[rows] += group_sums(normalised, flat_labels, self.num_clusters)
+            if not self.shuffles:
+                continue
+            frame_values = normalised.reshape(-1, frames, frame_pixels)
+            for offset in range(frames):
+                values = frame_values[:, offset].double()
+                for draw, draw_generators in enumerate(generators):
+                    order = torch.rand(values.shape[0], frame_pixels, generator=draw_generators[offset]).argsort(dim=1)
+                    own_labels = chunk_labels[offset][order]  # each neuron's own permuted labels
+                    self.null_sums[draw, rows].scatter_add_(1, own_labels, values)
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """After pass 1: the vectors ``[N', K]``, the neurons' indices ``[N']``, the draws' vectors ``[D, N', K]``."""
@@ -426,13 +447,14 @@ class ClusteringProbe(ProbeAccumulator):
     * pass 1: per layer, the sums of the normalised maps over the pixel clusters and over each
       spatial-shuffle draw's permuted labels, the share vectors of the sampled pixels
       (:class:`ShareSample`), and the two frames the figures show: frame 0 of the neurons with a
-      nonzero map (cluster mean maps) and the frame of largest mean flow (pixel cluster maps).
+      nonzero map (cluster mean maps) and the frame of largest mean flow (pixel cluster maps), each
+      within :data:`FIGURE_ENTRIES` (:func:`figure_sample`, :func:`figure_stride`).
 
     :meth:`compute` clusters the neuron vectors and the share vectors. Memory across the passes:
     per layer ``[N]`` extrema, ``[N, K]`` and ``[D, N, K]`` float64 sums, the sampled share vectors
-    (all layers' at once; see ``max_share_values``), two ``[N, H, W]`` frames and, in pass 0 only,
-    ``S`` ``[T, H, W]`` float64. The seeded pixel sample and null draws are those of a whole-layer
-    read, whatever the blocks.
+    (all layers' at once; see ``max_share_values``), the two figure frames (at most 64 MB each)
+    and, in pass 0 only, ``S`` ``[T, H, W]`` float64. The seeded pixel sample and null draws are
+    those of a whole-layer read, whatever the blocks.
 
     Params:
         pixel_clusters (32), neuron_clusters (6), method (``kmeans`` | ``finch``), seed (0),
@@ -464,34 +486,42 @@ class ClusteringProbe(ProbeAccumulator):
         self.samples: dict[str, ShareSample] = {}
         #: frame 0 of the neurons with a nonzero map, ``[N', H, W]`` (the neuron-cluster figure)
         self.first_frames: dict[str, torch.Tensor] = {}
-        #: the motion figure's frame of the layers with sampled pixels, ``[N, H, W]``
+        #: the motion figure's frame of the layers with sampled pixels, ``[N, H', W']`` (every
+        #: ``figure_strides[layer]``-th row and column)
         self.motion_frames: dict[str, torch.Tensor] = {}
+        #: per layer, the positions among the neurons with a nonzero map whose frame 0 the figure averages
+        self.figure_neurons: dict[str, torch.Tensor] = {}
+        _, height, width = canvas.shape
+        self.figure_strides = {
+            name: figure_stride(canvas.layer_shape(name)[0], height, width) for name in canvas.layer_names
+        }
 
     def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
-        mags = magnitudes(chunk)
         stop = start + chunk.shape[1]
         if pass_index == 0:
-            self.neurons[layer].add_extrema(mags)
+            self.neurons[layer].add_range(*block_neuron_extrema(chunk))
             if layer in self.totals:
-                self.totals[layer][start:stop] = mags.sum(dim=0, dtype=torch.float64).reshape(-1, *chunk.shape[2:])
+                self.totals[layer][start:stop] = block_pixel_totals(chunk).reshape(chunk.shape[1:])
             return
+        mags = block_magnitudes(chunk)
         neurons = self.neurons[layer]
         neurons.add_sums(start, mags)
         if start == 0:
-            self.first_frames[layer] = chunk[neurons.alive, 0].abs()
+            self.first_frames[layer] = chunk[neurons.alive[self.figure_neurons[layer]], 0].abs()
         sample = self.samples.get(layer)
         if sample is not None and sample.pixels.numel():
             sample.update(start, mags)
-            frame = self.motion["frame"]
+            frame, stride = self.motion["frame"], self.figure_strides[layer]
             if start <= frame < stop:
-                self.motion_frames[layer] = chunk[:, frame - start].clone()
+                self.motion_frames[layer] = chunk[:, frame - start, ::stride, ::stride].clone()
 
     def end_pass(self, pass_index: int) -> None:
         if pass_index != 0:
             return
-        for neurons in self.neurons.values():
-            neurons.end_extrema()
         _, height, width = self.canvas.shape
+        for name, neurons in self.neurons.items():
+            neurons.end_extrema()
+            self.figure_neurons[name] = figure_sample(len(neurons.alive), height * width, self.settings["seed"])
         for name, total in self.totals.items():
             flat = total[1:].reshape(-1)
             num_neurons = self.canvas.layer_shape(name)[0]
@@ -513,7 +543,7 @@ class ClusteringProbe(ProbeAccumulator):
             null = silhouette_null_draws(null_vectors, *how)
             for draw, value in zip(neuron_draws, null):
                 draw[name] = {"silhouette": value}
-            cluster_maps[name] = _cluster_mean_maps(self.first_frames[name], labels)
+            cluster_maps[name] = _cluster_mean_maps(self.first_frames[name], labels[self.figure_neurons[name].numpy()])
         figures = {"neuron_clusters": _neuron_figure(cluster_maps)}
         nulls = {"spatial_shuffle": collect_null_draws(neuron_draws)} if draws else {}
         absent: dict[str, str] = {}
@@ -596,6 +626,27 @@ def _motion_setup(
         "objects": masks[1:],
         "frame": int(torch.linalg.vector_norm(flow[1:], dim=-1).flatten(1).mean(dim=1).argmax()) + 1,
     }
+
+
+def figure_sample(count: int, pixels: int, seed: int) -> torch.Tensor:
+    """Positions (sorted) of the neurons, out of ``count``, whose frame 0 of ``pixels`` pixels the
+    neuron-cluster figure averages: all of them, or a seeded sample within :data:`FIGURE_ENTRIES`."""
+    limit = max(1, FIGURE_ENTRIES // max(1, pixels))
+    if count <= limit:
+        return torch.arange(count)
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+
+
+def figure_stride(num_neurons: int, height: int, width: int) -> int:
+    """The smallest stride ``s`` such that every ``s``-th row and column of one frame of a layer of
+    ``num_neurons`` maps holds at most :data:`FIGURE_ENTRIES` entries (the motion figure's frame)."""
+    def entries(stride: int) -> int:
+        return num_neurons * math.ceil(height / stride) * math.ceil(width / stride)
+
+    stride = 1
+    while entries(stride) > FIGURE_ENTRIES and stride < max(height, width):
+        stride += 1
+    return stride
 
 
 def _frame_clusters(frame: torch.Tensor, centres: np.ndarray) -> np.ndarray:

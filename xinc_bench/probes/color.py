@@ -40,7 +40,15 @@ from ..registry import PROBES
 from .accumulator import ProbeAccumulator, ProbeResult
 from .image_features import intensity
 from .nulls import null_order
-from .numerics import finite_median, minmax, pearson, pearson_rows
+from .numerics import (
+    block_magnitudes,
+    block_neuron_extrema,
+    block_pixel_totals,
+    finite_median,
+    minmax,
+    pearson,
+    pearson_rows,
+)
 from .plotting import pyplot
 from .scores import collect_scores
 from .stats import collect_null_draws
@@ -66,7 +74,7 @@ class ChannelMoments:
         comoment: ``[N, 3]`` sum of ``(|C_n| - mean_n)(c - channel_mean_c)``.
         cross: ``[N, D * 3]`` sum of ``(|C_n| - shift_n) c(pi_d(p))`` for each null draw ``d``
             (draw-major: column ``3 d + c``); ``D = 0`` without null draws.
-        low, high: ``[N]`` minimum and maximum of ``|C_n|``.
+        low, high: ``[N]`` minimum and maximum of ``|C_n|`` (given with :meth:`add_extrema`).
     """
 
     def __init__(self, num_neurons: int, draws: int = 0) -> None:
@@ -80,8 +88,13 @@ class ChannelMoments:
         self.low = torch.full((num_neurons,), math.inf)
         self.high = torch.full((num_neurons,), -math.inf)
 
-    def add(self, mags: torch.Tensor, channels: torch.Tensor) -> None:
-        """Merge a chunk: ``mags`` ``|C|[N, m]`` and ``channels[m, 3]`` (float64) of the same m pixels."""
+    def add(self, mags: torch.Tensor, channels: torch.Tensor, permuted: torch.Tensor | None = None) -> None:
+        """Merge a chunk: ``mags`` ``|C|[N, m]`` and ``channels[m, 3]`` (float64) of the same m pixels.
+
+        Args:
+            permuted: ``[m, D * 3]`` float64, the channels at each null draw's permuted pixels
+                (draw-major), added to :attr:`cross` from the same float64 rows; None without draws.
+        """
         count = mags.shape[1]
         block = max(1, _BLOCK_ELEMENTS // max(1, count))
         if self.shift is None:
@@ -93,6 +106,8 @@ class ChannelMoments:
         comoment = torch.empty_like(self.comoment)
         for start in range(0, mags.shape[0], block):
             rows = mags[start : start + block].double() - self.shift[start : start + block, None]
+            if permuted is not None:
+                self.cross[start : start + block] += rows @ permuted
             mean[start : start + block] = rows.mean(dim=1)
             rows -= mean[start : start + block, None]
             squares[start : start + block] = (rows * rows).sum(dim=1)
@@ -105,16 +120,11 @@ class ChannelMoments:
         self.mean += delta * (count / total)
         self.channel_mean += channel_delta * (count / total)
         self.count = total
-        self.low = torch.minimum(self.low, mags.amin(dim=1))
-        self.high = torch.maximum(self.high, mags.amax(dim=1))
 
-    def add_cross(self, mags: torch.Tensor, permuted: torch.Tensor) -> None:
-        """Add pixels to :attr:`cross`: ``mags`` ``|C|[N, b]`` (after :meth:`add` saw a chunk) and
-        ``permuted[b, D * 3]`` float64, the channels at each null draw's permuted pixels (draw-major)."""
-        block = max(1, _BLOCK_ELEMENTS // max(1, mags.shape[1]))
-        for start in range(0, mags.shape[0], block):
-            rows = mags[start : start + block].double() - self.shift[start : start + block, None]
-            self.cross[start : start + block] += rows @ permuted
+    def add_extrema(self, low: torch.Tensor, high: torch.Tensor) -> None:
+        """Widen :attr:`low` and :attr:`high` by a chunk's per-neuron minimum and maximum of ``|C|`` (``[N]`` each)."""
+        self.low = torch.minimum(self.low, low)
+        self.high = torch.maximum(self.high, high)
 
     def correlations(self, channels: torch.Tensor) -> torch.Tensor:
         """``[N, 3]`` Pearson correlation of each neuron with each channel of all ``channels[P, 3]``.
@@ -175,19 +185,24 @@ class LayerColor:
         self.total = torch.zeros(channels.shape[0], dtype=torch.float64)
 
     def update(self, start: int, chunk: torch.Tensor) -> None:
-        """Add frames ``start .. start + t - 1`` of the layer, ``chunk`` float32 ``[N, t, H, W]`` (read only)."""
-        mags = chunk.reshape(chunk.shape[0], -1).abs()
+        """Add frames ``start .. start + t - 1`` of the layer, ``chunk`` float32 ``[N, t, H, W]`` (read only).
+
+        ``|C|``, ``S`` and the extrema are the block's shared values
+        (:func:`~xinc_bench.probes.numerics.block_magnitudes`). The moments are merged in pixel
+        chunks small enough for their permuted channels ``[m, 3 D]`` to stay bounded.
+        """
+        mags = block_magnitudes(chunk)
         first = start * chunk.shape[2] * chunk.shape[3]
-        self.total[first : first + mags.shape[1]] = mags.sum(dim=0, dtype=torch.float64)
-        self.moments.add(mags, self.channels[first : first + mags.shape[1]])
-        if self.order is None:
-            return
-        pixel_block = max(1, _BLOCK_ELEMENTS // max(1, 3 * self.draws))  # bounds the permuted channels of a block
+        self.total[first : first + mags.shape[1]] = block_pixel_totals(chunk)
+        self.moments.add_extrema(*block_neuron_extrema(chunk))
+        pixel_block = max(1, _BLOCK_ELEMENTS // max(1, 3 * self.draws))  # bounds the permuted channels of a chunk
         for offset in range(0, mags.shape[1], pixel_block):
             stop = min(offset + pixel_block, mags.shape[1])
-            pixels = self.order[:, first + offset : first + stop]  # [D, b]
-            permuted = self.channels[pixels].permute(1, 0, 2).reshape(stop - offset, self.draws * 3)
-            self.moments.add_cross(mags[:, offset:stop], permuted)
+            pixels = slice(first + offset, first + stop)
+            permuted = None
+            if self.order is not None:
+                permuted = self.channels[self.order[:, pixels]].permute(1, 0, 2).reshape(stop - offset, self.draws * 3)
+            self.moments.add(mags[:, offset:stop], self.channels[pixels], permuted)
 
     def scores(self, light: torch.Tensor, light_ranks: torch.Tensor) -> tuple[dict[str, float], list[dict[str, float]]]:
         """The layer's colour scores and their null draws, once every frame was added.

@@ -39,12 +39,14 @@ error, which only makes effect sizes smaller (conservative) when ``m < P``. A dr
 pixels happen to have no contribution at all scores NaN (left out of the null).
 
 The probe is an accumulator (:class:`DistributionProbe`). (b)-(d) and the per-pixel counts of (a)
-are per pixel; ``tau_a`` is a statistic of the whole layer: a layer that fits in one chunk of the
-canvas (:meth:`~xinc_bench.canvas.Canvas.frames_per_chunk`) is gathered whole and sorted, exactly,
-a larger one is found by radix selection over two passes (:class:`RadixThresholds`: the entry the
-sort gives, barring float64 rounding of the cumulative mass at a boundary between entries) and
-scored in a third. The null draws depend on the seed, not on the block size (each frame has its
-own random stream).
+are per pixel; ``tau_a`` is a statistic of the whole layer: a layer that comes whole in one block
+(every layer fits in one chunk of the canvas, :meth:`~xinc_bench.canvas.Canvas.frames_per_chunk`)
+or is small (:func:`sorted_layers`, gathered from its blocks) is sorted, exactly; any other is
+found by radix selection over two passes (:class:`RadixThresholds`: the entry the sort gives,
+barring float64 rounding of the cumulative mass at a boundary between entries) and scored in a
+third. Each pixel's ``N`` values are sorted in a row of their own (numpy), which gives (a)'s
+counts by bisection and (d) by one product with the ranks. The null draws depend on the seed,
+not on the block size (each frame has its own random stream).
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ import torch
 from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..registry import PROBES
-from .accumulator import ProbeAccumulator, ProbeResult
-from .numerics import magnitudes
+from .accumulator import ProbeAccumulator, ProbeResult, window_frames
+from .numerics import block_magnitudes, magnitudes
 from .nulls import generator
 from .plotting import pyplot
 from .stats import collect_null_draws
@@ -74,23 +76,76 @@ _RADIX_LEVELS = ((15, 16), (0, 15))
 #: default ``m``: shuffled pixels scored per null draw
 NULL_PIXELS = 8192
 
+#: the layers gathered from smaller blocks to be sorted whole take at most this share of the chunk budget
+GATHERED_SHARE = 0.25
+
 #: the scores computed from the shares (b)-(d), as opposed to the threshold counts (a)
 SHARE_METRICS = ("pixels_per_neuron", "top_neuron_share", "gini")
 
 
 def contribution_threshold(magnitudes: np.ndarray, alpha: float) -> float:
     """``tau_a``: the entry at which the decreasing cumulative sum of ``magnitudes`` reaches ``1 - alpha``."""
+    return contribution_thresholds(magnitudes, [alpha])[alpha]
+
+
+def contribution_thresholds(magnitudes: np.ndarray, alphas: list[float]) -> dict[float, float]:
+    """:func:`contribution_threshold` of every ``a`` in ``alphas``, from one sort of ``magnitudes``.
+
+    The cumulative sum is the sequential float64 sum of the decreasing entries, taken a block at a
+    time (each block's first entry carries the sum before it, so every partial sum is that of one
+    running sum): memory one sorted float32 copy and a float64 block, not a float64 copy of all.
+    """
     values = np.sort(magnitudes, axis=None)[::-1]
-    cumulative = np.cumsum(values, dtype=np.float64)
-    if cumulative[-1] <= 0:
-        return 0.0
-    index = int(np.searchsorted(cumulative, (1.0 - alpha) * cumulative[-1]))
-    return float(values[min(index, values.size - 1)])
+    block = _BLOCK_ELEMENTS
+    ends = []  # the running sum at the end of each block
+    carry = 0.0
+    for start in range(0, values.size, block):
+        carry = float(_running_sum(values[start : start + block], carry)[-1])
+        ends.append(carry)
+    if not ends or carry <= 0:
+        return {a: 0.0 for a in alphas}
+    thresholds = {}
+    for a in alphas:
+        target = (1.0 - a) * carry
+        chosen = int(np.searchsorted(ends, target))  # the first block whose running sum reaches the target
+        if chosen == len(ends):
+            thresholds[a] = float(values[-1])
+            continue
+        start = chosen * block
+        before = ends[chosen - 1] if chosen else 0.0
+        index = start + int(np.searchsorted(_running_sum(values[start : start + block], before), target))
+        thresholds[a] = float(values[min(index, values.size - 1)])
+    return thresholds
+
+
+def _running_sum(values: np.ndarray, before: float) -> np.ndarray:
+    """``before + cumsum(values)`` as the sequential float64 sum that began before ``values`` goes on."""
+    sums = values.astype(np.float64)
+    sums[0] += before
+    return np.cumsum(sums, out=sums)
 
 
 def sorted_exactly(canvas: Canvas, name: str) -> bool:
     """Whether ``tau_a`` of layer ``name`` is found by sorting it whole: the layer fits in one chunk of ``canvas``."""
     return canvas.frames_per_chunk(name) >= canvas.layer_shape(name)[1]
+
+
+def sorted_layers(canvas: Canvas) -> set[str]:
+    """The layers :class:`DistributionProbe` sorts whole (exact ``tau_a`` in one pass): every layer
+    when each block of the driver holds a whole layer (every layer fits in one chunk, see
+    :func:`~xinc_bench.probes.accumulator.window_frames`); else, in network order, the layers that
+    fit together (float32) in :data:`GATHERED_SHARE` of the chunk budget, since each is gathered
+    from its blocks and held until its last one. The others take the radix passes."""
+    if window_frames(canvas) >= canvas.shape[0]:
+        return set(canvas.layer_names)
+    budget = GATHERED_SHARE * canvas.chunk_bytes
+    chosen = set()
+    for name in canvas.layer_names:
+        size = 4 * math.prod(canvas.layer_shape(name))
+        if size <= budget:
+            chosen.add(name)
+            budget -= size
+    return chosen
 
 
 def layer_thresholds(canvas: Canvas, name: str, alphas: list[float]) -> dict[float, float]:
@@ -100,8 +155,7 @@ def layer_thresholds(canvas: Canvas, name: str, alphas: list[float]) -> dict[flo
     finds the same thresholds from its blocks).
     """
     if sorted_exactly(canvas, name):
-        values = magnitudes(canvas.layer(name)).numpy()
-        return {a: contribution_threshold(values, a) for a in alphas}
+        return contribution_thresholds(magnitudes(canvas.layer(name)).numpy(), alphas)
     return streamed_thresholds(canvas, name, alphas)
 
 
@@ -160,18 +214,19 @@ class RadixThresholds:
         shift, bits = _RADIX_LEVELS[self._level]
         previous_shift = 31 if self._level == 0 else _RADIX_LEVELS[self._level - 1][0]
         size = 1 << bits
-        flat = mags.reshape(-1)
-        for start in range(0, flat.numel(), _BLOCK_ELEMENTS):
+        flat = mags.reshape(-1).numpy()
+        for start in range(0, flat.size, _BLOCK_ELEMENTS):
             values = flat[start : start + _BLOCK_ELEMENTS]
-            pattern = values.view(torch.int32)
+            pattern = values.view(np.int32)
             for prefix, (mass, count) in self._histograms.items():
                 kept_values, kept_pattern = values, pattern
                 if previous_shift < 31:
                     keep = (pattern >> previous_shift) == prefix
                     kept_values, kept_pattern = values[keep], pattern[keep]
-                index = ((kept_pattern >> shift) & (size - 1)).long()
-                mass += torch.bincount(index, weights=kept_values.double(), minlength=size)
-                count += torch.bincount(index, minlength=size)
+                index = (kept_pattern >> shift) & (size - 1)
+                # numpy sums the float32 weights in float64, one entry after another, as torch does
+                mass += torch.from_numpy(np.bincount(index, weights=kept_values, minlength=size))
+                count += torch.from_numpy(np.bincount(index, minlength=size))
 
     def end_level(self) -> None:
         """Every entry was given for this level: choose each ``a``'s bin and go to the next level (or finish)."""
@@ -210,25 +265,19 @@ def _crossing_bin(mass: torch.Tensor, count: torch.Tensor, above: float, target:
     return mass.numel() - 1 - position, above + before
 
 
-def sorted_columns(values: torch.Tensor) -> torch.Tensor:
-    """Each column of ``values[..., N, P]`` sorted increasingly along ``N``, as float64.
-
-    The sort runs in the input's dtype (exact: only the order matters) with numpy, several times
-    faster than torch's sort along a short axis.
-    """
-    return torch.from_numpy(np.sort(values.numpy(), axis=-2)).double()
-
-
-def gini(ordered: torch.Tensor) -> torch.Tensor:
-    """Gini coefficient of each increasingly sorted column of non-negative ``ordered[..., N, P]``: ``[..., P]``.
+def gini(ordered: torch.Tensor, total: torch.Tensor | None = None) -> torch.Tensor:
+    """Gini coefficient of each increasingly sorted row of non-negative float32 ``ordered[..., N]``: ``[...]`` float64.
 
     ``G = 2 sum_i i x_(i) / (N sum_i x_i) - (N + 1) / N``: scale-free, so the Gini of ``|C|(p)`` is
-    that of the shares ``f(p)``. An all-zero column has no Gini (NaN).
+    that of the shares ``f(p)``. ``total`` gives the rows' sums (float64) when they are known. An
+    all-zero row has no Gini (NaN).
     """
-    n = ordered.shape[-2]
-    ranks = torch.arange(1, n + 1, dtype=ordered.dtype, device=ordered.device)
-    weighted = torch.einsum("n,...np->...p", ranks, ordered)
-    return 2.0 * weighted / (n * ordered.sum(dim=-2)) - (n + 1.0) / n
+    n = ordered.shape[-1]
+    rows = ordered.numpy()
+    weighted = torch.from_numpy(np.asarray(rows @ np.arange(1, n + 1, dtype=np.float64)))
+    if total is None:
+        total = torch.from_numpy(np.asarray(np.add.reduce(rows, axis=-1, dtype=np.float64)))
+    return 2.0 * weighted / (n * total) - (n + 1.0) / n
 
 
 class PixelTally:
@@ -250,21 +299,28 @@ class PixelTally:
         self.gini = torch.zeros(sets, dtype=torch.float64)
 
     def update(self, values: torch.Tensor, sets: slice, columns: slice) -> None:
-        """Add the pixels ``values[s, N, c]`` (``|C|``) as columns ``columns`` of the sets ``sets``."""
-        for a, tau in self.thresholds.items():
-            self.counts[a][sets, columns] = (values > tau).float().mean(dim=1)
-        ordered = sorted_columns(values)  # [s, N, c]
-        # float64, summed in sorted order: float32 sums over the neurons round differently with
-        # the width of the block
-        total = ordered.sum(dim=1)  # [s, c]
+        """Add the pixels ``values[s, N, c]`` (``|C|``, any strides) as columns ``columns`` of the sets ``sets``.
+
+        Each pixel's ``N`` values are copied into a row of their own and sorted there in place
+        (numpy); the thresholds' counts are read off the sorted rows, ``S(p)`` and the Gini
+        coefficient are summed in float64.
+        """
+        num_neurons = self.num_neurons
+        rows = values.transpose(1, 2).contiguous()  # [s, c, N]: one pixel per row
+        total = torch.from_numpy(np.add.reduce(rows.numpy(), axis=2, dtype=np.float64))  # [s, c]
         active = total > 0
         # a pixel without contribution gets all-zero shares and is left out below
         safe = torch.where(active, total, 1.0)
-        shares = values.double() / safe[:, None, :]
         self.covered[sets] += active.sum(dim=1)
-        self.above_mean_share[sets] += (shares > 1.0 / self.num_neurons).sum(dim=2)
-        self.top_share[sets] += (ordered[:, -1] / safe).sum(dim=1)
-        self.gini[sets] += torch.where(active, gini(ordered), 0.0).sum(dim=1)
+        above = np.divide(rows.numpy(), safe.numpy()[:, :, None], dtype=np.float64) > 1.0 / num_neurons
+        self.above_mean_share[sets] += torch.from_numpy(np.add.reduce(above, axis=1, dtype=np.int64))
+        rows.numpy().sort(axis=2)
+        for a, tau in self.thresholds.items():
+            limit = torch.full((*rows.shape[:2], 1), tau, dtype=rows.dtype)
+            below = torch.searchsorted(rows, limit, right=True)[..., 0]
+            self.counts[a][sets, columns] = (num_neurons - below).float() / num_neurons
+        self.top_share[sets] += (rows[:, :, -1].double() / safe).sum(dim=1)
+        self.gini[sets] += torch.where(active, gini(rows, total), 0.0).sum(dim=1)
 
     def scores(self, empty: float) -> list[dict[str, float]]:
         """Scores (a)-(d) of every set; a set without any covered pixel scores ``empty`` in (b)-(d)."""
@@ -417,16 +473,16 @@ class LayerDistribution:
         if self.exact:
             self._gather(start, chunk)
         elif pass_index < len(_RADIX_LEVELS):
-            self._radix.update(magnitudes(chunk))
+            self._radix.update(block_magnitudes(chunk))
         else:
-            self._tally.update(start, magnitudes(chunk))
+            self._tally.update(start, block_magnitudes(chunk))
 
     def _gather(self, start: int, chunk: torch.Tensor) -> None:
         """Exact path: add the block to the whole layer; score the layer once complete."""
         num_neurons, num_frames, height, width = self.shape
         frames = chunk.shape[1]
         if frames == num_frames:
-            whole = magnitudes(chunk)
+            whole = block_magnitudes(chunk)
         else:
             if self._whole is None:
                 self._whole = torch.empty(num_neurons, num_frames, height * width)
@@ -436,7 +492,7 @@ class LayerDistribution:
                 return
             whole, self._whole = self._whole.reshape(num_neurons, -1), None
         values = whole.numpy()
-        tally = LayerTally(self.shape, {a: contribution_threshold(values, a) for a in self.alphas}, self.null)
+        tally = LayerTally(self.shape, contribution_thresholds(values, self.alphas), self.null)
         tally.update(0, whole)
         self._result = tally.scores()
 
@@ -483,13 +539,13 @@ def layer_distribution(
 class DistributionProbe(ProbeAccumulator):
     """SPEC 5.1 (a)-(d) of every layer and their ``spatial_shuffle`` null draws; headlines are means over layers.
 
-    Passes (per layer, see :class:`LayerDistribution`): a layer that fits in one chunk of the
-    canvas is scored in pass 0 from the whole layer, gathered from its blocks and sorted (its
-    copy is kept until its last frame arrives: when blocks are smaller than the layer, i.e. some
-    other layer does not fit in one chunk, every such layer is held whole until the last block
-    of pass 0); any other layer needs three passes: the two levels of the radix selection of
-    ``tau_a`` (passes 0 and 1) and the scores with their null draws (pass 2). So ``passes`` is 1
-    when every layer fits in one chunk, else 3. The null's values are gathered in the scoring
+    Passes (per layer, see :class:`LayerDistribution`): when every layer fits in one chunk of the
+    canvas, each block holds a whole layer, which is scored in pass 0 and sorted exactly. Else the
+    layers of :func:`sorted_layers` (small ones: their copies, kept until their last frame
+    arrives, take at most a quarter of the chunk budget together) are gathered from their blocks
+    and sorted, and every other layer needs three passes: the two levels of the radix selection
+    of ``tau_a`` (passes 0 and 1) and the scores with their null draws (pass 2). So ``passes`` is
+    1 when every layer fits in one chunk, else 3. The null's values are gathered in the scoring
     pass, frame by frame from seeded per-frame streams, so they do not depend on the blocks.
     The figure's frame 0 is scored when pass 0 brings it.
 
@@ -510,12 +566,13 @@ class DistributionProbe(ProbeAccumulator):
         null_pixels = int(params.get("null_pixels", NULL_PIXELS))
         if null_pixels < 1:
             raise XincError(f"parameter null_pixels={null_pixels} must be a positive number of pixels")
+        exact = sorted_layers(canvas)
         self.layers = {
             name: LayerDistribution(
                 canvas.layer_shape(name),
                 self.alphas,
                 ShuffleNull(self.draws, seed, null_pixels, stream=index),
-                exact=sorted_exactly(canvas, name),
+                exact=name in exact,
             )
             for index, name in enumerate(canvas.layer_names)
         }
@@ -525,7 +582,8 @@ class DistributionProbe(ProbeAccumulator):
 
     def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
         if pass_index == 0 and start == 0:
-            self.first_frames[layer] = _neurons_per_pixel_map(chunk[:, 0], self.alphas[0])
+            frame = block_magnitudes(chunk)[:, : chunk.shape[2] * chunk.shape[3]]
+            self.first_frames[layer] = _neurons_per_pixel_map(frame, self.alphas[0]).reshape(chunk.shape[2:])
         state = self.layers[layer]
         if pass_index < state.passes:
             state.update(start, chunk, pass_index)
@@ -554,9 +612,8 @@ class DistributionProbe(ProbeAccumulator):
         return ProbeResult(scores=scores, figures=figures, nulls=nulls)
 
 
-def _neurons_per_pixel_map(frame: torch.Tensor, alpha: float) -> torch.Tensor:
-    """The fraction of neurons above ``tau_alpha`` of one frame ``C[N, H, W]`` at each of its pixels, ``[H, W]``."""
-    mags = frame.abs()
+def _neurons_per_pixel_map(mags: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The fraction of neurons above ``tau_alpha`` of one frame ``|C|[N, H * W]`` at each of its pixels, ``[H * W]``."""
     tau = contribution_threshold(mags.numpy(), alpha)
     return (mags > tau).float().mean(dim=0)
 

@@ -29,7 +29,7 @@ from ..registry import PROBES
 from .accumulator import ProbeAccumulator, ProbeResult
 from .image_features import intensity, sobel_magnitude
 from .nulls import null_order
-from .numerics import minmax, safe_ratio, top_fraction_mask
+from .numerics import block_pixel_totals, minmax, safe_ratio, top_fraction_mask
 from .plotting import pyplot
 from .scores import collect_scores
 from .stats import collect_null_draws
@@ -96,8 +96,9 @@ def layer_edge_draws(
 class EdgesProbe(ProbeAccumulator):
     """SPEC 5.3 for every layer; headline scores are means over layers.
 
-    One pass: each block adds its per-pixel ``S`` to the layer's ``[T, H, W]`` map (float64); the
-    scores and the null draws are computed from those maps.
+    One pass: each block adds its per-pixel ``S`` (shared with the other probes of the pass,
+    :func:`~xinc_bench.probes.numerics.block_pixel_totals`) to the layer's ``[T, H, W]`` map
+    (float64); the scores and the null draws are computed from those maps.
 
     Params:
         edge_fraction: share of pixels counted as edges (default 0.1).
@@ -109,7 +110,7 @@ class EdgesProbe(ProbeAccumulator):
         self.totals = {name: torch.zeros(canvas.shape, dtype=torch.float64) for name in canvas.layer_names}
 
     def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
-        self.totals[layer][start : start + chunk.shape[1]] = chunk.abs().sum(dim=0, dtype=torch.float64)
+        self.totals[layer][start : start + chunk.shape[1]] = block_pixel_totals(chunk).reshape(chunk.shape[1:])
 
     def compute(self) -> ProbeResult:
         canvas, params = self.canvas, self.params

@@ -25,7 +25,8 @@ Nulls (``params["null_draws"]`` ``D``, ``params["null_seed"]``):
 * ``neuron_permutation`` for the two correlations: each sampled canvas map is paired with the
   ablation map of another sampled neuron (a uniform permutation of the sample per draw, so a
   neuron keeps its own map with probability 1/k). The pairings are read off one Gram matrix of
-  the maps already computed (:func:`permuted_agreement`): no extra forward pass, no pass per draw.
+  the row-centred maps (:class:`MapAgreement`, merged block by block): no extra forward pass, no
+  pass per draw.
 * ``random_neurons`` for ``deletion_contrast``: as many neurons as the test zeroes, drawn at
   random from the whole layer instead of by canvas mass (:func:`random_deletions`). Each draw is
   one forward pass of the signal per layer, so only ``min(D, deletion_null_draws)`` draws are
@@ -38,8 +39,9 @@ ablation: zeroing kernel ``(i, o)``'s weight and bias share
 whole signal, so the correlations use a seeded sample of at most ``max_neurons`` neurons per
 layer (default 256: every neuron of the MLP zoo's layers; 256 of the paper NeRV's 18,352 block-1
 kernels). The sample is drawn from the layer sizes alone, so one pass over the canvas (an
-accumulator, :class:`FaithfulnessProbe`) gathers the sampled maps and every neuron's region mass
-block by block: the canvas's size is not bounded by memory.
+accumulator, :class:`FaithfulnessProbe`) merges the sampled maps' moments against their ablation
+maps and every neuron's region mass block by block: the canvas's size is not bounded by memory
+(the ablation maps of the sample, ``[k, T, H, W]`` per layer, are held whole).
 
 Canvas layers are matched to ablation layers by name; canvases of the ``mlp`` tracers name
 layer ``layerK`` after the input of the model's ``linears[K - 1]``, which is mapped
@@ -66,7 +68,7 @@ from ..errors import XincError
 from ..registry import PROBES, TRACERS
 from .accumulator import ProbeAccumulator, ProbeResult
 from .nulls import generator, permutations
-from .numerics import finite_median, group_sums, magnitudes, pearson, pearson_rows
+from .numerics import block_magnitudes, finite_median, stacked_group_sums
 from .plotting import pyplot
 from .scores import collect_scores
 from .stats import collect_null_draws
@@ -76,7 +78,7 @@ REGIONS = ("auto", "segment", "centre")
 DELETION_NULL_DRAWS = 5
 _MSE_FLOOR = 1e-10
 _SCATTER_POINTS = 200_000
-#: entries of a ``[k, P]`` block of maps held in float64 at once by :func:`permuted_agreement`
+#: entries of a ``[k, P]`` block of maps held in float64 at once by :class:`MapAgreement`
 _BLOCK_ELEMENTS = 1 << 22
 
 
@@ -126,14 +128,145 @@ def neuron_sample(num_neurons: int, limit: int, seed: int = 0) -> torch.Tensor:
     return torch.randperm(num_neurons, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
 
 
+class MapMoments:
+    """Per-row means and centred sums of squares of ``k`` maps, and their centred cross products with
+    ``k`` other maps, merged over pixel blocks (Chan et al.'s pairwise update, as exact as the
+    two-pass formulas).
+
+    Attributes:
+        count: pixels seen.
+        mean_x, mean_y: ``[k]`` float64 row means; squares_x, squares_y: ``[k]`` centred sums of squares.
+        cross: ``[k, k]`` float64 ``sum_p (x_i - mean_x_i)(y_j - mean_y_j)`` (every pairing), or only
+            its diagonal ``[k]`` with ``pairs=False``.
+        low_x, high_x, low_y, high_y: ``[k]`` row minima and maxima.
+    """
+
+    def __init__(self, rows: int, pairs: bool) -> None:
+        self.count = 0
+        self.pairs = pairs
+        self.mean_x = torch.zeros(rows, dtype=torch.float64)
+        self.mean_y = torch.zeros(rows, dtype=torch.float64)
+        self.squares_x = torch.zeros(rows, dtype=torch.float64)
+        self.squares_y = torch.zeros(rows, dtype=torch.float64)
+        self.cross = torch.zeros((rows, rows) if pairs else (rows,), dtype=torch.float64)
+        self.low_x = torch.full((rows,), math.inf)
+        self.high_x = torch.full((rows,), -math.inf)
+        self.low_y = torch.full((rows,), math.inf)
+        self.high_y = torch.full((rows,), -math.inf)
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Merge the same ``m`` pixels of both sets of maps, ``x[k, m]`` and ``y[k, m]`` (float32)."""
+        count = x.shape[1]
+        if count == 0:
+            return
+        a, b = x.double(), y.double()
+        mean_x, mean_y = a.mean(dim=1), b.mean(dim=1)
+        a -= mean_x[:, None]
+        b -= mean_y[:, None]
+        cross = a @ b.T if self.pairs else (a * b).sum(dim=1)
+        total = self.count + count
+        weight = self.count * count / total
+        delta_x, delta_y = mean_x - self.mean_x, mean_y - self.mean_y
+        self.squares_x += (a * a).sum(dim=1) + delta_x * delta_x * weight
+        self.squares_y += (b * b).sum(dim=1) + delta_y * delta_y * weight
+        self.cross += cross + (delta_x[:, None] * delta_y[None, :] if self.pairs else delta_x * delta_y) * weight
+        self.mean_x += delta_x * (count / total)
+        self.mean_y += delta_y * (count / total)
+        self.count = total
+        self.low_x, self.high_x = torch.minimum(self.low_x, x.amin(dim=1)), torch.maximum(self.high_x, x.amax(dim=1))
+        self.low_y, self.high_y = torch.minimum(self.low_y, y.amin(dim=1)), torch.maximum(self.high_y, y.amax(dim=1))
+
+    def constant(self) -> bool:
+        """Whether all entries of the ``x`` maps, or all of the ``y`` maps, are equal (no correlation over entries)."""
+        return not (self.high_x.max() > self.low_x.min() and self.high_y.max() > self.low_y.min())
+
+    def entries(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Over all ``k P`` entries: the centred cross products of each pairing (``[k, k]``, or the
+        diagonal ``[k]``) and the centred sums of squares of ``x`` and of ``y``.
+
+        The rows' deviations from the global means add ``P (a_i - a)(b_j - b)`` to the rows' own sums.
+        """
+        offsets_x, offsets_y = self.mean_x - self.mean_x.mean(), self.mean_y - self.mean_y.mean()
+        outer = offsets_x[:, None] * offsets_y[None, :] if self.pairs else offsets_x * offsets_y
+        spread_x = (self.squares_x + self.count * offsets_x**2).sum()
+        spread_y = (self.squares_y + self.count * offsets_y**2).sum()
+        return self.cross + self.count * outer, spread_x, spread_y
+
+
+class MapAgreement:
+    """The correlations of ``k`` canvas maps with their ``k`` ablation maps, from frame blocks of both.
+
+    Keeps :class:`MapMoments` of ``|C|`` against ``|A|`` (every pairing, for the
+    ``neuron_permutation`` null) and of the signed maps (own pairs only): ``[k, k]`` and a few
+    ``[k]`` float64, never the maps. Blocks may come in any order and size; pixels are merged in
+    sub-blocks of at most ``_BLOCK_ELEMENTS`` float64 entries.
+
+    Args:
+        rows: ``k``.
+    """
+
+    def __init__(self, rows: int) -> None:
+        self.magnitudes = MapMoments(rows, pairs=True)
+        self.signed = MapMoments(rows, pairs=False)
+
+    def add(self, tested: torch.Tensor, truth: torch.Tensor) -> None:
+        """Add the same pixels of the canvas maps ``tested[k, ...]`` and the ablation maps ``truth[k, ...]``."""
+        x, y = tested.reshape(tested.shape[0], -1), truth.reshape(truth.shape[0], -1)
+        step = max(1, _BLOCK_ELEMENTS // max(1, x.shape[0]))
+        for first in range(0, x.shape[1], step):
+            a, b = x[:, first : first + step], y[:, first : first + step]
+            self.magnitudes.add(a.abs(), b.abs())
+            self.signed.add(a, b)
+
+    def scores(self) -> dict[str, float]:
+        """:func:`agreement`'s scores of the maps added."""
+        moments = self.magnitudes
+        valid = (moments.high_x > moments.low_x) & (moments.high_y > moments.low_y)
+        norms = moments.squares_x.sqrt() * moments.squares_y.sqrt()
+        own = torch.diagonal(moments.cross)
+        rows = torch.where(valid, own / torch.where(valid, norms, 1.0), math.nan).clamp(-1.0, 1.0)
+        return {
+            "ablation_correlation": _over_entries(moments, torch.diagonal(moments.entries()[0]).sum()),
+            "ablation_neuron_correlation": finite_median(rows),
+            "signed_correlation": _over_entries(self.signed, self.signed.entries()[0].sum()),
+        }
+
+    def null_scores(self, orders: torch.Tensor) -> list[dict[str, float]]:
+        """:func:`permuted_agreement`'s scores: draw ``d`` pairs canvas map ``i`` with ablation map ``orders[d, i]``."""
+        moments = self.magnitudes
+        valid = (moments.high_x > moments.low_x)[:, None] & (moments.high_y > moments.low_y)[None, :]
+        norms = torch.sqrt(moments.squares_x[:, None] * moments.squares_y[None, :])
+        rows = torch.where(valid, moments.cross / torch.where(valid, norms, 1.0), math.nan).clamp(-1.0, 1.0)
+        entries, spread_x, spread_y = moments.entries()
+        own = torch.arange(orders.shape[1]).expand_as(orders)  # [D, k]: canvas map i, paired with orders[d, i]
+        overall = (entries[own, orders].sum(dim=1) / torch.sqrt(spread_x * spread_y)).clamp(-1.0, 1.0)
+        if moments.constant():
+            overall = torch.full_like(overall, math.nan)
+        per_neuron = rows[own, orders]  # [D, k]
+        return [
+            {"ablation_correlation": float(overall[d]), "ablation_neuron_correlation": finite_median(per_neuron[d])}
+            for d in range(orders.shape[0])
+        ]
+
+
+def _over_entries(moments: MapMoments, cross: torch.Tensor) -> float:
+    """Pearson correlation over all entries from the summed centred ``cross`` products; NaN for constant maps."""
+    _, spread_x, spread_y = moments.entries()
+    if moments.constant():
+        return math.nan
+    return float((cross / (spread_x.sqrt() * spread_y.sqrt())).clamp(-1.0, 1.0))
+
+
 def agreement(canvas_layer: torch.Tensor, ablation: torch.Tensor) -> dict[str, float]:
-    """Correlation scores of canvas maps with their ablation maps (both ``[N, T, H, W]``)."""
-    tested, truth = magnitudes(canvas_layer), magnitudes(ablation)
-    return {
-        "ablation_correlation": pearson(tested, truth),
-        "ablation_neuron_correlation": finite_median(pearson_rows(tested, truth)),
-        "signed_correlation": pearson(canvas_layer.reshape(-1), ablation.reshape(-1)),
-    }
+    """Correlation scores of canvas maps with their ablation maps (both ``[N, T, H, W]``).
+
+    ``ablation_correlation``: Pearson of ``|C|`` and ``|A|`` over all entries;
+    ``ablation_neuron_correlation``: median over neurons of the Pearson of ``|C_n|`` and ``|A_n|``
+    (NaN, and left out, where either map is constant); ``signed_correlation``: Pearson of C and A.
+    """
+    state = MapAgreement(canvas_layer.shape[0])
+    state.add(canvas_layer, ablation)
+    return state.scores()
 
 
 def permuted_agreement(
@@ -147,38 +280,9 @@ def permuted_agreement(
     made the maps), so the ``D`` draws cost no pass over the maps each. Returns per draw
     ``ablation_correlation`` and ``ablation_neuron_correlation``.
     """
-    tested, truth = magnitudes(canvas_layer), magnitudes(ablation)
-    pixels = tested.shape[1]
-    tested_means, truth_means = tested.mean(dim=1, dtype=torch.float64), truth.mean(dim=1, dtype=torch.float64)
-    gram = torch.zeros(tested.shape[0], truth.shape[0], dtype=torch.float64)
-    tested_squares = torch.zeros(tested.shape[0], dtype=torch.float64)
-    truth_squares = torch.zeros(truth.shape[0], dtype=torch.float64)
-    block = max(1, _BLOCK_ELEMENTS // max(1, tested.shape[0]))
-    for start in range(0, pixels, block):
-        x = tested[:, start : start + block].double() - tested_means[:, None]
-        y = truth[:, start : start + block].double() - truth_means[:, None]
-        gram += x @ y.T
-        tested_squares += (x * x).sum(dim=1)
-        truth_squares += (y * y).sum(dim=1)
-    # per neuron: Pearson of row i with row j; NaN where either map is constant (as pearson_rows)
-    valid = (tested.amax(dim=1) > tested.amin(dim=1))[:, None] & (truth.amax(dim=1) > truth.amin(dim=1))[None, :]
-    norms = torch.sqrt(tested_squares[:, None] * truth_squares[None, :])
-    rows = torch.where(valid, gram / torch.where(valid, norms, 1.0), math.nan).clamp(-1.0, 1.0)
-    # over all entries: the rows' deviations from the global means add P (a_i - a)(b_j - b)
-    tested_offsets = tested_means - tested_means.mean()
-    truth_offsets = truth_means - truth_means.mean()
-    entries = gram + pixels * tested_offsets[:, None] * truth_offsets[None, :]
-    tested_spread = (tested_squares + pixels * tested_offsets**2).sum()
-    truth_spread = (truth_squares + pixels * truth_offsets**2).sum()
-    own = torch.arange(tested.shape[0]).expand_as(orders)  # [D, k]: canvas map i, paired with orders[d, i]
-    overall = (entries[own, orders].sum(dim=1) / torch.sqrt(tested_spread * truth_spread)).clamp(-1.0, 1.0)
-    if not (tested.amax() > tested.amin() and truth.amax() > truth.amin()):
-        overall = torch.full_like(overall, math.nan)
-    per_neuron = rows[own, orders]  # [D, k]
-    return [
-        {"ablation_correlation": float(overall[d]), "ablation_neuron_correlation": finite_median(per_neuron[d])}
-        for d in range(orders.shape[0])
-    ]
+    state = MapAgreement(canvas_layer.shape[0])
+    state.add(canvas_layer, ablation)
+    return state.null_scores(orders)
 
 
 def deletion_region(canvas: Canvas, region: str) -> torch.Tensor:
@@ -271,14 +375,15 @@ class FaithfulnessProbe(ProbeAccumulator):
     sizes alone (:func:`neuron_sample`), and the region of the deletion test comes from the masks,
     so both are known before any block is read. When built, the accumulator computes from the
     model the ground truth (the sampled neurons' ablation maps ``[k, T, H, W]`` per layer, and the
-    plain output); each block then gives, per layer, its frames of the sampled maps (copied into
-    ``[k, T, H, W]``) and every neuron's ``|C|`` summed inside and outside the region (``[N, 2]``
+    plain output, held whole); each block then adds, per layer, its frames of the sampled maps to
+    their moments against the ablation maps (:class:`MapAgreement`: ``[k, k]`` float64, the canvas
+    maps are not kept), and every neuron's ``|C|`` summed inside and outside the region (``[N, 2]``
     float64, the region mass). :meth:`compute` zeroes the top-mass neurons (forward passes of the
     model, not reads of the canvas), draws the nulls and scores.
 
     When ``tracer`` names another tracer than the one that made the canvas, the canvas under test
-    is traced from the model when the accumulator is built (held in memory whole while its maps
-    and masses are gathered frame chunk by frame chunk, as before the accumulators) and the
+    is traced from the model when the accumulator is built (held in memory whole while its
+    moments and masses are gathered frame chunk by frame chunk, as before the accumulators) and the
     probed canvas's blocks are not needed: ``passes`` is 0.
 
     Params:
@@ -320,10 +425,14 @@ class FaithfulnessProbe(ProbeAccumulator):
         self.base, self.truth, self.ablators = _ground_truth(
             model, canvas.shape, tested.metadata.get("tracer"), counts, self.samples, params, chunk_size
         )
-        #: per layer, the sampled neurons' canvas maps ``[k, T, H, W]``, filled block by block
-        self.maps = {name: torch.zeros(len(self.samples[name]), *canvas.shape) for name in self.layer_names}
+        #: per layer, the sampled neurons' canvas maps against their ablation maps, block by block
+        self.agreements = {name: MapAgreement(len(self.samples[name])) for name in self.layer_names}
         #: per layer, each neuron's ``sum |C_n|`` outside (column 0) and inside (column 1) the region
         self.region_sums = {name: torch.zeros(counts[name], 2, dtype=torch.float64) for name in self.layer_names}
+        #: per layer, the entries of the sampled maps the scatter figure shows: ``(map, frame, pixel)``
+        #: indices and the canvas's ``|C|`` there, filled block by block
+        self.scatter = {name: _scatter_sample(len(self.samples[name]), canvas.shape) for name in self.layer_names}
+        self.scatter_values = {name: torch.zeros(len(self.scatter[name][0])) for name in self.layer_names}
         if traced is not None:
             self.passes = 0
             for name in self.layer_names:
@@ -339,19 +448,26 @@ class FaithfulnessProbe(ProbeAccumulator):
         control.canvas, control.params = canvas, {**self.params, "null_draws": 0}
         control.region = deletion_region(canvas, self.region_name)
         control._frame_labels = control.region.long().reshape(canvas.shape[0], -1)
-        control.maps = {name: torch.zeros_like(maps) for name, maps in self.maps.items()}
+        control.agreements = {name: MapAgreement(len(self.samples[name])) for name in self.layer_names}
         control.region_sums = {name: torch.zeros_like(sums) for name, sums in self.region_sums.items()}
+        control.scatter_values = {name: torch.zeros_like(values) for name, values in self.scatter_values.items()}
         return control
 
     def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
         self._take(layer, start, chunk)
 
     def _take(self, layer: str, start: int, chunk: torch.Tensor) -> None:
-        """Gather the sampled maps and the region sums of frames ``start ..`` of ``layer`` (``chunk`` read only)."""
+        """Add frames ``start ..`` of ``layer`` (``chunk`` read only) to the sampled maps' agreement with
+        their ablation maps, the region sums and the scatter figure's entries."""
         stop = start + chunk.shape[1]
-        self.maps[layer][:, start:stop] = chunk[self.samples[layer]]
-        labels = self._frame_labels[start:stop].reshape(-1)
-        self.region_sums[layer] += group_sums(magnitudes(chunk), labels, 2)
+        maps = chunk[self.samples[layer]]
+        self.agreements[layer].add(maps, self.truth[layer][:, start:stop])
+        labels = self._frame_labels[start:stop].reshape(1, -1)
+        self.region_sums[layer] += stacked_group_sums(block_magnitudes(chunk), [(labels, 2)])[0][0]
+        rows, frames, pixels = self.scatter[layer]
+        inside = torch.nonzero((frames >= start) & (frames < stop)).reshape(-1)
+        flat = maps.reshape(maps.shape[0], maps.shape[1], -1)
+        self.scatter_values[layer][inside] = flat[rows[inside], frames[inside] - start, pixels[inside]].abs()
 
     def compute(self) -> ProbeResult:
         canvas, params, region, base = self.canvas, self.params, self.region, self.base
@@ -364,12 +480,12 @@ class FaithfulnessProbe(ProbeAccumulator):
         deleted: dict[str, list[float]] = {}
         ablated: dict[str, torch.Tensor] = {}
         for index, name in enumerate(self.layer_names):
-            maps, truth, mass = self.maps[name], self.truth[name], self.region_sums[name][:, 1]
+            mass = self.region_sums[name][:, 1]
             scores, ablated[name] = deletion(self.ablators[name], mass, canvas.frames, base, region, fraction)
-            per_layer[name] = {**agreement(maps, truth), **scores}
+            per_layer[name] = {**self.agreements[name].scores(), **scores}
             if draws:
                 orders = permutations(self.samples[name].numel(), draws, generator(seed, 2 * index))
-                permuted[name] = permuted_agreement(maps, truth, orders)
+                permuted[name] = self.agreements[name].null_scores(orders)
             if deletion_draws and not degenerate_region(region):
                 gen = generator(seed, 2 * index + 1)
                 deleted[name] = random_deletions(
@@ -396,7 +512,10 @@ class FaithfulnessProbe(ProbeAccumulator):
                 for metric in ("deletion_contrast", "drop_inside", "drop_outside")
             }
         figures = {
-            "canvas_vs_ablation": _scatter_figure(self.maps, self.truth),
+            "canvas_vs_ablation": _scatter_figure(self.scatter_values, {
+                name: self.truth[name].reshape(*self.truth[name].shape[:2], -1)[self.scatter[name]].abs()
+                for name in self.layer_names
+            }),
             "deletion": _deletion_figure(base, ablated, region),
         }
         return ProbeResult(scores=collect_scores(per_layer), figures=figures, nulls=nulls, absent=absent)
@@ -456,16 +575,25 @@ def _traced_canvas(canvas: Canvas, model: nn.Module, tracer: str | None, chunk_s
     return Canvas(layers=layers, frames=canvas.frames, metadata={"tracer": tracer}, chunk_bytes=canvas.chunk_bytes)
 
 
+def _scatter_sample(rows: int, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The entries of ``rows`` maps ``[rows, T, H, W]`` the scatter figure shows: all, or a seeded
+    sample of ``_SCATTER_POINTS``; as ``(map, frame, pixel)`` index tensors."""
+    num_frames, height, width = shape
+    entries = rows * num_frames * height * width
+    if entries > _SCATTER_POINTS:
+        flat = torch.from_numpy(np.random.default_rng(0).choice(entries, _SCATTER_POINTS, replace=False))
+    else:
+        flat = torch.arange(entries)
+    pixels = height * width
+    return flat // (num_frames * pixels), flat // pixels % num_frames, flat % pixels
+
+
 def _scatter_figure(tested: dict[str, torch.Tensor], truth: dict[str, torch.Tensor]) -> Any:
-    """Per layer, a 2-D histogram of ``|C|`` against ``|A|`` (at most 200,000 random entries)."""
+    """Per layer, a 2-D histogram of ``|C|`` against ``|A|`` on the entries of :func:`_scatter_sample`."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(tested), figsize=(3.4 * len(tested), 3.0), squeeze=False)
     for axis, name in zip(axes[0], tested):
-        x, y = tested[name].abs().reshape(-1), truth[name].abs().reshape(-1)
-        if x.numel() > _SCATTER_POINTS:
-            chosen = torch.randperm(x.numel(), generator=torch.Generator().manual_seed(0))[:_SCATTER_POINTS]
-            x, y = x[chosen], y[chosen]
-        axis.hexbin(x.numpy(), y.numpy(), gridsize=40, bins="log", cmap="viridis", mincnt=1)
+        axis.hexbin(tested[name].numpy(), truth[name].numpy(), gridsize=40, bins="log", cmap="viridis", mincnt=1)
         axis.set_xlabel("|C| (canvas)", fontsize=8)
         axis.set_ylabel("|A| (ablation)", fontsize=8)
         axis.set_title(name, fontsize=9)

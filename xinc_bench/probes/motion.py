@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from scipy.stats import rankdata
 
@@ -51,7 +52,7 @@ from ..registry import PROBES
 from .accumulator import ProbeAccumulator, ProbeResult
 from .inputs import require_flow, require_masks, require_video
 from .nulls import generator, permutations
-from .numerics import finite_median, group_sums, magnitudes, safe_ratio, spearman, top_fraction_mask
+from .numerics import block_magnitudes, finite_median, safe_ratio, spearman, stacked_group_sums, top_fraction_mask
 from .pixel_partitions import relabel
 from .plotting import pyplot
 from .scores import collect_scores
@@ -62,15 +63,19 @@ NO_MOTION_REASON = "no frame has motion above motion_threshold (or the flow spee
 #: why the CoV ratio is absent without both kinds of instance
 NO_CONTRAST_REASON = "the masks need both a moving and a static instance (by mean flow speed vs motion_threshold)"
 FLOW_METRICS = ("flow_spearman", "flow_top_bottom_ratio")
+#: float64 entries of one block of neuron rows in :func:`_change`
+_ROW_BLOCK = 1 << 22
 
 
 class ContributionChange:
     """``dS[T - 1, H, W]`` of one layer (frame t - 1 -> t at index t - 1), in float64, block by block.
 
     Each layer's blocks come in frame order (the accumulator contract), each frame once; ``|C|``
-    of the last frame of a block (float32, ``[N, H, W]``) is carried into the next. Accumulating in
-    float64 keeps the ranks of nearly equal changes stable (the Spearman score must not depend on
-    the canvas's scale); one frame at a time bounds the extra memory.
+    of the last frame of a block (``[N, H * W]``, float16 when that is exact) is carried into the next. The
+    differences are taken in float64 (exact for float32 inputs) and summed in float64, which
+    keeps the ranks of nearly equal changes stable (the Spearman score must not depend on the
+    canvas's scale); neurons are taken a block of rows at a time, so the float64 temporaries stay
+    at ``_ROW_BLOCK`` entries.
 
     Args:
         shape: the canvas's ``(T, H, W)``.
@@ -86,14 +91,35 @@ class ContributionChange:
         """Add frames ``start .. start + t - 1``, ``chunk`` ``[N, t, H, W]`` (not modified), the next ones in order."""
         if start != self.next_frame:
             raise RuntimeError(f"motion: frame {start} given where frame {self.next_frame} was due (out of order)")
-        previous = None if self.previous is None else self.previous.double()
-        for t in range(chunk.shape[1]):
-            current = chunk[:, t].double().abs()
+        num_neurons, frames = chunk.shape[:2]
+        mags = block_magnitudes(chunk).reshape(num_neurons, frames, -1)
+        previous = self.previous
+        for t in range(frames):
+            current = mags[:, t]
             if previous is not None:
-                self.change[start + t - 1] = (current - previous).abs().sum(dim=0)
+                self.change[start + t - 1] = _change(current, previous).reshape(self.change.shape[1:])
             previous = current
-        self.previous = chunk[:, -1].abs()
-        self.next_frame = start + chunk.shape[1]
+        self.previous = _carried(mags[:, -1])
+        self.next_frame = start + frames
+
+
+def _carried(frame: torch.Tensor) -> torch.Tensor:
+    """A frame ``|C|[N, H * W]`` kept for the next block: float16 where that holds every value
+    exactly (a float16 canvas, e.g. traced with ``--float16``), else a float32 copy."""
+    half = frame.half()
+    return half if torch.equal(half.float(), frame) else frame.clone()
+
+
+def _change(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """``sum_n | |C^t_n| - |C^{t-1}_n| |`` of two frames ``[N, H * W]`` (float32): ``[H * W]`` float64."""
+    num_neurons, pixels = current.shape
+    total = np.zeros(pixels)
+    step = max(1, _ROW_BLOCK // max(1, pixels))
+    for first in range(0, num_neurons, step):
+        rows = slice(first, first + step)
+        difference = np.subtract(current[rows].numpy(), previous[rows].numpy(), dtype=np.float64)
+        total += np.add.reduce(np.abs(difference, out=difference), axis=0)
+    return torch.from_numpy(total)
 
 
 def contribution_change(canvas: Canvas, name: str) -> torch.Tensor:
@@ -162,8 +188,8 @@ class InstanceSums:
         """Add frames ``start .. start + t - 1``, ``chunk`` ``[N, t, H, W]`` (not modified)."""
         stop = start + chunk.shape[1]
         first, last = start * (self.count + 1), stop * (self.count + 1)
-        local = self.index[start:stop].reshape(-1) - first
-        self.sums[:, first:last] += group_sums(magnitudes(chunk), local, last - first)
+        local = self.index[start:stop].reshape(1, -1) - first
+        self.sums[:, first:last] += stacked_group_sums(block_magnitudes(chunk), [(local, last - first)])[0][0]
 
     def cov(self) -> torch.Tensor:
         """Coefficient of variation over time of each neuron's mean ``|C|`` on each instance: ``[N, K]``.
@@ -319,7 +345,8 @@ class MotionProbe(ProbeAccumulator):
     """SPEC 5.6 for every layer; headline scores are means over layers.
 
     One pass: each block adds to its layer's dS map (:class:`ContributionChange`, ``[T - 1, H, W]``
-    float64, carrying ``|C|`` of the block's last frame, ``[N, H, W]`` float32, to the next block)
+    float64, carrying ``|C|`` of the block's last frame, ``[N, H, W]`` float32 or, when exact,
+    float16, to the next block)
     and to its per-neuron (frame, instance) sums (:class:`InstanceSums`); scores, nulls and the
     figure come from those at the end. Blocks of different layers interleave, so every layer's dS
     map and carried frame are held at once (the function form held one layer's at a time).

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..registry import NULL_MODELS
+from .numerics import stacked_group_sums
 
 for _name, _description in {
     "label_permutation": (
@@ -46,12 +47,6 @@ for _name, _description in {
 }.items():
     NULL_MODELS.add(_name, _description)
 
-#: pixels per block when forming one-hot label matrices (bounds their memory)
-_PIXEL_BLOCK = 1 << 14
-#: above this many one-hot columns (draws x groups), group sums use one index_add_ per draw
-_ONEHOT_MAX_COLUMNS = 512
-
-
 def generator(seed: int, stream: int = 0) -> torch.Generator:
     """A CPU generator for null draws: ``seed`` from the task, ``stream`` separating uses within a probe."""
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(stream))
@@ -71,27 +66,15 @@ def permuted_labels(labels: torch.Tensor, draws: int, gen: torch.Generator) -> t
 def permuted_group_sums(values: torch.Tensor, labels: torch.Tensor, num_groups: int) -> torch.Tensor:
     """Per-row sums of ``values[N, p]`` over the groups of each label map in ``labels[D, p]``.
 
-    Returns ``[D, N, K]`` float64, from one read of the chunk whatever ``D``. With few groups all
-    ``D`` label maps are served by one matmul per block of pixels with a one-hot ``[b, D * K]``;
-    with many (e.g. hundreds of felzenszwalb segments) that one-hot would be large and mostly
-    zeros, so each map gets one ``index_add_`` instead (faster there, same result).
+    Returns ``[D, N, K]`` float64, from one read of the chunk whatever ``D``
+    (:func:`~xinc_bench.probes.numerics.stacked_group_sums`).
     """
-    draws, pixels = labels.shape
-    rows = values.shape[0]
-    if draws * num_groups > _ONEHOT_MAX_COLUMNS:
-        out = torch.zeros(draws, rows, num_groups, dtype=torch.float64)
-        source = values.double()
-        for draw in range(draws):
-            out[draw].index_add_(1, labels[draw], source)
-        return out
-    out = torch.zeros(rows, draws * num_groups, dtype=torch.float64)
-    offsets = (torch.arange(draws) * num_groups)[:, None]
-    for start in range(0, pixels, _PIXEL_BLOCK):
-        block = labels[:, start : start + _PIXEL_BLOCK] + offsets  # [D, b]
-        onehot = torch.zeros(block.shape[1], draws * num_groups, dtype=torch.float64)
-        onehot.scatter_(1, block.T.contiguous(), 1.0)
-        out += values[:, start : start + _PIXEL_BLOCK].double() @ onehot
-    return out.reshape(rows, draws, num_groups).permute(1, 0, 2).contiguous()
+    return stacked_group_sums(values, [(labels, num_groups)])[0]
+
+
+def compact_labels(labels: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """Integer labels in ``0..num_groups-1`` stored in the smallest integer type that holds them (int16 or int32)."""
+    return labels.to(torch.int16 if num_groups <= torch.iinfo(torch.int16).max else torch.int32)
 
 
 def frame_permutations(shape: tuple[int, int, int], draws: int, gen: torch.Generator) -> torch.Tensor:

@@ -41,6 +41,7 @@ from ..registry import PROBES
 from .accumulator import ProbeAccumulator, ProbeResult
 from .inputs import require_masks
 from .nulls import generator, permuted_group_sums, permuted_labels
+from .numerics import block_magnitudes
 from .pixel_partitions import relabel
 from .plotting import pyplot
 from .scores import collect_scores
@@ -101,7 +102,7 @@ class InstanceSums:
         frame_pixels = chunk.shape[2] * chunk.shape[3]
         pixels = slice(start * frame_pixels, (start + chunk.shape[1]) * frame_pixels)
         index = _group_index(self.labels[:, pixels], self.num_instances)
-        self.sums += permuted_group_sums(chunk.reshape(chunk.shape[0], -1).abs(), index, self.num_instances + 1)
+        self.sums += permuted_group_sums(block_magnitudes(chunk), index, self.num_instances + 1)
 
     def profiles(self) -> torch.Tensor:
         """Area-normalised neuron profiles ``[R, N, K]`` for each label map, once every frame was added.

@@ -33,7 +33,9 @@ its scores are NaN.
 
 The probe is an accumulator (:class:`PartitionsProbe`) over one pass: each block of a layer adds
 to the per-neuron totals ``T_n`` and group sums ``A`` of all four partitions, and of their ``D``
-permuted copies (one matmul per block and partition), and the deltas are computed from them.
+permuted copies (one matmul per block for all of them,
+:func:`~xinc_bench.probes.numerics.stacked_group_sums`; the permuted maps are held as int16), and
+the deltas are computed from them.
 
 Reference options (SPEC 8): ``grid: strided`` (cells ``(y mod 4, x mod 8)``, 8.1),
 ``other_instance: reference`` (the "other" group is the union of the segments, 8.3),
@@ -55,8 +57,8 @@ from ..registry import PROBES
 from .accumulator import ProbeAccumulator, ProbeResult
 from .image_features import GABOR_BANKS
 from .inputs import choice, require_masks
-from .nulls import generator, permuted_group_sums, permuted_labels
-from .numerics import group_sums, magnitudes
+from .nulls import compact_labels, generator, permuted_labels
+from .numerics import block_magnitudes, block_neuron_totals, stacked_group_sums
 from .pixel_partitions import REFERENCE_STRIDE, contiguous_grid, gabor_clusters, relabel, rgb_clusters, strided_grid
 from .plotting import pyplot
 from .scores import collect_scores
@@ -155,16 +157,24 @@ class GroupTotals:
         }
 
     def add(self, start: int, chunk: torch.Tensor) -> None:
-        """Add frames ``start .. start + t - 1`` of the layer, ``chunk`` ``[N, t, H, W]`` (not modified)."""
-        mags = magnitudes(chunk)
+        """Add frames ``start .. start + t - 1`` of the layer, ``chunk`` ``[N, t, H, W]`` (not modified).
+
+        ``|C|`` and ``T_n`` are the block's shared values; the group sums of every partition and
+        every permuted copy come from one read of ``|C|``
+        (:func:`~xinc_bench.probes.numerics.stacked_group_sums`).
+        """
+        mags = block_magnitudes(chunk)
         first = start * chunk.shape[2] * chunk.shape[3]
         pixels = slice(first, first + mags.shape[1])
-        self.totals += mags.sum(dim=1, dtype=torch.float64)
-        for key, index in self.indices.items():
-            self.label_sums[key] += group_sums(mags, index[pixels], self.partitions[key].num_labels + 1)
-        for key, labels in self.permuted.items():
-            groups = self.partitions[key].num_labels + 1
-            self.null_label_sums[key] += permuted_group_sums(mags, labels[:, pixels], groups)
+        self.totals += block_neuron_totals(chunk)
+        keys = list(self.indices)
+        stacks = [(self.indices[key][None, pixels], self.partitions[key].num_labels + 1) for key in keys]
+        stacks += [(self.permuted[key][:, pixels], self.partitions[key].num_labels + 1) for key in self.permuted]
+        sums = stacked_group_sums(mags, stacks)
+        for key, value in zip(keys, sums):
+            self.label_sums[key] += value[0]
+        for key, value in zip(self.permuted, sums[len(keys) :]):
+            self.null_label_sums[key] += value
 
     def result(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """``(totals [N], sums, null_sums)``, ``sums[key]`` ``[N, G]``, ``null_sums[key]`` ``[D, N, G]`` (float64)."""
@@ -370,9 +380,10 @@ class PartitionsProbe(ProbeAccumulator):
         self.reported = int(params.get("null_draws", 0))
         num_draws = self.reported or (int(params.get("chance_draws", 10)) if self.basis == "chance" else 0)
         gen = generator(int(params.get("null_seed", 0)))
-        permuted = (
-            {key: permuted_labels(part.index, num_draws, gen) for key, part in self.parts.items()} if num_draws else {}
-        )
+        permuted = {
+            key: compact_labels(permuted_labels(part.index, num_draws, gen), part.num_labels + 1)
+            for key, part in self.parts.items()
+        } if num_draws else {}
         self.num_draws = num_draws
         self.sums = {
             name: GroupTotals(canvas.layer_shape(name)[0], self.parts, permuted) for name in canvas.layer_names

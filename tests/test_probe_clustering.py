@@ -17,6 +17,7 @@ from xinc_bench.errors import XincError
 from xinc_bench.probes.accumulator import run_accumulator
 from xinc_bench.probes.base import load_task
 from xinc_bench.probes.clustering import (
+    NeuronVectorSums,
     ami_null_draws,
     motion_labels,
     pixel_sample,
@@ -320,3 +321,44 @@ def test_figure_frames_of_large_layers_are_bounded(monkeypatch: pytest.MonkeyPat
         assert all(frame.numel() <= 5 * H * W for frame in frames.values())
     sample = clustering.figure_sample(12, H * W, seed=0)
     assert len(sample) == 5 and torch.equal(sample, sample.unique())  # distinct, sorted
+
+
+def test_spatial_shuffle_draws_have_the_mean_and_covariance_of_permuted_maps() -> None:
+    # the moments the draws are built from are those of real permutations of every map in every frame
+    gen = torch.Generator().manual_seed(11)
+    frames, height, width, clusters, draws = 2, 8, 16, 4, 4000
+    maps = torch.rand(3, frames, height, width, generator=gen) ** 3  # skewed values
+    maps[1, :, :, : width // 2] = 0.0  # a map active on half the frame
+    labels = torch.randint(0, clusters, (frames, height, width), generator=gen)
+    sums = NeuronVectorSums(3, labels, clusters, shuffles=draws, null_seed=0)
+    mags = maps.reshape(3, -1)
+    sums.add_extrema(mags)
+    sums.end_extrema()
+    sums.add_sums(0, mags)
+    _, _, drawn = sums.result()  # [D, 3, K]
+    normalised = (mags - sums.low[:, None]) / sums.scale
+    values = normalised.reshape(3, frames, -1)
+    flat_labels = labels.reshape(frames, -1)
+    exact = torch.zeros(draws, 3, clusters, dtype=torch.float64)
+    for frame in range(frames):
+        order = torch.rand(draws, 3, height * width, generator=gen).argsort(dim=2)
+        permuted = flat_labels[frame][order]  # each neuron's own permuted labels, per draw
+        exact.scatter_add_(2, permuted, values[:, frame].double().expand(draws, -1, -1).contiguous())
+    exact /= torch.bincount(labels.reshape(-1), minlength=clusters).double()
+    spread = exact.std(dim=0)
+    assert torch.allclose(drawn.mean(dim=0), exact.mean(dim=0), atol=float(5 * spread.max() / math.sqrt(draws)))
+    for neuron in range(3):
+        drawn_cov = torch.cov(drawn[:, neuron].T)
+        exact_cov = torch.cov(exact[:, neuron].T)
+        assert torch.allclose(drawn_cov, exact_cov, rtol=0.15, atol=0.15 * float(exact_cov.diagonal().max()))
+
+
+def test_silhouette_null_agrees_with_the_silhouette_of_real_spatial_shuffles() -> None:
+    # the probe's draws against the silhouette of the shuffled control itself, ten seeds
+    canvas = Canvas(layers={"layer": _halves(16, 16)}, frames=_frames())
+    result = _result(canvas)
+    drawn = np.array(result.nulls["spatial_shuffle"]["silhouette"])
+    shuffled = np.array([_run(shuffle_canvas(canvas, seed=seed), null_draws=0)["silhouette"] for seed in range(10)])
+    spread = max(drawn.std(), shuffled.std())
+    assert abs(drawn.mean() - shuffled.mean()) < 3 * spread / math.sqrt(10) + 0.02
+    assert result.scores["silhouette"] > shuffled.max() and result.scores["silhouette"] > drawn.max()

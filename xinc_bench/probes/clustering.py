@@ -32,11 +32,17 @@ gets 14,627 pixels and about 3 GiB at the k-means peak). Unset, there is no cap.
 
 * ``spatial_shuffle`` (``silhouette``): every neuron's map permuted over the pixels of each frame,
   independently of the other neurons (the spatial-shuffle control, ``D`` times), and the neuron
-  vectors, their clustering and its silhouette recomputed. Drawn in the pass that builds the
-  vectors (each neuron's values summed over its own permuted pixel labels); the clustering is
-  redone per draw on the ``[N', K]`` vectors, never on the canvas. It asks whether the neuron kinds
-  come from *where* the neurons act, not just from their value distributions (which alone make
-  k-means find some clusters).
+  vectors, their clustering and its silhouette recomputed. A permutation of a frame's ``P`` values
+  over clusters of ``a_k`` pixels gives cluster sums of mean ``a_k mu`` and covariance
+  ``s^2 P / (P - 1) (diag(a) - a a^T / P)`` (``mu``, ``s^2``: the map's mean and variance in the
+  frame); each draw takes the neuron vectors from the Gaussian with exactly these moments, summed
+  over frames (:meth:`NeuronVectorSums.shuffle_draws`). This is the normal limit of sampling
+  without replacement (Hajek's finite-population central limit theorem), accurate when each
+  cluster covers many pixels of a frame, and it needs each neuron's sum and sum of squares per
+  frame only: a draw costs ``O(N T K)`` instead of a permutation of the whole canvas (hours for
+  the paper's NeRV at 128x256). The clustering is redone per draw on the ``[N', K]`` vectors. It
+  asks whether the neuron kinds come from *where* the neurons act, not just from their value
+  distributions (which alone make k-means find some clusters).
 * ``label_permutation`` (``motion_ami``, ``object_ami``, ``motion_dominance``): the motion and
   object labels of a layer's sampled pixels permuted together over those pixels (one permutation
   per draw; layers with the same sample size get the same permutations). A permutation keeps both
@@ -72,7 +78,7 @@ from .stats import collect_null_draws
 
 METHODS = ("kmeans", "finch")
 MOTION_METRICS = ("motion_ami", "object_ami", "motion_dominance")
-#: null seed streams: spatial shuffles of the neuron maps (one per draw and frame), pixel labels
+#: null seed streams: the spatial-shuffle draws (one per draw, odd), the pixel labels' permutations
 _SHUFFLE_STREAM, _PIXEL_STREAM, _STREAMS = 1, 2, 2
 #: entries of one block of neuron rows taken at once by :meth:`NeuronVectorSums.add_sums`
 _ROW_BLOCK = 1 << 22
@@ -93,9 +99,10 @@ class NeuronVectorSums:
 
     Pass 0 gives every block to :meth:`add_extrema` (per-neuron minimum and maximum of ``|C|``),
     then :meth:`end_extrema`; pass 1 gives every block to :meth:`add_sums` (the sums of the
-    normalised maps over each pixel cluster, and over each spatial-shuffle draw's own permuted
-    labels). Blocks may come in any frame ranges; the draws do not depend on them. Memory:
-    ``[N]`` extrema, ``[N, K]`` and ``[shuffles, N, K]`` float64 sums.
+    normalised maps over each pixel cluster and, for the spatial-shuffle draws, each neuron's sum
+    and sum of squares in each frame). Blocks may come in any frame ranges; the draws, made by
+    :meth:`result`, do not depend on them. Memory: ``[N]`` extrema, ``[N, K]`` float64 sums and
+    ``[N, T]`` float64 moments.
 
     Args:
         num_neurons: N of the layer.
@@ -114,7 +121,10 @@ class NeuronVectorSums:
         self.low: torch.Tensor | None = None
         self.high: torch.Tensor | None = None
         self.sums = torch.zeros(num_neurons, num_clusters, dtype=torch.float64)
-        self.null_sums = torch.zeros(shuffles, num_neurons, num_clusters, dtype=torch.float64)
+        num_frames = self.frame_labels.shape[0]
+        #: per neuron and frame, the sum and the sum of squares of the normalised map (the draws' moments)
+        self.frame_sums = torch.zeros(num_neurons, num_frames, dtype=torch.float64)
+        self.frame_squares = torch.zeros(num_neurons, num_frames, dtype=torch.float64)
 
     def add_extrema(self, mags: torch.Tensor) -> None:
         """Pass 0: take ``|C|`` ``[N, t * H * W]`` of some frames into the per-neuron extrema."""
@@ -134,42 +144,63 @@ class NeuronVectorSums:
     def add_sums(self, start: int, mags: torch.Tensor) -> None:
         """Pass 1: take ``|C|`` ``[N, t * H * W]`` of frames ``start .. start + t - 1`` into the sums.
 
-        The normalised maps (float32, as a whole-layer normalisation) are summed in float64. Draw
-        ``d`` of frame ``t`` permutes every neuron's map over the frame's pixels with the generator
-        of stream ``(d, t)`` of ``null_seed`` (one ``[N, H * W]`` uniform draw, argsorted per neuron).
-        The neurons are taken in blocks of rows, each draw's generator running on from one block
-        to the next, so the permutations are those of one ``[N, H * W]`` draw while the
-        temporaries of a draw (float64 values, uniforms, permutations) stay at ``_ROW_BLOCK`` entries.
+        The normalised maps (float32, as a whole-layer normalisation) are summed in float64, per
+        pixel cluster and, with draws, per frame together with their squares. The neurons are
+        taken in blocks of rows of at most ``_ROW_BLOCK`` entries.
         """
-        num_frames, frame_pixels = self.frame_labels.shape
+        frame_pixels = self.frame_labels.shape[1]
         num_neurons, pixels = mags.shape
         frames = pixels // frame_pixels
-        chunk_labels = self.frame_labels[start : start + frames]
-        flat_labels = chunk_labels.reshape(-1)
-        generators = [
-            [generator(self.null_seed, _SHUFFLE_STREAM + (draw * num_frames + frame) * _STREAMS)
-             for frame in range(start, start + frames)]
-            for draw in range(self.shuffles)
-        ]
-        step = max(1, _ROW_BLOCK // frame_pixels)
+        flat_labels = self.frame_labels[start : start + frames].reshape(-1)
+        window = slice(start, start + frames)
+        step = max(1, _ROW_BLOCK // pixels)
         for first in range(0, num_neurons, step):
             rows = slice(first, min(first + step, num_neurons))
             normalised = torch.where(self.span[rows] > 0, (mags[rows] - self.low[rows, None]) / self.scale[rows], 0.0)
             self.sums[rows] += group_sums(normalised, flat_labels, self.num_clusters)
-            if not self.shuffles:
-                continue
-            frame_values = normalised.reshape(-1, frames, frame_pixels)
-            for offset in range(frames):
-                values = frame_values[:, offset].double()
-                for draw, draw_generators in enumerate(generators):
-                    order = torch.rand(values.shape[0], frame_pixels, generator=draw_generators[offset]).argsort(dim=1)
-                    own_labels = chunk_labels[offset][order]  # each neuron's own permuted labels
-                    self.null_sums[draw, rows].scatter_add_(1, own_labels, values)
+            if self.shuffles:
+                values = normalised.reshape(-1, frames, frame_pixels).numpy()
+                self.frame_sums[rows, window] += torch.from_numpy(np.add.reduce(values, axis=2, dtype=np.float64))
+                self.frame_squares[rows, window] += torch.from_numpy(
+                    np.einsum("ntp,ntp->nt", values, values, dtype=np.float64)
+                )
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """After pass 1: the vectors ``[N', K]``, the neurons' indices ``[N']``, the draws' vectors ``[D, N', K]``."""
         areas = torch.bincount(self.pixel_labels.reshape(-1), minlength=self.num_clusters).double()
-        return self.sums[self.alive] / areas, self.alive, self.null_sums[:, self.alive] / areas
+        return self.sums[self.alive] / areas, self.alive, self.shuffle_draws() / areas
+
+    def shuffle_draws(self) -> torch.Tensor:
+        """The cluster sums ``[D, N', K]`` of the neurons with a nonzero map under ``D`` spatial-shuffle draws.
+
+        Under a uniform permutation of a frame's ``P`` values (mean ``mu``, population variance
+        ``s^2``) over pixel clusters of ``a_k`` pixels, the cluster sums have mean ``a_k mu`` and
+        covariance ``s^2 P / (P - 1) (diag(a) - a a^T / P)``; frames are permuted independently,
+        so their sums add up. Each draw takes the Gaussian with exactly that mean and covariance
+        (per frame, ``z * sqrt(a)`` minus its total times ``a / P``, ``z`` an ``[N', K]`` standard
+        normal from the generator of stream ``d`` of ``null_seed``): the normal limit of sampling
+        without replacement, close to the permutation's distribution when every cluster covers
+        many pixels of a frame. It needs each neuron's first two moments per frame only, so a draw
+        costs ``O(N T K)``, not a permutation of the canvas.
+        """
+        alive = self.alive
+        num_frames, frame_pixels = self.frame_labels.shape
+        frame_areas = torch.stack(
+            [torch.bincount(labels, minlength=self.num_clusters) for labels in self.frame_labels]
+        ).double()  # [T, K]
+        mean = self.frame_sums[alive] / frame_pixels  # [N', T]
+        variance = (self.frame_squares[alive] / frame_pixels - mean**2).clamp(min=0.0)
+        finite_population = frame_pixels / (frame_pixels - 1) if frame_pixels > 1 else 0.0
+        spread = (variance * finite_population).sqrt()
+        draws = torch.zeros(self.shuffles, len(alive), self.num_clusters, dtype=torch.float64)
+        for draw in range(self.shuffles):
+            gen = generator(self.null_seed, _SHUFFLE_STREAM + draw * _STREAMS)
+            for frame in range(num_frames):
+                areas = frame_areas[frame]
+                noise = torch.randn(len(alive), self.num_clusters, generator=gen, dtype=torch.float64) * areas.sqrt()
+                centred = noise - noise.sum(dim=1, keepdim=True) * (areas / frame_pixels)
+                draws[draw] += mean[:, frame, None] * areas + spread[:, frame, None] * centred
+        return draws
 
 
 def neuron_vectors(
@@ -188,13 +219,13 @@ def neuron_vectors(
     layer's frame chunks (:class:`NeuronVectorSums`): the per-neuron extrema, then the sums of the
     normalised maps (in float32, as a whole-layer normalisation, accumulated in float64).
 
-    A spatial-shuffle draw permutes every neuron's map over the pixels of each frame independently
-    of the other neurons (as :func:`~xinc_bench.probes.controls.shuffle_canvas` does) before the
-    averaging; the extrema, hence the normalisation, are unchanged by a permutation. It is
-    computed in the second read: each neuron's normalised map is summed over its own permuted copy
-    of the pixel labels (one label gather and scatter-add per draw and frame, no further read).
-    Draw ``d`` of frame ``t`` uses the generator of stream ``(d, t)`` of ``null_seed``, so the draws
-    do not depend on how the layer is chunked. (The probe accumulates the same from its blocks.)
+    A spatial-shuffle draw stands for every neuron's map permuted over the pixels of each frame
+    independently of the other neurons (as :func:`~xinc_bench.probes.controls.shuffle_canvas`
+    does) before the averaging; the extrema, hence the normalisation, are unchanged by a
+    permutation. The draws take the permutation's exact mean and covariance of each neuron's
+    cluster sums from its per-frame moments, gathered in the second read
+    (:meth:`NeuronVectorSums.shuffle_draws`), so they do not depend on how the layer is chunked.
+    (The probe accumulates the same from its blocks.)
     """
     state = NeuronVectorSums(canvas.layer_shape(name)[0], pixel_labels, num_clusters, shuffles, null_seed)
     for _, chunk in canvas.frame_chunks(name):
@@ -444,14 +475,15 @@ class ClusteringProbe(ProbeAccumulator):
       and, for motion clustering, ``S(t, p)`` of every pixel (``[T, H, W]`` float64). Its end
       fixes the normalisation and draws the seeded pixel sample of frames ``t >= 1`` (then only
       ``S`` of the sampled pixels is kept);
-    * pass 1: per layer, the sums of the normalised maps over the pixel clusters and over each
-      spatial-shuffle draw's permuted labels, the share vectors of the sampled pixels
+    * pass 1: per layer, the sums of the normalised maps over the pixel clusters and, for the
+      spatial-shuffle draws, their moments per frame, the share vectors of the sampled pixels
       (:class:`ShareSample`), and the two frames the figures show: frame 0 of the neurons with a
       nonzero map (cluster mean maps) and the frame of largest mean flow (pixel cluster maps), each
       within :data:`FIGURE_ENTRIES` (:func:`figure_sample`, :func:`figure_stride`).
 
     :meth:`compute` clusters the neuron vectors and the share vectors. Memory across the passes:
-    per layer ``[N]`` extrema, ``[N, K]`` and ``[D, N, K]`` float64 sums, the sampled share vectors
+    per layer ``[N]`` extrema, ``[N, K]`` float64 sums, ``[N, T]`` float64 moments (the
+    ``[D, N', K]`` draws at the end), the sampled share vectors
     (all layers' at once; see ``max_share_values``), the two figure frames (at most 64 MB each)
     and, in pass 0 only, ``S`` ``[T, H, W]`` float64. The seeded pixel sample and null draws are
     those of a whole-layer read, whatever the blocks.

@@ -1,0 +1,44 @@
+"""The spatial-shuffle control: what it keeps and what it destroys, block for block."""
+
+from __future__ import annotations
+
+import torch
+
+from xinc_bench.canvas import Canvas
+from xinc_bench.probes.controls import shuffle_canvas, shuffled_view
+
+
+def _canvas() -> Canvas:
+    gen = torch.Generator().manual_seed(0)
+    layer = torch.arange(6 * 4 * 8 * 16, dtype=torch.float32).reshape(6, 4, 8, 16)  # every value distinct
+    return Canvas(layers={"a": layer, "b": torch.rand(3, 4, 8, 16, generator=gen)}, frames=torch.rand(4, 8, 16, 3))
+
+
+def test_every_map_keeps_its_values_in_every_frame_and_loses_their_places() -> None:
+    canvas = _canvas()
+    original = canvas.layers["a"].reshape(6, 4, -1)
+    shuffled = shuffle_canvas(canvas, seed=0).layer_frames("a", 0, 4).reshape(6, 4, -1)
+    assert torch.equal(shuffled.sort(dim=-1).values, original.sort(dim=-1).values)  # same values per (neuron, frame)
+    moved = (shuffled != original).float().mean()
+    assert moved > 0.95  # a permutation of 128 pixels leaves ~1 in 128 in place
+    # each (neuron, frame) has its own permutation: the ranks of the values differ between maps
+    ranks = (shuffled - original[:, :, :1]).argsort(dim=-1)
+    assert len({tuple(row.tolist()) for row in ranks.reshape(24, -1)}) == 24
+
+
+def test_a_frame_reads_the_same_in_any_block_and_differs_with_the_seed() -> None:
+    canvas = _canvas()
+    whole = shuffle_canvas(canvas, seed=3).layer_frames("b", 0, 4)
+    view = shuffled_view(canvas, seed=3)
+    per_frame = torch.cat([view("b", t, canvas.layer_frames("b", t, t + 1)) for t in range(4)], dim=1)
+    assert torch.equal(per_frame, whole)
+    assert torch.equal(view("b", 1, canvas.layer_frames("b", 1, 3)), whole[:, 1:3])
+    assert not torch.equal(shuffle_canvas(canvas, seed=4).layer_frames("b", 0, 4), whole)
+
+
+def test_the_block_given_to_the_view_is_left_as_it_was() -> None:
+    canvas = _canvas()
+    block = canvas.layer_frames("a", 0, 1)
+    before = block.clone()
+    shuffled_view(canvas)("a", 0, block)
+    assert torch.equal(block, before)

@@ -23,7 +23,14 @@ from xinc_bench.probes.accumulator import AccumulatorGroup, accumulate, window_f
 from xinc_bench.probes.base import load_task
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.image_features import gabor_kernels, gabor_responses
-from xinc_bench.probes.partitions import Partition, instance_partition, layer_partitions
+from xinc_bench.probes.nulls import neuron_sample
+from xinc_bench.probes.partitions import (
+    GroupTotals,
+    Partition,
+    instance_partition,
+    layer_partitions,
+    sensitivity_per_neuron,
+)
 from xinc_bench.probes.pixel_partitions import contiguous_grid
 from xinc_bench.probes.stats import score_evidence
 from accumulating import assert_same_result, unreadable
@@ -234,3 +241,56 @@ def test_accumulator_scores_do_not_depend_on_blocks_and_never_read_layers() -> N
         acc.end_pass(pass_index)
     assert_same_result(acc.compute(), task.run(canvas, null_draws=5))
     plt.close("all")
+
+
+def _noisy_owners(count: int) -> Canvas:
+    """``count`` neurons owning grid cells, each with its own noise: per-neuron spreads that differ."""
+    grid = contiguous_grid((1, H, W), K)
+    groups = torch.arange(count) % K
+    gen = torch.Generator().manual_seed(4)
+    layer = (grid[None] == groups[:, None, None, None]).float() + torch.rand(count, 1, H, W, generator=gen) * 2
+    return _canvas(layer, _scatter(1), _scatter(2))
+
+
+def test_null_neurons_at_least_the_layer_change_nothing() -> None:
+    canvas, task = _noisy_owners(N), load_task("partitions")
+    exact = task.run(canvas, null_draws=5, max_null_neurons=None)
+    capped = task.run(canvas, null_draws=5, max_null_neurons=N)
+    plt.close("all")
+    assert capped.scores == exact.scores and capped.nulls == exact.nulls
+
+
+def test_null_drawn_for_a_sample_of_neurons_keeps_the_sensitivities_and_estimates_the_null() -> None:
+    # 400 neurons, the draws summed for 100: the observed sensitivities are untouched and the
+    # factor shares (in units of the null means) barely move
+    canvas, task = _noisy_owners(400), load_task("partitions")
+    exact = task.run(canvas, null_draws=5, max_null_neurons=None)
+    sampled = task.run(canvas, null_draws=5, max_null_neurons=100)
+    again = task.run(canvas, null_draws=5, max_null_neurons=100)
+    plt.close("all")
+    sensitivities = [name for name in exact.scores if name.rsplit("/", 1)[-1].startswith("s_")]
+    assert [sampled.scores[name] for name in sensitivities] == [exact.scores[name] for name in sensitivities]
+    assert sampled.scores == pytest.approx(exact.scores, abs=0.01)
+    assert sampled.nulls == again.nulls  # seeded
+    assert sampled.nulls != exact.nulls
+
+
+def test_a_sampled_null_median_lies_near_the_middle_of_the_whole_layer() -> None:
+    # the stated bound: the median of m sampled neurons' spreads lies within the layer's
+    # 50 -/+ 98 / sqrt(m) percentiles (here m = 100: 40th to 60th) with probability above 95 %
+    canvas = _noisy_owners(400)
+    grid = Partition.from_map(contiguous_grid((1, H, W), K))
+    permuted = {"grid": torch.stack([grid.index[torch.randperm(H * W, generator=torch.Generator().manual_seed(d))]
+                                     for d in range(5)])}
+    whole = GroupTotals(400, {"grid": grid}, permuted)
+    sample = neuron_sample(400, 100, seed=0)
+    part = GroupTotals(400, {"grid": grid}, permuted, sample)
+    for totals in (whole, part):
+        totals.add(0, canvas.layers["layer"])
+    totals, _, null_sums, _ = whole.result()
+    spreads = sensitivity_per_neuron(totals, null_sums["grid"], grid)  # [D, 400]
+    _, _, sampled_sums, sampled_totals = part.result()
+    medians = sensitivity_per_neuron(sampled_totals, sampled_sums["grid"], grid).median(dim=-1).values
+    assert torch.equal(sampled_sums["grid"], null_sums["grid"][:, sample])
+    percentiles = (spreads < medians[:, None]).double().mean(dim=-1)
+    assert bool(((percentiles > 0.40) & (percentiles < 0.60)).all()), percentiles

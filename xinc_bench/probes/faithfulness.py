@@ -67,7 +67,7 @@ from ..inrs.base import render_output
 from ..errors import XincError
 from ..registry import PROBES, TRACERS
 from .accumulator import ProbeAccumulator, ProbeResult
-from .nulls import generator, permutations
+from .nulls import generator, neuron_sample, permutations
 from .numerics import block_magnitudes, finite_median, stacked_group_sums
 from .plotting import pyplot
 from .scores import collect_scores
@@ -119,13 +119,6 @@ def kernel_ablation_canvas(
     """Ablation maps ``[k, T, H, W]`` of the given kernels of a ``cnn`` canvas layer (one forward each)."""
     shape = tuple(base.shape[:3])
     return torch.stack([(base - kernel_ablated_output(model, layer, kernel, shape)).sum(dim=-1) for kernel in kernels])
-
-
-def neuron_sample(num_neurons: int, limit: int, seed: int = 0) -> torch.Tensor:
-    """Sorted indices of at most ``limit`` neurons out of ``num_neurons``, drawn with ``seed`` (all if they fit)."""
-    if num_neurons <= limit:
-        return torch.arange(num_neurons)
-    return torch.randperm(num_neurons, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
 
 
 class MapMoments:

@@ -52,6 +52,13 @@ def generator(seed: int, stream: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(stream))
 
 
+def neuron_sample(num_neurons: int, limit: int, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of at most ``limit`` neurons out of ``num_neurons``, drawn with ``seed`` (all if they fit)."""
+    if num_neurons <= limit:
+        return torch.arange(num_neurons)
+    return torch.randperm(num_neurons, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+
+
 def permutations(num_items: int, draws: int, gen: torch.Generator) -> torch.Tensor:
     """``[draws, num_items]`` int64: an independent uniform permutation of ``0..num_items-1`` per draw."""
     return torch.rand(draws, num_items, generator=gen).argsort(dim=1)

@@ -37,6 +37,16 @@ permuted copies (one matmul per block for all of them,
 :func:`~xinc_bench.probes.numerics.stacked_group_sums`; the permuted maps are held as int16), and
 the deltas are computed from them.
 
+**Null neurons.** A draw's sums cost as much as the canvas's own (one matmul column block per
+draw), so with ``D`` draws the null costs ``D`` times the score; for wide layers (the paper NeRV's
+18,352 block-1 kernels) the draws are summed for a seeded sample of ``max_null_neurons`` neurons
+of the layer (:func:`~xinc_bench.probes.nulls.neuron_sample`; every neuron of a narrower layer),
+the observed score always for every neuron. A draw's sensitivity is a median over neurons: the
+median of a uniform sample of ``m`` of them lies, with probability at least 95 %, between the
+layer's ``50 - 98 / sqrt(m)`` and ``50 + 98 / sqrt(m)`` percentiles of the draw's per-neuron
+spreads (distribution-free, from the binomial count of sampled neurons below a percentile):
+within 47.8 and 52.2 for the task's 2,048.
+
 Reference options (SPEC 8): ``grid: strided`` (cells ``(y mod 4, x mod 8)``, 8.1),
 ``other_instance: reference`` (the "other" group is the union of the segments, 8.3),
 ``grid_delta: signed`` (grid deltas ``(A - E) / E``, 8.5) and ``gabor_bank: reference`` (6 filters,
@@ -57,7 +67,7 @@ from ..registry import PROBES
 from .accumulator import ProbeAccumulator, ProbeResult
 from .image_features import GABOR_BANKS
 from .inputs import choice, require_masks
-from .nulls import compact_labels, generator, permuted_labels
+from .nulls import compact_labels, generator, neuron_sample, permuted_labels
 from .numerics import block_magnitudes, block_neuron_totals, stacked_group_sums
 from .pixel_partitions import REFERENCE_STRIDE, contiguous_grid, gabor_clusters, relabel, rgb_clusters, strided_grid
 from .plotting import pyplot
@@ -131,28 +141,37 @@ class GroupTotals:
 
     One read of a block serves every partition and every null draw (the partitions' labels run
     over the canvas pixels in ``(t, y, x)`` order). Sums only: the blocks may come in any order
-    and any size. Memory: ``N (K + 1)`` float64 per partition and ``D`` times that for the draws.
+    and any size. Memory: ``N (K + 1)`` float64 per partition and ``D`` times that (of the null
+    neurons) for the draws.
 
     Args:
         num_neurons: N of the layer.
         partitions: the partitions scored.
         permuted: partition -> ``[D, P]`` permuted :attr:`Partition.index` maps (the null draws);
             None or empty for none.
+        null_neurons: the sorted indices of the neurons the null draws are summed for
+            (:func:`~xinc_bench.probes.nulls.neuron_sample`); None: every neuron.
     """
 
     def __init__(
-        self, num_neurons: int, partitions: dict[str, Partition], permuted: dict[str, torch.Tensor] | None = None
+        self,
+        num_neurons: int,
+        partitions: dict[str, Partition],
+        permuted: dict[str, torch.Tensor] | None = None,
+        null_neurons: torch.Tensor | None = None,
     ) -> None:
         self.partitions = partitions
         self.permuted = permuted or {}
         self.indices = {key: partition.index for key, partition in partitions.items()}
+        self.null_neurons = None if null_neurons is None or len(null_neurons) == num_neurons else null_neurons
         self.totals = torch.zeros(num_neurons, dtype=torch.float64)
         self.label_sums = {
             key: torch.zeros(num_neurons, partition.num_labels + 1, dtype=torch.float64)
             for key, partition in partitions.items()
         }
+        drawn = num_neurons if self.null_neurons is None else len(self.null_neurons)
         self.null_label_sums = {
-            key: torch.zeros(labels.shape[0], num_neurons, partitions[key].num_labels + 1, dtype=torch.float64)
+            key: torch.zeros(labels.shape[0], drawn, partitions[key].num_labels + 1, dtype=torch.float64)
             for key, labels in self.permuted.items()
         }
 
@@ -161,26 +180,33 @@ class GroupTotals:
 
         ``|C|`` and ``T_n`` are the block's shared values; the group sums of every partition and
         every permuted copy come from one read of ``|C|``
-        (:func:`~xinc_bench.probes.numerics.stacked_group_sums`).
+        (:func:`~xinc_bench.probes.numerics.stacked_group_sums`), the permuted copies' from the
+        rows of the null neurons only.
         """
         mags = block_magnitudes(chunk)
         first = start * chunk.shape[2] * chunk.shape[3]
         pixels = slice(first, first + mags.shape[1])
         self.totals += block_neuron_totals(chunk)
-        keys = list(self.indices)
-        stacks = [(self.indices[key][None, pixels], self.partitions[key].num_labels + 1) for key in keys]
-        stacks += [(self.permuted[key][:, pixels], self.partitions[key].num_labels + 1) for key in self.permuted]
-        sums = stacked_group_sums(mags, stacks)
-        for key, value in zip(keys, sums):
+        own = [(self.indices[key][None, pixels], self.partitions[key].num_labels + 1) for key in self.indices]
+        drawn = [(self.permuted[key][:, pixels], self.partitions[key].num_labels + 1) for key in self.permuted]
+        if self.null_neurons is None:
+            sums = stacked_group_sums(mags, own + drawn)
+            own_sums, drawn_sums = sums[: len(own)], sums[len(own) :]
+        else:
+            own_sums = stacked_group_sums(mags, own)
+            drawn_sums = stacked_group_sums(mags[self.null_neurons], drawn) if drawn else []
+        for key, value in zip(self.indices, own_sums):
             self.label_sums[key] += value[0]
-        for key, value in zip(self.permuted, sums[len(keys) :]):
+        for key, value in zip(self.permuted, drawn_sums):
             self.null_label_sums[key] += value
 
-    def result(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """``(totals [N], sums, null_sums)``, ``sums[key]`` ``[N, G]``, ``null_sums[key]`` ``[D, N, G]`` (float64)."""
+    def result(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+        """``(totals [N], sums, null_sums, null_totals [N''])`` (float64): ``sums[key]`` ``[N, G]``,
+        ``null_sums[key]`` ``[D, N'', G]`` and ``null_totals`` of the null neurons."""
         sums = {key: self.partitions[key].groups(value) for key, value in self.label_sums.items()}
         null_sums = {key: self.partitions[key].groups(value) for key, value in self.null_label_sums.items()}
-        return self.totals, sums, null_sums
+        null_totals = self.totals if self.null_neurons is None else self.totals[self.null_neurons]
+        return self.totals, sums, null_sums, null_totals
 
 
 def deltas(totals: torch.Tensor, sums: torch.Tensor, partition: Partition) -> torch.Tensor:
@@ -260,15 +286,16 @@ def partition_scores(
     totals: torch.Tensor,
     sums: dict[str, torch.Tensor],
     null_sums: dict[str, torch.Tensor],
+    null_totals: torch.Tensor,
     partitions: dict[str, Partition],
     basis: str = "chance",
 ) -> tuple[dict[str, float], dict[str, torch.Tensor], list[dict[str, float]]]:
     """Scores of one layer from its :meth:`GroupTotals.result`, per-neuron ``std_g(delta)``, and the null draws' scores.
 
     Args:
-        totals, sums, null_sums: :meth:`GroupTotals.result` of the layer; ``null_sums`` (the
-            label-permutation null) is needed for ``basis="chance"``, which measures each
-            sensitivity in units of its null mean.
+        totals, sums, null_sums, null_totals: :meth:`GroupTotals.result` of the layer;
+            ``null_sums`` (the label-permutation null) is needed for ``basis="chance"``, which
+            measures each sensitivity in units of its null mean.
         basis: ``chance`` (default) or ``raw`` (see :func:`factor_scores`).
 
     Returns:
@@ -277,7 +304,7 @@ def partition_scores(
     spreads = {key: sensitivity_per_neuron(totals, sums[key], partition) for key, partition in partitions.items()}
     s = {key: _median_over_neurons(values) for key, values in spreads.items()}
     null_s = {
-        key: _median_over_neurons(sensitivity_per_neuron(totals, value, partitions[key]))
+        key: _median_over_neurons(sensitivity_per_neuron(null_totals, value, partitions[key]))
         for key, value in null_sums.items()
     }
     if basis == "chance":
@@ -304,6 +331,7 @@ def layer_partitions(
     partitions: dict[str, Partition],
     permuted: dict[str, torch.Tensor] | None = None,
     basis: str = "chance",
+    null_neurons: torch.Tensor | None = None,
 ) -> tuple[dict[str, float], dict[str, torch.Tensor], list[dict[str, float]]]:
     """:func:`partition_scores` of layer ``name`` read on its own in frame chunks (the whole-layer form).
 
@@ -313,8 +341,9 @@ def layer_partitions(
     Args:
         permuted: partition -> ``[D, P]`` permuted label maps (the label-permutation null).
         basis: ``chance`` (default) or ``raw``.
+        null_neurons: the neurons the draws are summed for (None: all; see :class:`GroupTotals`).
     """
-    sums = GroupTotals(canvas.layer_shape(name)[0], partitions, permuted)
+    sums = GroupTotals(canvas.layer_shape(name)[0], partitions, permuted, null_neurons)
     for start, chunk in canvas.frame_chunks(name):
         sums.add(start, chunk)
     return partition_scores(*sums.result(), partitions, basis)
@@ -371,6 +400,8 @@ class PartitionsProbe(ProbeAccumulator):
         null_draws, null_seed: label-permutation draws (reported as the scores' null) and their seed.
         chance_draws: draws made for the null means when ``null_draws`` is 0 (default 10: the
             ``chance`` basis needs a null mean even when no null is reported, e.g. for controls).
+        max_null_neurons: the draws of a wider layer are summed for a seeded sample of this many
+            of its neurons (seed ``null_seed``; see the module docstring); None: every neuron.
     """
 
     def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
@@ -385,9 +416,12 @@ class PartitionsProbe(ProbeAccumulator):
             for key, part in self.parts.items()
         } if num_draws else {}
         self.num_draws = num_draws
-        self.sums = {
-            name: GroupTotals(canvas.layer_shape(name)[0], self.parts, permuted) for name in canvas.layer_names
-        }
+        limit = params.get("max_null_neurons")
+        self.sums = {}
+        for name in canvas.layer_names:
+            count = canvas.layer_shape(name)[0]
+            null_neurons = None if limit is None else neuron_sample(count, int(limit), int(params.get("null_seed", 0)))
+            self.sums[name] = GroupTotals(count, self.parts, permuted, null_neurons)
 
     def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
         self.sums[layer].add(start, chunk)

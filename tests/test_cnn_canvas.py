@@ -16,7 +16,7 @@ from xinc_bench.canvas.canvas import Canvas
 from xinc_bench.canvas.compute import compute_canvas
 from xinc_bench.data.signal import Signal
 from xinc_bench.errors import XincError
-from xinc_bench.inrs.base import create_inr
+from xinc_bench.inrs.base import create_inr, render_output
 from xinc_bench.inrs.nerv import NeRV, nerv_paper
 from xinc_bench.registry import TRACERS
 
@@ -321,3 +321,17 @@ def test_workers_trace_the_same_canvas_as_one_thread() -> None:
     for name in layers:
         np.testing.assert_array_equal(two[name], one[name])
     assert two_checks.keys() == one_checks.keys() and all(two_checks[k] <= 1e-4 for k in two_checks)
+
+
+@pytest.mark.parametrize("layer", ["block1", "block2", "block3", "head"])
+def test_batched_kernel_ablation_equals_one_full_forward_per_kernel(layer: str) -> None:
+    # from the layer on, in batches, against zeroing each kernel's weight and bias share in the model
+    model = small_nerv()
+    with torch.no_grad():
+        base = render_output(model, SHAPE)
+    count = {conv.name: conv.num_kernels for conv in cnn.canvas_convs(model)}[layer]
+    kernels = torch.randperm(count, generator=torch.Generator().manual_seed(2))[:7]
+    fast = cnn.kernel_ablation_maps(model, layer, kernels, base, batch=3)  # batches of 3, 3 and 1
+    slow = torch.stack([(base - cnn.kernel_ablated_output(model, layer, k, SHAPE)).sum(dim=-1) for k in kernels])
+    assert fast.shape == (7, *SHAPE) and float(slow.abs().max()) > 1e-4  # the kernels matter
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)

@@ -709,6 +709,72 @@ def kernel_ablated_output(
             conv.bias.copy_(bias)
 
 
+#: kernels whose ablated outputs :func:`kernel_ablation_maps` computes in one batch
+ABLATION_BATCH = 16
+
+
+@torch.no_grad()
+def kernel_ablation_maps(
+    model: nn.Module, layer: str, kernels: torch.Tensor, base: torch.Tensor, batch: int = ABLATION_BATCH
+) -> torch.Tensor:
+    """Ablation maps ``[k, T, H, W]``: ``sum_rgb(base - output)`` with each kernel of ``layer`` zeroed alone.
+
+    The numbers of :func:`kernel_ablated_output` kernel by kernel (to float rounding), from the layer
+    on: per frame, the layer's input ``x`` and conv output ``z`` are computed once (one traced
+    forward pass); zeroing kernel ``(i, o)`` takes its map ``W[o, i] * x_i + b[o] / C_in`` off
+    channel ``o`` of ``z``, and only the rest of the network runs (the block's own pixel shuffle and
+    activation, the later blocks, the head and the output map), on ``batch`` kernels at once.
+    A model without ``output_map``, or whose blocks lack ``shuffle`` and ``activation`` modules, gets
+    one full forward pass per kernel (:func:`kernel_ablated_output`, which also checks ``layer``).
+
+    Args:
+        base: the plain output ``[T, H, W, 3]`` (:func:`~xinc_bench.inrs.base.render_output`).
+    """
+    layers = canvas_convs(model)
+    names = [conv.name for conv in layers]
+    shape = tuple(base.shape[:3])
+    kernels = torch.as_tensor(kernels, dtype=torch.long).reshape(-1)
+    if layer not in names or not hasattr(model, "output_map") or any(
+        not hasattr(block, "shuffle") or not hasattr(block, "activation") for block in model.blocks
+    ):
+        return torch.stack([(base - kernel_ablated_output(model, layer, kernel, shape)).sum(dim=-1)
+                            for kernel in kernels]) if len(kernels) else base.new_zeros(0, *shape)
+    index = names.index(layer)
+    conv = layers[index].conv
+    inputs, outputs = kernels // conv.out_channels, kernels % conv.out_channels
+    weight = conv.weight[outputs, inputs].unsqueeze(1)  # [k, 1, kh, kw]
+    bias = conv.bias[outputs] / conv.in_channels if conv.bias is not None else None
+    maps = base.new_empty(len(kernels), *shape)
+    device = conv.weight.device
+    with _float32_convolutions():
+        for t in range(shape[0]):
+            x = model.trace(torch.tensor([t], device=device)).inputs[index]  # [1, C_in, h, w]
+            z = conv(x)
+            for first in range(0, len(kernels), batch):
+                part = slice(first, first + batch)
+                count = len(kernels[part])
+                # each kernel's map at the conv's resolution: [1, b, h, w], one grouped conv
+                kernel_maps = F.conv2d(x[:, inputs[part]], weight[part], None if bias is None else bias[part],
+                                       padding=conv.padding, groups=count)
+                ablated = z.expand(count, -1, -1, -1).clone()
+                ablated[torch.arange(count), outputs[part]] -= kernel_maps[0]
+                output = _after_conv(model, index, ablated)  # [b, 3, H, W]
+                maps[part, t] = (base[t] - output.permute(0, 2, 3, 1).to(base.device)).sum(dim=-1)
+    return maps
+
+
+def _after_conv(model: nn.Module, index: int, z: torch.Tensor) -> torch.Tensor:
+    """The model's output from the output ``z`` of canvas conv ``index`` (block ``index + 1``, or the head)."""
+    blocks = list(model.blocks)
+    if index < len(blocks):
+        block = blocks[index]
+        x = block.activation(block.shuffle(z))
+        for later in blocks[index + 1 :]:
+            x = later(x)
+        z = model.head(x)
+    return model.output_map(z)
+
+
 @contextmanager
 def _float32_convolutions() -> Iterator[None]:
     """Run cuDNN convolutions in full float32 (CUDA's default TF32 keeps 10 mantissa bits).

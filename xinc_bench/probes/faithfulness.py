@@ -35,8 +35,9 @@ Nulls (``params["null_draws"]`` ``D``, ``params["null_seed"]``):
 
 Kernel canvases (the ``cnn`` tracer of the NeRV family, SPEC 4.2) are checked against kernel
 ablation: zeroing kernel ``(i, o)``'s weight and bias share
-(:func:`~xinc_bench.canvas.cnn.kernel_ablated_output`). Each ablation is one forward pass of the
-whole signal, so the correlations use a seeded sample of at most ``max_neurons`` neurons per
+(:func:`~xinc_bench.canvas.cnn.kernel_ablated_output`; the sample's maps are computed from the
+layer on, in batches of kernels, :func:`~xinc_bench.canvas.cnn.kernel_ablation_maps`). Each
+ablation still costs the rest of the network on the whole signal, so the correlations use a seeded sample of at most ``max_neurons`` neurons per
 layer (default 256: every neuron of the MLP zoo's layers; 256 of the paper NeRV's 18,352 block-1
 kernels). The sample is drawn from the layer sizes alone, so one pass over the canvas (an
 accumulator, :class:`FaithfulnessProbe`) merges the sampled maps' moments against their ablation
@@ -62,7 +63,7 @@ from torch import nn
 
 from ..canvas.ablation import ablate_output
 from ..canvas.canvas import Canvas
-from ..canvas.cnn import kernel_ablated_output
+from ..canvas.cnn import kernel_ablated_output, kernel_ablation_maps
 from ..inrs.base import render_output
 from ..errors import XincError
 from ..registry import PROBES, TRACERS
@@ -111,14 +112,6 @@ def ablation_canvas(
     recon = np.empty((*shape, 3), np.float32)
     tracer.trace(model, shape, arrays, recon, chunk_size)
     return {name: torch.from_numpy(array) for name, array in arrays.items()}, torch.from_numpy(recon)
-
-
-def kernel_ablation_canvas(
-    model: nn.Module, layer: str, kernels: torch.Tensor, base: torch.Tensor
-) -> torch.Tensor:
-    """Ablation maps ``[k, T, H, W]`` of the given kernels of a ``cnn`` canvas layer (one forward each)."""
-    shape = tuple(base.shape[:3])
-    return torch.stack([(base - kernel_ablated_output(model, layer, kernel, shape)).sum(dim=-1) for kernel in kernels])
 
 
 class MapMoments:
@@ -531,7 +524,7 @@ def _ground_truth(
     """
     if tracer == "cnn":
         base = render_output(model, shape)
-        truth = {name: kernel_ablation_canvas(model, name, samples[name], base) for name in counts}
+        truth = {name: kernel_ablation_maps(model, name, samples[name], base) for name in counts}
         ablators = {name: partial(kernel_ablated_output, model, name, shape=shape) for name in counts}
         return base, truth, ablators
     names = ablation_layer_names(model, shape, list(counts), params.get("layer_map"))

@@ -37,9 +37,9 @@ Kernel canvases (the ``cnn`` tracer of the NeRV family, SPEC 4.2) are checked ag
 ablation: zeroing kernel ``(i, o)``'s weight and bias share
 (:func:`~xinc_bench.canvas.cnn.kernel_ablated_output`; the sample's maps are computed from the
 layer on, in batches of kernels, :func:`~xinc_bench.canvas.cnn.kernel_ablation_maps`). Each
-ablation still costs the rest of the network on the whole signal, so the correlations use a seeded sample of at most ``max_neurons`` neurons per
-layer (default 256: every neuron of the MLP zoo's layers; 256 of the paper NeRV's 18,352 block-1
-kernels). The sample is drawn from the layer sizes alone, so one pass over the canvas (an
+ablation still costs the rest of the network on the whole signal, so the correlations use a
+seeded sample of at most ``max_neurons`` neurons per layer (default 256: every neuron of the MLP
+zoo's layers; 256 of the paper NeRV's 18,352 block-1 kernels). The sample is drawn from the layer sizes alone, so one pass over the canvas (an
 accumulator, :class:`FaithfulnessProbe`) merges the sampled maps' moments against their ablation
 maps and every neuron's region mass block by block: the canvas's size is not bounded by memory
 (the ablation maps of the sample, ``[k, T, H, W]`` per layer, are held whole).

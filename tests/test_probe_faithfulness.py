@@ -344,3 +344,27 @@ def test_agreement_merged_from_blocks_is_the_agreement_of_the_whole_maps() -> No
     assert whole["signed_correlation"] < -0.5 < 0.5 < whole["ablation_correlation"]
     for got, expected in zip(merged.null_scores(orders), permuted_agreement(tested, truth, orders)):
         assert got == pytest.approx(expected, rel=1e-12, abs=1e-14)
+
+
+def test_ablation_maps_on_evenly_spaced_frames_score_exactly_those_frames() -> None:
+    import numpy as np
+
+    from xinc_bench.canvas.cnn import kernel_ablation_maps
+    from xinc_bench.inrs.base import render_output
+    from xinc_bench.probes.faithfulness import frame_sample
+    from xinc_bench.probes.nulls import neuron_sample
+
+    assert frame_sample(30, 8).tolist() == [0, 4, 8, 12, 17, 21, 25, 29]
+    assert frame_sample(3, 8).tolist() == frame_sample(3, None).tolist() == [0, 1, 2]
+    with pytest.raises(XincError, match="max_frames"):
+        frame_sample(3, 0)
+    model, canvas = _nerv_canvas("tanh")
+    sampled = _run(canvas, model, max_neurons=16, max_frames=2)  # frames 0 and 2 of 3
+    every = _run(canvas, model, max_neurons=16, max_frames=None)
+    assert _run(canvas, model, max_neurons=16, max_frames=3) == every  # every frame fits
+    neurons = neuron_sample(canvas.layer_shape("block2")[0], 16)
+    truth = kernel_ablation_maps(model, "block2", neurons, render_output(model, canvas.shape), torch.tensor([0, 2]))
+    tested = canvas.layer("block2")[neurons][:, [0, 2]]
+    expected = np.corrcoef(tested.abs().double().flatten(), truth.abs().double().flatten())[0, 1]
+    assert sampled["block2/ablation_correlation"] == pytest.approx(expected, rel=1e-6)
+    assert sampled["block2/ablation_correlation"] != pytest.approx(every["block2/ablation_correlation"], rel=1e-6)

@@ -715,9 +715,15 @@ ABLATION_BATCH = 16
 
 @torch.no_grad()
 def kernel_ablation_maps(
-    model: nn.Module, layer: str, kernels: torch.Tensor, base: torch.Tensor, batch: int = ABLATION_BATCH
+    model: nn.Module,
+    layer: str,
+    kernels: torch.Tensor,
+    base: torch.Tensor,
+    frames: torch.Tensor | None = None,
+    batch: int = ABLATION_BATCH,
 ) -> torch.Tensor:
-    """Ablation maps ``[k, T, H, W]``: ``sum_rgb(base - output)`` with each kernel of ``layer`` zeroed alone.
+    """Ablation maps ``[k, F, H, W]``: ``sum_rgb(base - output)`` with each kernel of ``layer`` zeroed alone,
+    on the frames ``frames`` (``[F]`` indices; None: every frame of ``base``).
 
     The numbers of :func:`kernel_ablated_output` kernel by kernel (to float rounding), from the layer
     on: per frame, the layer's input ``x`` and conv output ``z`` are computed once (one traced
@@ -733,21 +739,24 @@ def kernel_ablation_maps(
     layers = canvas_convs(model)
     names = [conv.name for conv in layers]
     shape = tuple(base.shape[:3])
+    frames = torch.arange(shape[0]) if frames is None else torch.as_tensor(frames, dtype=torch.long)
     kernels = torch.as_tensor(kernels, dtype=torch.long).reshape(-1)
     if layer not in names or not hasattr(model, "output_map") or any(
         not hasattr(block, "shuffle") or not hasattr(block, "activation") for block in model.blocks
     ):
-        return torch.stack([(base - kernel_ablated_output(model, layer, kernel, shape)).sum(dim=-1)
-                            for kernel in kernels]) if len(kernels) else base.new_zeros(0, *shape)
+        if not len(kernels):
+            return base.new_zeros(0, len(frames), *shape[1:])
+        return torch.stack([(base - kernel_ablated_output(model, layer, kernel, shape))[frames].sum(dim=-1)
+                            for kernel in kernels])
     index = names.index(layer)
     conv = layers[index].conv
     inputs, outputs = kernels // conv.out_channels, kernels % conv.out_channels
     weight = conv.weight[outputs, inputs].unsqueeze(1)  # [k, 1, kh, kw]
     bias = conv.bias[outputs] / conv.in_channels if conv.bias is not None else None
-    maps = base.new_empty(len(kernels), *shape)
+    maps = base.new_empty(len(kernels), len(frames), *shape[1:])
     device = conv.weight.device
     with _float32_convolutions():
-        for t in range(shape[0]):
+        for row, t in enumerate(frames.tolist()):
             x = model.trace(torch.tensor([t], device=device)).inputs[index]  # [1, C_in, h, w]
             z = conv(x)
             for first in range(0, len(kernels), batch):
@@ -759,7 +768,7 @@ def kernel_ablation_maps(
                 ablated = z.expand(count, -1, -1, -1).clone()
                 ablated[torch.arange(count), outputs[part]] -= kernel_maps[0]
                 output = _after_conv(model, index, ablated)  # [b, 3, H, W]
-                maps[part, t] = (base[t] - output.permute(0, 2, 3, 1).to(base.device)).sum(dim=-1)
+                maps[part, row] = (base[t] - output.permute(0, 2, 3, 1).to(base.device)).sum(dim=-1)
     return maps
 
 

@@ -39,7 +39,11 @@ ablation: zeroing kernel ``(i, o)``'s weight and bias share
 layer on, in batches of kernels, :func:`~xinc_bench.canvas.cnn.kernel_ablation_maps`). Each
 ablation still costs the rest of the network on the whole signal, so the correlations use a
 seeded sample of at most ``max_neurons`` neurons per layer (default 256: every neuron of the MLP
-zoo's layers; 256 of the paper NeRV's 18,352 block-1 kernels). The sample is drawn from the layer sizes alone, so one pass over the canvas (an
+zoo's layers; 256 of the paper NeRV's 18,352 block-1 kernels), and on video canvases the ablation maps are computed on at most ``max_frames`` frames,
+evenly spaced over the video (:func:`frame_sample`; default 8: every frame of the zoo's 8-frame
+videos, 8 of the paper NeRV's 30), over which the correlations are then taken: each ablated
+neuron costs ``max_frames`` rather than ``T`` passes of the rest of the network, and its map
+``max_frames / T`` of the memory. The sample is drawn from the layer sizes alone, so one pass over the canvas (an
 accumulator, :class:`FaithfulnessProbe`) merges the sampled maps' moments against their ablation
 maps and every neuron's region mass block by block: the canvas's size is not bounded by memory
 (the ablation maps of the sample, ``[k, T, H, W]`` per layer, are held whole).
@@ -378,6 +382,7 @@ class FaithfulnessProbe(ProbeAccumulator):
         layer_map: canvas layer -> ablation layer name (default: automatic, see module doc).
         deletion_fraction (0.1), region (``auto`` | ``segment`` | ``centre``), chunk_size (16384),
         max_neurons (256): neurons per layer, a seeded sample, compared with their ablation.
+        max_frames (None: every frame): frames, evenly spaced, on which they are compared.
         null_draws (0), null_seed (0): ``neuron_permutation`` draws of the correlations.
         deletion_null_draws (5): ``random_neurons`` draws of the deletion test, at most ``null_draws``
             (each is one forward pass of the signal per layer).
@@ -406,10 +411,13 @@ class FaithfulnessProbe(ProbeAccumulator):
         self.layer_names = tested.layer_names
         counts = {name: tested.layer_shape(name)[0] for name in self.layer_names}
         self.samples = {name: neuron_sample(counts[name], limit) for name in self.layer_names}
+        max_frames = params.get("max_frames")
+        #: the frames the ablation maps are computed on (sorted)
+        self.frames = frame_sample(canvas.shape[0], None if max_frames is None else int(max_frames))
         self.region = deletion_region(canvas, self.region_name)
         self._frame_labels = self.region.long().reshape(canvas.shape[0], -1)
         self.base, self.truth, self.ablators = _ground_truth(
-            model, canvas.shape, tested.metadata.get("tracer"), counts, self.samples, params, chunk_size
+            model, canvas.shape, tested.metadata.get("tracer"), counts, self.samples, self.frames, params, chunk_size
         )
         #: per layer, the sampled neurons' canvas maps against their ablation maps, block by block
         self.agreements = {name: MapAgreement(len(self.samples[name])) for name in self.layer_names}
@@ -417,7 +425,8 @@ class FaithfulnessProbe(ProbeAccumulator):
         self.region_sums = {name: torch.zeros(counts[name], 2, dtype=torch.float64) for name in self.layer_names}
         #: per layer, the entries of the sampled maps the scatter figure shows: ``(map, frame, pixel)``
         #: indices and the canvas's ``|C|`` there, filled block by block
-        self.scatter = {name: _scatter_sample(len(self.samples[name]), canvas.shape) for name in self.layer_names}
+        sampled_shape = (len(self.frames), *canvas.shape[1:])
+        self.scatter = {name: _scatter_sample(len(self.samples[name]), sampled_shape) for name in self.layer_names}
         self.scatter_values = {name: torch.zeros(len(self.scatter[name][0])) for name in self.layer_names}
         if traced is not None:
             self.passes = 0
@@ -446,14 +455,17 @@ class FaithfulnessProbe(ProbeAccumulator):
         """Add frames ``start ..`` of ``layer`` (``chunk`` read only) to the sampled maps' agreement with
         their ablation maps, the region sums and the scatter figure's entries."""
         stop = start + chunk.shape[1]
-        maps = chunk[self.samples[layer]]
-        self.agreements[layer].add(maps, self.truth[layer][:, start:stop])
         labels = self._frame_labels[start:stop].reshape(1, -1)
         self.region_sums[layer] += stacked_group_sums(block_magnitudes(chunk), [(labels, 2)])[0][0]
-        rows, frames, pixels = self.scatter[layer]
-        inside = torch.nonzero((frames >= start) & (frames < stop)).reshape(-1)
+        first, last = torch.searchsorted(self.frames, torch.tensor([start, stop])).tolist()
+        if first == last:  # no sampled frame in the block
+            return
+        maps = chunk[self.samples[layer]][:, self.frames[first:last] - start]  # [k, f, H, W]
+        self.agreements[layer].add(maps, self.truth[layer][:, first:last])
+        rows, frames, pixels = self.scatter[layer]  # frames: positions among the sampled frames
+        inside = torch.nonzero((frames >= first) & (frames < last)).reshape(-1)
         flat = maps.reshape(maps.shape[0], maps.shape[1], -1)
-        self.scatter_values[layer][inside] = flat[rows[inside], frames[inside] - start, pixels[inside]].abs()
+        self.scatter_values[layer][inside] = flat[rows[inside], frames[inside] - first, pixels[inside]].abs()
 
     def compute(self) -> ProbeResult:
         canvas, params, region, base = self.canvas, self.params, self.region, self.base
@@ -507,29 +519,41 @@ class FaithfulnessProbe(ProbeAccumulator):
         return ProbeResult(scores=collect_scores(per_layer), figures=figures, nulls=nulls, absent=absent)
 
 
+def frame_sample(num_frames: int, limit: int | None) -> torch.Tensor:
+    """At most ``limit`` frame indices evenly spaced over ``0 .. num_frames - 1``, first and last
+    included (every frame when they fit or ``limit`` is None): ``[F]`` sorted int64."""
+    if limit is None or num_frames <= limit:
+        return torch.arange(num_frames)
+    if limit < 1:
+        raise XincError(f"parameter max_frames={limit} must be at least 1")
+    return torch.linspace(0, num_frames - 1, limit).round().long().unique()
+
+
 def _ground_truth(
     model: nn.Module,
     shape: tuple[int, int, int],
     tracer: str | None,
     counts: dict[str, int],
     samples: dict[str, torch.Tensor],
+    frames: torch.Tensor,
     params: dict[str, Any],
     chunk_size: int,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Callable[[torch.Tensor], torch.Tensor]]]:
     """The plain output ``[T, H, W, 3]``, per canvas layer the sampled neurons' ablation maps
-    ``[k, T, H, W]`` and the ablator (neuron indices -> output with them zeroed), from the model.
+    ``[k, F, H, W]`` on the sampled frames ``frames[F]`` and the ablator (neuron indices -> output
+    with them zeroed), from the model.
 
-    Kernel ablation for a ``cnn`` canvas; else the ``ablation`` tracer's canvas of the matched
-    layers (every neuron, kept only for the sample).
+    Kernel ablation for a ``cnn`` canvas (on the sampled frames only); else the ``ablation``
+    tracer's canvas of the matched layers (every neuron and frame, kept only for the samples).
     """
     if tracer == "cnn":
         base = render_output(model, shape)
-        truth = {name: kernel_ablation_maps(model, name, samples[name], base) for name in counts}
+        truth = {name: kernel_ablation_maps(model, name, samples[name], base, frames) for name in counts}
         ablators = {name: partial(kernel_ablated_output, model, name, shape=shape) for name in counts}
         return base, truth, ablators
     names = ablation_layer_names(model, shape, list(counts), params.get("layer_map"))
     full, base = ablation_canvas(model, shape, {names[name]: count for name, count in counts.items()}, chunk_size)
-    truth = {name: full[names[name]][samples[name]] for name in counts}
+    truth = {name: full[names[name]][samples[name]][:, frames] for name in counts}
     ablators = {name: partial(ablate_output, model, names[name], shape=shape) for name in counts}
     return base, truth, ablators
 

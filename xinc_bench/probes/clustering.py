@@ -20,13 +20,14 @@ below ``motion_threshold`` px, else ``flow_magnitude_bins`` quantile bins of the
 
 The probe is an accumulator over two passes of the canvas's blocks (:class:`ClusteringProbe`):
 pass 0 takes each neuron's extrema and, for motion clustering, each pixel's ``S``; pass 1 sums the
-normalised maps per pixel cluster (with the spatial-shuffle draws), gathers the share vectors of
+normalised maps per pixel cluster (and their per-frame moments for the spatial-shuffle draws), gathers the share vectors of
 the sampled pixels and keeps the two frames the figures show. The sampled share vectors are held
 in memory (``max_pixels x N`` float32 per layer, all layers at once during pass 1, and k-means
 works on one float64 copy of one layer's, 3x that at its peak), so ``max_share_values`` caps
-the sample of a layer of N neurons at ``max_share_values // N`` pixels (the task sets 2^28:
-layers up to 4,096 neurons keep all ``max_pixels``; the paper NeRV's block 1, 18,352 kernels,
-gets 14,627 pixels and about 3 GiB at the k-means peak). Unset, there is no cap.
+the sample of a layer of N neurons at ``max_share_values // N`` pixels (the task sets 2^26:
+layers up to 1,024 neurons keep all ``max_pixels``; each of the paper NeRV's three blocks holds
+268 MB, block 1's 18,352 kernels on 3,656 pixels, about 0.8 GB at the k-means peak). Unset, there
+is no cap.
 
 **Nulls** (no further pass over the canvas):
 

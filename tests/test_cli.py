@@ -73,7 +73,7 @@ def test_run_of_the_paper_nerv_on_a_video_end_to_end(tmp_path: Path) -> None:
     read back one frame at a time (the memory budget holds one frame), kernel ablation for faithfulness."""
     out = tmp_path / "nerv"
     result = xinc("run", "--model", "nerv-paper", "--data", "synthetic-moving", "--size", "16x32",
-                  "--frames", "0:4", "--steps", "40", "--float16", "--save-canvas", "--memory-budget", "2.4GB",
+                  "--frames", "0:4", "--steps", "40", "--float16", "--save-canvas", "--memory-budget", "2.7GB",
                   "--out", out, "--no-progress")
     assert result.returncode == 0, result.stderr
     records = {path.stem: json.loads(path.read_text()) for path in (out / "records").glob("*.json")}
@@ -96,8 +96,8 @@ def test_a_run_the_memory_or_disk_cannot_hold_is_refused_before_training(tmp_pat
                "--out", tmp_path / "huge")
     result = xinc(*command, "--memory-budget", "8GiB")
     _assert_bad_input(result, "--memory-budget 8.6 GB cannot hold one frame of the canvas: tracing and probing one "
-                              "frame of every layer takes about 206.3 GB (50.2 GB traced, 4 copies of the largest "
-                              "layer's 38.5 GB)")
+                              "frame of every layer takes about")
+    assert "(50.2 GB traced, 4 copies of the largest layer's 38.5 GB, the probes' samples" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     result = xinc(*command, "--save-canvas", "--memory-budget", "1TB")  # 94 GB of canvases: more than the disk
     _assert_bad_input(result, "free; free some space, write elsewhere, drop --save-canvas")

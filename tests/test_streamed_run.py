@@ -21,6 +21,7 @@ from xinc_bench.canvas.compute import traced_layers
 from xinc_bench.data import parse_frames
 from xinc_bench.errors import XincError
 from xinc_bench.inrs import create_inr
+from xinc_bench.probes.base import load_task
 from xinc_bench.registry import TRACERS
 from xinc_bench.runs import RunDir, UnitSpec, run_unit
 from xinc_bench.runs.budget import BLOCK_COPIES, RESERVE, parse_bytes, plan_unit
@@ -32,11 +33,12 @@ TASKS = ("distribution", "clustering", "motion")  # 3, 2 and 1 passes (faithfuln
 
 
 def _one_frame_budget() -> int:
-    """A memory budget that holds exactly one frame of every layer of ffn-video at SIZE."""
+    """A memory budget that holds exactly one frame of every layer of ffn-video at SIZE (and the probes' samples)."""
     model = create_inr("ffn-video", num_frames=FRAMES, height=SIZE[0], width=SIZE[1])
     counts = traced_layers(TRACERS.get("mlp").layers(model, (FRAMES, *SIZE)), None, "mlp")
     pixels = SIZE[0] * SIZE[1]
-    return RESERVE + 4 * pixels * (sum(counts.values()) + BLOCK_COPIES * max(counts.values())) + 1
+    held = 2 * sum(load_task(task).held_bytes(counts, (FRAMES, *SIZE)) for task in TASKS)
+    return RESERVE + held + 4 * pixels * (sum(counts.values()) + BLOCK_COPIES * max(counts.values())) + 1
 
 
 def _record(run: Path, task: str) -> dict:
@@ -122,3 +124,43 @@ def test_a_bad_memory_budget_exits_2_with_one_line(tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--memory-budget 1.0 MB cannot hold one frame" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_the_plan_counts_what_the_probes_hold_and_refuses_when_it_does_not_fit(tmp_path: Path) -> None:
+    counts, shape = {"a": 10, "b": 30}, (8, 16, 16)
+    per_frame = 4 * 256 * (40 + BLOCK_COPIES * 30)
+    held = 5 * per_frame
+    plan = plan_unit(counts, shape, np.dtype(np.float32), budget=RESERVE + held + 3 * per_frame, save_canvas=False,
+                     out=tmp_path, signal_bytes=0, held_bytes=held)
+    assert plan.frames_per_window == 3 and plan.peak_bytes == RESERVE + held + 3 * per_frame
+    assert "the probes' samples" in plan.statement()
+    with pytest.raises(XincError, match="the probes' samples .*--tasks"):
+        plan_unit(counts, shape, np.dtype(np.float32), budget=RESERVE + held, save_canvas=False, out=tmp_path,
+                  signal_bytes=0, held_bytes=held)
+
+
+def test_what_the_probes_say_they_hold_is_what_they_hold() -> None:
+    # clustering's share samples and faithfulness's ablation maps, against the built accumulators
+    from xinc_bench.canvas.compute import compute_canvas
+    from xinc_bench.data import load_signal
+    from xinc_bench.inrs.nerv import NeRV
+    from xinc_bench.probes.accumulator import run_accumulator
+
+    signal = load_signal("synthetic-moving", (16, 32), parse_frames("0:10"))
+    torch.manual_seed(0)
+    model = NeRV(10, 16, 32, stem_width=8, widths=(6, 5, 4)).eval()
+    canvas = compute_canvas(model, signal, "cnn")
+    counts = {name: canvas.layer_shape(name)[0] for name in canvas.layer_names}
+    small = {"max_pixels": 500, "max_share_values": 20_000, "pixel_clusters": 4}
+    clustering = load_task("clustering")
+    accumulator = clustering.accumulator(canvas, 0, **small)
+    run_accumulator(accumulator, canvas)
+    held = sum(4 * sample.shares.numel() for sample in accumulator.samples.values())
+    assert held > 0 and clustering.held_bytes(counts, canvas.shape) == 4 * sum(
+        count * min(9 * 16 * 32, 65536, 2**26 // count) for count in counts.values())  # the task's own caps
+    stated = type(accumulator).held_bytes(counts, canvas.shape, {**clustering.params, **small})
+    assert stated == held
+    faithfulness = load_task("faithfulness")
+    built = faithfulness.accumulator(canvas, 0, model=model, max_neurons=7, max_frames=4)
+    maps = 4 * (sum(truth.numel() for truth in built.truth.values()) + built.base.numel())
+    assert type(built).held_bytes(counts, canvas.shape, {**faithfulness.params, "max_neurons": 7, "max_frames": 4}) == maps

@@ -86,6 +86,15 @@ class ProbeAccumulator(Accumulator):
         self.canvas = canvas
         self.params = params
 
+    @classmethod
+    def held_bytes(cls, counts: dict[str, int], shape: tuple[int, int, int], params: dict[str, Any]) -> int:
+        """Bytes the probe holds beyond one block, on a canvas of layers ``counts`` (name -> neurons)
+        and ``(T, H, W)`` frames: what a unit's memory plan adds for it
+        (:func:`~xinc_bench.runs.budget.plan_unit`). The default, 0, is for state per neuron, pixel or
+        group, which the plan's reserve covers; a probe holding samples of the canvas or maps from
+        the model says how much."""
+        return 0
+
     def for_control(self, canvas: Canvas) -> ProbeAccumulator:
         """The same probe, without null draws, on a control of this canvas made from the same model
         (the spatial shuffle). A probe that computes something from the model alone (faithfulness's

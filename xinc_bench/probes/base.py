@@ -85,6 +85,11 @@ class Task:
         """
         return run_accumulator(self.accumulator(canvas, null_draws, **overrides), canvas)
 
+    def held_bytes(self, counts: dict[str, int], shape: tuple[int, int, int]) -> int:
+        """Bytes the task's probe holds beyond one block on a canvas of layers ``counts`` and frames
+        ``shape`` (:meth:`~xinc_bench.probes.accumulator.ProbeAccumulator.held_bytes`)."""
+        return PROBES.get(self.probe).held_bytes(counts, shape, self.params)
+
     def accumulator(self, canvas: Canvas, null_draws: int | None = None, **overrides: Any) -> ProbeAccumulator:
         """The task's probe as an accumulator over ``canvas`` (see :mod:`~xinc_bench.probes.accumulator`).
 

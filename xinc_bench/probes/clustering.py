@@ -502,6 +502,21 @@ class ClusteringProbe(ProbeAccumulator):
 
     passes = 2
 
+    @classmethod
+    def held_bytes(cls, counts: dict[str, int], shape: tuple[int, int, int], params: dict[str, Any]) -> int:
+        """The share vectors of every layer's pixel sample (float32, held from the end of pass 0 on;
+        k-means's float64 copy of one layer's comes after the last block); none on images or with
+        ``motion: false``."""
+        num_frames, height, width = shape
+        if num_frames == 1 or not bool(params.get("motion", True)):
+            return 0
+        settings = {"max_pixels": int(params.get("max_pixels", 65536)),
+                    "max_share_values": None if params.get("max_share_values") is None
+                    else int(params["max_share_values"])}
+        candidates = (num_frames - 1) * height * width
+        entries = [count * min(candidates, sample_limit(settings, count)) for count in counts.values()]
+        return 4 * sum(entries)
+
     def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
         super().__init__(canvas, params)
         self.settings = _neuron_settings(params)

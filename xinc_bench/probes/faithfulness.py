@@ -391,6 +391,17 @@ class FaithfulnessProbe(ProbeAccumulator):
         XincError: no model, an unknown region, or canvas layers the model's cannot be matched with.
     """
 
+    @classmethod
+    def held_bytes(cls, counts: dict[str, int], shape: tuple[int, int, int], params: dict[str, Any]) -> int:
+        """The ablation maps of each layer's neuron sample on the sampled frames, and the plain output
+        (float32, held from the build to the end)."""
+        num_frames, height, width = shape
+        max_frames = params.get("max_frames")
+        frames = len(frame_sample(num_frames, None if max_frames is None else int(max_frames)))
+        limit = int(params.get("max_neurons", 256))
+        sampled = sum(min(count, limit) for count in counts.values())
+        return 4 * (sampled * frames + 3 * num_frames) * height * width
+
     def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
         super().__init__(canvas, params)
         model = params.get("model")

@@ -5,7 +5,9 @@ hands each block to every probe while it is in memory. Its peak memory is, per w
 frames, the traced window (every layer, in the trace's dtype) plus up to :data:`BLOCK_COPIES`
 float32 copies of the largest layer's block (the float32 read, the shuffled control's view and
 the probes' temporaries such as ``|C|``), on top of :data:`RESERVE` for the model, the signal, the
-probes' per-pixel state and the interpreter. :func:`plan_unit` picks the largest ``F`` that fits
+probes' per-pixel state and the interpreter, and of what the probes hold across blocks (their
+samples of the canvas, maps from the model: :meth:`~xinc_bench.probes.base.Task.held_bytes`, twice:
+the canvas's and a control's accumulators are alive together). :func:`plan_unit` picks the largest ``F`` that fits
 the memory budget and refuses a budget that cannot hold one frame; the disk holds the checkpoints,
 the signal, the preview and the records, and both canvases only with ``--save-canvas``.
 """
@@ -71,6 +73,7 @@ class UnitPlan:
         frames_per_window: frames of every layer traced (and probed) at once.
         window_bytes: bytes of one traced window.
         block_bytes: bytes of one float32 block of the largest layer.
+        held_bytes: bytes the probes hold across blocks.
         peak_bytes: the estimated peak memory.
         budget: the memory budget.
         disk_bytes: bytes the unit writes.
@@ -80,6 +83,7 @@ class UnitPlan:
     frames_per_window: int
     window_bytes: int
     block_bytes: int
+    held_bytes: int
     peak_bytes: int
     budget: int
     disk_bytes: int
@@ -89,13 +93,14 @@ class UnitPlan:
         """One line: what the unit will hold and write."""
         canvases = (f", both canvases {size_text(self.saved_canvas_bytes)} (--save-canvas)"
                     if self.saved_canvas_bytes else "; the canvases are streamed, not written")
+        held = f"; the probes' samples {size_text(self.held_bytes)}" if self.held_bytes else ""
         return (f"memory: about {size_text(self.peak_bytes)} of the {size_text(self.budget)} budget "
                 f"({self.frames_per_window} frame{'s' if self.frames_per_window > 1 else ''} of every layer traced "
-                f"at once, {size_text(self.window_bytes)}); disk: {size_text(self.disk_bytes)}{canvases}")
+                f"at once, {size_text(self.window_bytes)}{held}); disk: {size_text(self.disk_bytes)}{canvases}")
 
 
 def plan_unit(counts: dict[str, int], shape: tuple[int, int, int], dtype: np.dtype, *, budget: int | None,
-              save_canvas: bool, out: Path, signal_bytes: int) -> UnitPlan:
+              save_canvas: bool, out: Path, signal_bytes: int, held_bytes: int = 0) -> UnitPlan:
     """The unit's plan, refused before any work when memory or disk cannot hold it.
 
     Args:
@@ -103,6 +108,7 @@ def plan_unit(counts: dict[str, int], shape: tuple[int, int, int], dtype: np.dty
         budget: the memory budget (``None``: :func:`default_memory_budget`).
         save_canvas: both canvases are written as files.
         out: the run folder (its disk is checked); signal_bytes: bytes of the signal file and checkpoints.
+        held_bytes: bytes the probes hold across blocks (both accumulators alive at once, counted).
 
     Raises:
         XincError: one line with the sizes: the budget cannot hold one frame of every layer, or the
@@ -114,16 +120,18 @@ def plan_unit(counts: dict[str, int], shape: tuple[int, int, int], dtype: np.dty
     window_frame = sum(counts.values()) * height * width * itemsize
     block_frame = max(counts.values()) * height * width * 4
     per_frame = window_frame + BLOCK_COPIES * block_frame
-    frames = min(num_frames, (budget - RESERVE) // per_frame)
+    frames = min(num_frames, (budget - RESERVE - held_bytes) // per_frame)
     if frames < 1:
+        held = f", the probes' samples {size_text(held_bytes)}" if held_bytes else ""
         raise XincError(
             f"--memory-budget {size_text(budget)} cannot hold one frame of the canvas: tracing and probing one "
-            f"frame of every layer takes about {size_text(RESERVE + per_frame)} ({size_text(window_frame)} traced, "
-            f"{BLOCK_COPIES} copies of the largest layer's {size_text(block_frame)}); give a larger --memory-budget, "
-            "a smaller --size, fewer --layers or --float16")
+            f"frame of every layer takes about {size_text(RESERVE + held_bytes + per_frame)} ({size_text(window_frame)} "
+            f"traced, {BLOCK_COPIES} copies of the largest layer's {size_text(block_frame)}{held}); give a larger "
+            "--memory-budget, a smaller --size, fewer --layers or --tasks, or --float16")
     saved = 2 * num_frames * window_frame if save_canvas else 0
     plan = UnitPlan(frames_per_window=int(frames), window_bytes=int(frames * window_frame),
-                    block_bytes=int(frames * block_frame), peak_bytes=int(RESERVE + frames * per_frame),
+                    block_bytes=int(frames * block_frame), held_bytes=int(held_bytes),
+                    peak_bytes=int(RESERVE + held_bytes + frames * per_frame),
                     budget=budget, disk_bytes=int(signal_bytes + saved), saved_canvas_bytes=int(saved))
     folder = Path(out).resolve()
     while not folder.exists():

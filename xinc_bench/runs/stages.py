@@ -354,13 +354,15 @@ def probe_tasks(
                         unit="frame") as advance:
         observed, on_shuffled = accumulate(canvas, trained_groups, isolate_errors=True, advance=advance)
     _write_preview(canvas, mass.compute(), preview)
-    on_twin: list[Accumulated | None] = [None] * len(built)
+    names, twins = [name for name, *_ in built], [random_init for *_, random_init in built]
+    del built, trained_groups  # the canvas's and the shuffled control's accumulators gave their results: free them
+    on_twin: list[Accumulated | None] = [None] * len(names)
     if twin_canvas is not None:
-        twin_groups = [AccumulatorGroup([random_init for *_, random_init in built])]
+        twin_groups = [AccumulatorGroup(twins)]
         with progress.stage(f"probe {label} on the random-init control",
                             total=num_passes(twin_groups) * twin_canvas.shape[0], unit="frame") as advance:
             on_twin = accumulate(twin_canvas, twin_groups, isolate_errors=True, advance=advance)[0]
-    for (name, *_), main, shuffle, random_init in zip(built, observed, on_shuffled, on_twin):
+    for name, main, shuffle, random_init in zip(names, observed, on_shuffled, on_twin):
         error = next((run.error for run in (main, shuffle, random_init) if run is not None and run.error), None)
         if error is not None:
             outcome[name] = error

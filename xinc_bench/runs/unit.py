@@ -111,7 +111,7 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
             check_same_settings(spec, run)
         fresh = not (run.fitted and run.signal.is_file() and (run.saved_canvases or not spec.save_canvas))
         signal, annotations = (_decode(spec), None) if fresh else _stored_signal(run)
-        plan = _plan(spec, signal, run)
+        plan = _plan(spec, signal, run, tasks)
         progress.line(plan.statement())
         models: tuple[tuple[nn.Module, dict[str, Any]], ...] | None = None
         if not run.fitted:
@@ -283,9 +283,9 @@ def _load_models(spec: UnitSpec, run: RunDir, height: int, width: int) -> tuple[
     return load_checkpoint(run.path, height, width, **trust), load_checkpoint(run.init, height, width, **trust)
 
 
-def _plan(spec: UnitSpec, signal: Signal, run: RunDir) -> UnitPlan:
-    """The unit's memory and disk plan (:func:`~xinc_bench.runs.budget.plan_unit`); before training it
-    also refuses ``--layers`` the tracer does not know."""
+def _plan(spec: UnitSpec, signal: Signal, run: RunDir, tasks: tuple[str, ...]) -> UnitPlan:
+    """The unit's memory and disk plan (:func:`~xinc_bench.runs.budget.plan_unit`), the samples of its
+    ``tasks`` included; before training it also refuses ``--layers`` the tracer does not know."""
     name = resolve_inr(spec.model)
     shape = (signal.num_frames, signal.height, signal.width)
     model = create_inr(name, num_frames=signal.num_frames, height=signal.height, width=signal.width)
@@ -293,8 +293,10 @@ def _plan(spec: UnitSpec, signal: Signal, run: RunDir) -> UnitPlan:
     counts = traced_layers(TRACERS.get(tracer).layers(model, shape), spec.layers, tracer)
     checkpoint_bytes = 4 * sum(p.numel() for p in model.parameters())  # float32 weights
     signal_bytes = signal.num_pixels * 4 * 8 + 2 * checkpoint_bytes  # frames, recon, masks, flow; two checkpoints
+    held = 2 * sum(load_task(task).held_bytes(counts, shape) for task in tasks)  # a canvas's and a control's
     return plan_unit(counts, shape, np.dtype(np.float16 if spec.float16 else np.float32), budget=spec.memory_budget,
-                     save_canvas=spec.save_canvas and not run.saved_canvases, out=run.path, signal_bytes=signal_bytes)
+                     save_canvas=spec.save_canvas and not run.saved_canvases, out=run.path, signal_bytes=signal_bytes,
+                     held_bytes=held)
 
 
 def _stored_signal(run: RunDir) -> tuple[Signal, dict[str, str]]:

@@ -140,7 +140,8 @@ def test_the_plan_counts_what_the_probes_hold_and_refuses_when_it_does_not_fit(t
 
 
 def test_what_the_probes_say_they_hold_is_what_they_hold() -> None:
-    # clustering's share samples and faithfulness's ablation maps, against the built accumulators
+    # clustering's share samples, motion's carried frame and faithfulness's ablation maps, against the
+    # built accumulators
     from xinc_bench.canvas.compute import compute_canvas
     from xinc_bench.data import load_signal
     from xinc_bench.inrs.nerv import NeRV
@@ -160,6 +161,11 @@ def test_what_the_probes_say_they_hold_is_what_they_hold() -> None:
         count * min(9 * 16 * 32, 65536, 2**26 // count) for count in counts.values())  # the task's own caps
     stated = type(accumulator).held_bytes(counts, canvas.shape, {**clustering.params, **small})
     assert stated == held
+    motion = load_task("motion").accumulator(canvas, 0)
+    for name in canvas.layer_names:  # one frame of each layer: the carried frame is allocated
+        motion.update(name, 0, canvas.layer_frames(name, 0, 1))
+    carried = sum(4 * change.previous.numel() for change in motion.changes.values())
+    assert load_task("motion").held_bytes(counts, canvas.shape) == carried
     faithfulness = load_task("faithfulness")
     built = faithfulness.accumulator(canvas, 0, model=model, max_neurons=7, max_frames=4)
     maps = 4 * (sum(truth.numel() for truth in built.truth.values()) + built.base.numel())

@@ -357,6 +357,12 @@ class MotionProbe(ProbeAccumulator):
         null_draws, null_seed: draws of each null (0: none) and their seed.
     """
 
+    @classmethod
+    def held_bytes(cls, counts: dict[str, int], shape: tuple[int, int, int], params: dict[str, Any]) -> int:
+        """The carried last frame of every layer, as float32 (half that for a float16 canvas)."""
+        num_frames, height, width = shape
+        return 4 * sum(counts.values()) * height * width if num_frames > 1 else 0
+
     def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
         super().__init__(canvas, params)
         require_video(canvas, "motion")

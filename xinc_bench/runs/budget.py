@@ -6,10 +6,11 @@ frames, the traced window (every layer, in the trace's dtype) plus up to :data:`
 float32 copies of the largest layer's block (the float32 read, the shuffled control's view and
 the probes' temporaries such as ``|C|``), on top of :data:`RESERVE` for the model, the signal, the
 probes' per-pixel state and the interpreter, and of what the probes hold across blocks (their
-samples of the canvas, maps from the model: :meth:`~xinc_bench.probes.base.Task.held_bytes`, twice:
-the canvas's and a control's accumulators are alive together). :func:`plan_unit` picks the largest ``F`` that fits
-the memory budget and refuses a budget that cannot hold one frame; the disk holds the checkpoints,
-the signal, the preview and the records, and both canvases only with ``--save-canvas``.
+samples of the canvas, carried frames, maps from the model:
+:meth:`~xinc_bench.probes.base.Task.held_bytes`, twice: the canvas's and a control's accumulators
+are alive together). :func:`plan_unit` picks the largest ``F`` that fits the memory budget and
+refuses a budget that cannot hold one frame; the disk holds the checkpoints, the signal, the
+preview and the records, and both canvases only with ``--save-canvas``.
 """
 
 from __future__ import annotations

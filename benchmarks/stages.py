@@ -56,6 +56,7 @@ from xinc_bench.probes.base import Task, load_task  # noqa: E402
 from xinc_bench.probes.controls import shuffle_canvas, shuffled_view  # noqa: E402
 
 from .table import PROBE_ROW, SHARED_PASS, Reference, Row  # noqa: E402
+from .variants import PeakMemory  # noqa: E402
 
 #: timed repeats of a baseline (the median is reported) or a floor (the fastest), after one untimed warm-up
 BASELINE_REPEATS = 5
@@ -94,37 +95,6 @@ class Settings:
         """Settings from JSON values (lists for tuples)."""
         tuples = {key: tuple(data[key]) for key in ("size", "video_size", "probe_size", "tasks") if data.get(key)}
         return cls(**{**data, **tuples})
-
-
-class PeakMemory:
-    """Peak resident memory above the resident size at :meth:`start`, from ``/proc/self/status``."""
-
-    def __init__(self) -> None:
-        self.start_mb = 0.0
-
-    def start(self) -> None:
-        """Reset the peak to the current resident size (where the kernel allows it) and remember that size."""
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:  # the peak stays the process's own since it began: an upper bound
-            pass
-        self.start_mb = _status_mb("VmRSS")
-
-    def above_start(self) -> float:
-        """MiB by which the peak since :meth:`start` exceeds the resident size at :meth:`start`."""
-        return _status_mb("VmHWM") - self.start_mb
-
-
-def _status_mb(key: str) -> float:
-    """``VmRSS`` or ``VmHWM`` of this process, MiB."""
-    try:
-        lines = Path("/proc/self/status").read_text().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1]) / 1024
-    raise XincError(f"/proc/self/status gives no {key}: the benchmarks measure memory on Linux only")
 
 
 def timed(run: Callable[[], Any]) -> float:
@@ -221,7 +191,7 @@ def canvas_stage(stage: str, settings: Settings) -> list[Row]:
 
     def trace_once() -> tuple[float, float, int, int]:
         """Seconds and peak memory to read the canvas once; its neurons and frames per window."""
-        canvas = traced_canvas(model, signal, tracer, memory_budget=settings.memory_budget)
+        canvas = _traced(model, signal, tracer, settings)
         meter = PeakMemory()
         meter.start()
         seconds = timed(lambda: read_every_block(canvas))
@@ -250,6 +220,17 @@ def _probe_unit(settings: Settings, seed: int = 0) -> tuple[Signal, nn.Module, s
     signal = _signal(info.signal_kind == "video", settings.probe_size, settings.frames)
     annotate_signal(signal)
     return signal, _model(name, signal, seed), info.tracer
+
+
+def _traced(model: nn.Module, signal: Signal, tracer: str, settings: Settings) -> Canvas:
+    """The model's canvas of ``signal``, traced on demand within the settings' memory budget."""
+    return traced_canvas(model, signal, tracer, memory_budget=settings.memory_budget)
+
+
+def _probe_canvas(settings: Settings) -> tuple[Signal, nn.Module, str, Canvas]:
+    """:func:`_probe_unit` and the model's traced canvas."""
+    signal, model, tracer = _probe_unit(settings)
+    return signal, model, tracer, _traced(model, signal, tracer, settings)
 
 
 def _tasks(settings: Settings, canvas: Canvas) -> list[Task]:
@@ -289,8 +270,7 @@ def _outcome(run: Accumulated) -> str:
 
 def probes_stage(settings: Settings) -> list[Row]:
     """Every task in one shared pass, each one's time against the pass's reads alone."""
-    signal, model, tracer = _probe_unit(settings)
-    canvas = traced_canvas(model, signal, tracer, memory_budget=settings.memory_budget)
+    signal, model, tracer, canvas = _probe_canvas(settings)
     tasks = _tasks(settings, canvas)
     meter = PeakMemory()
     meter.start()
@@ -304,7 +284,7 @@ def probes_stage(settings: Settings) -> list[Row]:
     probe_passes = [accumulator.passes for accumulator in accumulators]
     del canvas, groups, accumulators  # free the traced window before the reads are timed
     reads = Reference("the pass's reads", timed(lambda: read_every_block(
-        traced_canvas(model, signal, tracer, memory_budget=settings.memory_budget), passes)))
+        _traced(model, signal, tracer, settings), passes)))
     rows = [Row(f"{PROBE_ROW}{task.name}", f"build {build:.2f} s + accumulator {run.seconds:.2f} s in the shared "
                                           f"pass; {count} pass{'es' * (count > 1)}{_outcome(run)}",
                 _cost(build, run), baseline=reads)
@@ -318,8 +298,7 @@ def probes_stage(settings: Settings) -> list[Row]:
 
 def probe_alone(task_name: str, settings: Settings) -> list[Row]:
     """One task alone on the probe model's traced canvas: its own peak memory (and time, reads included)."""
-    signal, model, tracer = _probe_unit(settings)
-    canvas = traced_canvas(model, signal, tracer, memory_budget=settings.memory_budget)
+    signal, model, tracer, canvas = _probe_canvas(settings)
     meter = PeakMemory()
     meter.start()
     started = time.perf_counter()
@@ -345,10 +324,9 @@ class TimedView:
 
 def controls_stage(settings: Settings) -> list[Row]:
     """The shuffled control and the random-init twin against the canvas's own probing."""
-    signal, model, tracer = _probe_unit(settings)
+    signal, model, tracer, canvas = _probe_canvas(settings)
     twin = _model(resolve_inr(settings.probe_model), signal, seed=1)
-    canvas = traced_canvas(model, signal, tracer, memory_budget=settings.memory_budget)
-    twin_canvas = traced_canvas(twin, signal, tracer, memory_budget=settings.memory_budget)
+    twin_canvas = _traced(twin, signal, tracer, settings)
     tasks = _tasks(settings, canvas)
     meter = PeakMemory()
     meter.start()

@@ -18,9 +18,9 @@ moment, so imports, the signal and the model are not counted.
   one's time (building it plus :attr:`~xinc_bench.probes.accumulator.Accumulated.seconds`) against
   the pass's reads alone (the same traced canvas read block by block, as many passes, no probe);
   ``probe:<task>`` runs one task alone for its own peak memory.
-* ``controls``: the shuffled control (its view of each block plus its accumulators, in the canvas's
-  own pass, as ``run`` does) and the random-init twin (seed 1; its accumulators on its own traced
-  canvas) against the canvas's own probing.
+* ``controls``: the shuffled control (its accumulators fed the canvas's blocks read again and
+  shuffled, in passes of their own, as ``run`` does) and the random-init twin (seed 1; its
+  accumulators on its own traced canvas) against the canvas's own probing.
 * ``run``: :func:`xinc_bench.runs.unit.run_unit` of a small unit, each stage line it prints, and the
   whole against the sum of its stage lines.
 """
@@ -50,10 +50,10 @@ from xinc_bench.errors import XincError  # noqa: E402
 from xinc_bench.inrs import create_inr, inr_info, resolve_inr  # noqa: E402
 from xinc_bench.inrs.base import render_output  # noqa: E402
 from xinc_bench.probes.accumulator import (  # noqa: E402
-    Accumulated, AccumulatorGroup, ChunkView, ProbeAccumulator, accumulate, num_passes, window_frames,
+    Accumulated, AccumulatorGroup, ProbeAccumulator, accumulate, num_passes, window_frames,
 )
 from xinc_bench.probes.base import Task, load_task  # noqa: E402
-from xinc_bench.probes.controls import shuffle_canvas, shuffled_view  # noqa: E402
+from xinc_bench.probes.controls import shuffle_canvas  # noqa: E402
 
 from .table import PROBE_ROW, SHARED_PASS, Reference, Row  # noqa: E402
 from .variants import PeakMemory  # noqa: E402
@@ -307,23 +307,9 @@ def probe_alone(task_name: str, settings: Settings) -> list[Row]:
     return [Row(f"{PROBE_ROW}{task_name}", "alone", time.perf_counter() - started, meter.above_start())]
 
 
-class TimedView:
-    """A :data:`~xinc_bench.probes.accumulator.ChunkView` that adds up the seconds it spends."""
-
-    def __init__(self, view: ChunkView) -> None:
-        self.view = view
-        self.seconds = 0.0
-
-    def __call__(self, name: str, start: int, block: torch.Tensor) -> torch.Tensor:
-        started = time.perf_counter()
-        try:
-            return self.view(name, start, block)
-        finally:
-            self.seconds += time.perf_counter() - started
-
-
 def controls_stage(settings: Settings) -> list[Row]:
-    """The shuffled control and the random-init twin against the canvas's own probing."""
+    """The shuffled control and the random-init twin against the canvas's own probing, each canvas in
+    passes of its own after the previous one's accumulators are freed, as ``run`` does."""
     signal, model, tracer, canvas = _probe_canvas(settings)
     twin = _model(resolve_inr(settings.probe_model), signal, seed=1)
     twin_canvas = _traced(twin, signal, tracer, settings)
@@ -332,37 +318,33 @@ def controls_stage(settings: Settings) -> list[Row]:
     meter.start()
     started = time.perf_counter()
     own, own_builds = _build(tasks, canvas, model, settings.null_draws)
+    on_canvas = accumulate(canvas, [AccumulatorGroup(own)], isolate_errors=True)[0]
+    shuffled_started = time.perf_counter()
     shuffled = shuffle_canvas(canvas, seed=0)
-    control_builds = []
-    controls = []
-    for accumulator in own:
-        build_started = time.perf_counter()
-        controls.append(accumulator.for_control(shuffled))
-        control_builds.append(time.perf_counter() - build_started)
-    view = TimedView(shuffled_view(canvas, seed=0))
-    on_canvas, on_shuffled = accumulate(canvas, [AccumulatorGroup(own), AccumulatorGroup(controls, view=view)],
-                                        isolate_errors=True)
-    twins, twin_builds = _build(tasks, twin_canvas, twin, 0)
+    controls = [accumulator.for_control(shuffled) for accumulator in own]
+    del own
+    on_shuffled = accumulate(shuffled, [AccumulatorGroup(controls)], isolate_errors=True)[0]
+    del controls
+    shuffled_seconds = time.perf_counter() - shuffled_started
     twin_started = time.perf_counter()
+    twins, _ = _build(tasks, twin_canvas, twin, 0)
     on_twin = accumulate(twin_canvas, [AccumulatorGroup(twins)], isolate_errors=True)[0]
-    twin_pass = time.perf_counter() - twin_started
+    twin_seconds = time.perf_counter() - twin_started
     total = time.perf_counter() - started
     peak = meter.above_start()
     probing = Reference("the canvas's own probing", sum(map(_cost, own_builds, on_canvas)))
-    shuffled_seconds = view.seconds + sum(map(_cost, control_builds, on_shuffled))
-    twin_seconds = sum(map(_cost, twin_builds, on_twin))
-    twin_reads = twin_pass - sum(run.seconds for run in on_twin)
     stopped = "".join(_outcome(run) for run in (*on_canvas, *on_shuffled, *on_twin))
     return [
-        Row("controls: shuffled", f"the spatial shuffle of each block ({view.seconds:.2f} s) and {len(tasks)} "
-                                  f"accumulators without null draws, in the canvas's own pass{stopped}",
+        Row("controls: shuffled", f"{len(tasks)} accumulators without null draws (built from the canvas's, whose "
+                                  "model-only state and distribution thresholds they share) on the canvas's blocks "
+                                  f"read again and shuffled, reads included{stopped}",
             shuffled_seconds, baseline=probing),
-        Row("controls: random-init twin", f"{len(tasks)} accumulators without null draws on the twin's traced "
-                                          f"canvas (seed 1); its reads ({twin_reads:.2f} s) not included",
+        Row("controls: random-init twin", f"{len(tasks)} accumulators without null draws built and fed the twin's "
+                                          "traced canvas (seed 1), reads included",
             twin_seconds, baseline=probing),
         Row("controls: stage", f"{settings.probe_model} (untrained, `{tracer}` tracer), {_signal_text(signal)}, "
-                               f"{_draws(settings)}: the canvas's pass with the shuffled control, "
-                               "then the twin's pass, reads and builds included",
+                               f"{_draws(settings)}: the canvas's passes, the shuffled control's, "
+                               "then the twin's, reads and builds included",
             total, peak, baseline=probing),
     ]
 

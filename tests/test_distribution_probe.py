@@ -250,6 +250,27 @@ def test_blocks_of_any_size_give_the_same_scores_and_draws() -> None:
     assert_same_result(results[1], results[1 << 30])
 
 
+def test_a_control_made_after_the_canvas_takes_its_thresholds_and_one_pass() -> None:
+    """The shuffled control has the canvas's entries, so it scores the same with the canvas's tau_a
+    (one pass) as with its own (found again: three passes when streamed)."""
+    import matplotlib.pyplot as plt
+
+    task = load_task("distribution")
+    for budget in (1 << 30, MIXED_BUDGET, 1):
+        canvas = _video_canvas(budget)
+        shuffled = shuffle_canvas(canvas, seed=4)
+        accumulator = task.accumulator(canvas, null_pixels=900)
+        before = accumulator.for_control(shuffled)  # the canvas's thresholds are not known yet
+        assert before.passes == accumulator.passes
+        accumulate(canvas, [AccumulatorGroup([accumulator])])
+        after = accumulator.for_control(shuffled)
+        assert after.passes == 1
+        own, shared = (accumulate(shuffled, [AccumulatorGroup([control])])[0][0].result for control in (before, after))
+        assert shared.nulls == {} and not any(math.isnan(value) for value in shared.scores.values())
+        assert_same_result(shared, own)
+    plt.close("all")
+
+
 def test_accumulator_reads_no_layer() -> None:
     import matplotlib.pyplot as plt
 

@@ -159,7 +159,8 @@ def test_progress_prints_one_line_per_stage_without_a_terminal(tmp_path: Path,
                       "[unit] canvas set up",
                       "[unit] canvas of the random-init twin set up",
                       "[unit] prepare 2 tasks",
-                      "[unit] probe 2 tasks and the shuffled control",
+                      "[unit] probe 2 tasks",
+                      "[unit] probe 2 tasks on the shuffled control",
                       "[unit] probe 2 tasks on the random-init control"]
     assert all(line.endswith(" s)") for line in lines[1:]) and "\r" not in "".join(lines)
 

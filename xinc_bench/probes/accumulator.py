@@ -189,6 +189,7 @@ def accumulate(
                     for acc, run in members:
                         if run.error is None:
                             call(run, acc.update, name, start, seen, pass_index)
+                block = seen = None  # freed before the next read, which may trace a new window
             if advance is not None:
                 advance(stop - start)
         for _, members in active:

@@ -444,6 +444,8 @@ class LayerTally:
 class LayerDistribution:
     """The scores of one layer and of its null draws from its blocks, in one or three passes.
 
+    * ``thresholds`` given (``tau_a`` known, e.g. the canvas's for its spatial-shuffle control, which
+      has the same entries): one pass, every block scored by :class:`LayerTally`.
     * ``exact`` (the layer fits in one chunk of the canvas): one pass. ``|C|`` of the whole layer is
       gathered (the sort needs every entry; at most the canvas's chunk budget, dropped once scored):
       when its last frame arrives ``tau_a`` is found by :func:`contribution_threshold` and the
@@ -456,19 +458,23 @@ class LayerDistribution:
         alphas: the mass thresholds of (a).
         null: how the ``spatial_shuffle`` null is drawn.
         exact: sort the whole layer (see :func:`sorted_exactly`) rather than stream its thresholds.
+        thresholds: ``tau_a`` of every ``a`` when already known (neither sorted nor streamed then).
     """
 
     def __init__(
-        self, shape: tuple[int, int, int, int], alphas: list[float], null: ShuffleNull, exact: bool
+        self, shape: tuple[int, int, int, int], alphas: list[float], null: ShuffleNull, exact: bool,
+        thresholds: dict[float, float] | None = None,
     ) -> None:
         self.shape = shape
         self.alphas = list(alphas)
         self.null = null
-        self.exact = exact
+        self.exact = exact and thresholds is None
+        #: ``tau_a`` of every ``a``, once known
+        self.thresholds = thresholds
         #: passes over the layer needed
-        self.passes = 1 if exact else len(_RADIX_LEVELS) + 1
-        self._radix = None if exact else RadixThresholds(self.alphas)
-        self._tally: LayerTally | None = None
+        self.passes = 1 if thresholds is not None or exact else len(_RADIX_LEVELS) + 1
+        self._radix = None if self.passes == 1 else RadixThresholds(self.alphas)
+        self._tally = None if thresholds is None else LayerTally(shape, thresholds, null)
         self._whole: torch.Tensor | None = None  # exact: ``|C|[N, T, H * W]`` being gathered
         self._received = 0
         self._result: tuple[dict[str, float], list[dict[str, float]]] | None = None
@@ -477,7 +483,7 @@ class LayerDistribution:
         """Take frames ``start .. start + t - 1`` of the layer, ``chunk`` float32 ``[N, t, H, W]`` (read only)."""
         if self.exact:
             self._gather(start, chunk)
-        elif pass_index < len(_RADIX_LEVELS):
+        elif pass_index < self.passes - 1:
             self._radix.update(block_magnitudes(chunk))
         else:
             self._tally.update(start, block_magnitudes(chunk))
@@ -496,8 +502,8 @@ class LayerDistribution:
             if self._received < num_frames:
                 return
             whole, self._whole = self._whole.reshape(num_neurons, -1), None
-        values = whole.numpy()
-        tally = LayerTally(self.shape, contribution_thresholds(values, self.alphas), self.null)
+        self.thresholds = contribution_thresholds(whole.numpy(), self.alphas)
+        tally = LayerTally(self.shape, self.thresholds, self.null)
         tally.update(0, whole)
         self._result = tally.scores()
 
@@ -506,10 +512,11 @@ class LayerDistribution:
         if self.exact:
             if self._result is None:
                 raise RuntimeError(f"pass {pass_index} ended before every frame of the layer was given")
-        elif pass_index < len(_RADIX_LEVELS):
+        elif pass_index < self.passes - 1:
             self._radix.end_level()
             if pass_index == len(_RADIX_LEVELS) - 1:
-                self._tally = LayerTally(self.shape, self._radix.thresholds, self.null)
+                self.thresholds = self._radix.thresholds
+                self._tally = LayerTally(self.shape, self.thresholds, self.null)
         else:
             self._result, self._tally = self._tally.scores(), None
 
@@ -554,6 +561,10 @@ class DistributionProbe(ProbeAccumulator):
     pass, frame by frame from seeded per-frame streams, so they do not depend on the blocks.
     The figure's frame 0 is scored when pass 0 brings it.
 
+    The spatial-shuffle control (:meth:`for_control`) keeps every neuron's values, so each layer's
+    ``tau_a`` is the canvas's: a control made once the canvas's passes have ended takes them and
+    needs one pass.
+
     Params:
         alphas ([0.1, 0.5]): the mass thresholds of (a).
         null_draws (0), null_seed (0): the task's null draws and their seed.
@@ -563,7 +574,8 @@ class DistributionProbe(ProbeAccumulator):
         XincError: ``null_pixels`` is not a positive number.
     """
 
-    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+    def __init__(self, canvas: Canvas, params: dict[str, Any],
+                 thresholds: dict[str, dict[float, float]] | None = None) -> None:
         super().__init__(canvas, params)
         self.alphas = [float(a) for a in params.get("alphas", [0.1, 0.5])]
         self.draws = int(params.get("null_draws", 0))
@@ -578,12 +590,20 @@ class DistributionProbe(ProbeAccumulator):
                 self.alphas,
                 ShuffleNull(self.draws, seed, null_pixels, stream=index),
                 exact=name in exact,
+                thresholds=None if thresholds is None else thresholds[name],
             )
             for index, name in enumerate(canvas.layer_names)
         }
         self.passes = max((layer.passes for layer in self.layers.values()), default=1)
         #: per layer, the fraction of neurons above ``tau_alpha`` of frame 0 at each pixel of frame 0, ``[H, W]``
         self.first_frames: dict[str, torch.Tensor] = {}
+
+    def for_control(self, canvas: Canvas) -> ProbeAccumulator:
+        """The probe on the spatial-shuffle control, without null draws; with the canvas's ``tau_a`` of
+        every layer (one pass) once every pass over the canvas has ended, else finding its own."""
+        thresholds = {name: layer.thresholds for name, layer in self.layers.items()}
+        known = all(value is not None for value in thresholds.values())
+        return type(self)(canvas, {**self.params, "null_draws": 0}, thresholds if known else None)
 
     def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
         if pass_index == 0 and start == 0:

@@ -3,12 +3,12 @@
 A unit traces its canvases a window of frames at a time (every layer of those frames together) and
 hands each block to every probe while it is in memory. Its peak memory is, per window of ``F``
 frames, the traced window (every layer, in the trace's dtype) plus up to :data:`BLOCK_COPIES`
-float32 copies of the largest layer's block (the float32 read, the shuffled control's view and
+float32 copies of the largest layer's block (the float32 read, the shuffled control's copy and
 the probes' temporaries such as ``|C|``), on top of :data:`RESERVE` for the model, the signal, the
 probes' per-pixel state and the interpreter, and of what the probes hold across blocks (their
 samples of the canvas, carried frames, maps from the model:
-:meth:`~xinc_bench.probes.base.Task.held_bytes`, twice: the canvas's and a control's accumulators
-are alive together). :func:`plan_unit` picks the largest ``F`` that fits the memory budget and
+:meth:`~xinc_bench.probes.base.Task.held_bytes`, once: each canvas, the trained model's and its
+controls', is probed in passes of its own). :func:`plan_unit` picks the largest ``F`` that fits the memory budget and
 refuses a budget that cannot hold one frame; the disk holds the checkpoints, the signal, the
 preview and the records, and both canvases only with ``--save-canvas``.
 """
@@ -109,7 +109,7 @@ def plan_unit(counts: dict[str, int], shape: tuple[int, int, int], dtype: np.dty
         budget: the memory budget (``None``: :func:`default_memory_budget`).
         save_canvas: both canvases are written as files.
         out: the run folder (its disk is checked); signal_bytes: bytes of the signal file and checkpoints.
-        held_bytes: bytes the probes hold across blocks (both accumulators alive at once, counted).
+        held_bytes: bytes the probes hold across blocks (one canvas's accumulators).
 
     Raises:
         XincError: one line with the sizes: the budget cannot hold one frame of every layer, or the

@@ -30,8 +30,8 @@ from ..errors import XincError
 from ..files import merged_dir, write_json_atomic
 from ..inrs import bits_per_pixel, count_parameters, create_inr, inr_info, resolve_inr
 from ..probes.base import Task, available_tasks, load_task
-from ..probes.accumulator import Accumulated, AccumulatorGroup, accumulate, num_passes
-from ..probes.controls import shuffle_canvas, shuffled_view
+from ..probes.accumulator import Accumulated, Accumulator, AccumulatorGroup, ProbeAccumulator, accumulate, num_passes
+from ..probes.controls import shuffle_canvas
 from ..probes.stats import score_evidence
 from ..training import fidelity, fit, render
 from ..training.module import check_schedule
@@ -285,16 +285,17 @@ def probe_tasks(
 ) -> dict[str, dict[str, Any] | XincError]:
     """Run tasks on a canvas, reading it once per pass for all of them, and write each record atomically.
 
-    Every task's probe, and the same probe on the spatial-shuffle control (a view of each block,
-    shuffled in memory), are fed the canvas's blocks together
-    (:func:`~xinc_bench.probes.accumulator.accumulate`); the random-init twin's canvas is read the
-    same way for every task at once. Every score is stored beside its null (the task's null model,
+    Every task's probe is fed the canvas's blocks (:func:`~xinc_bench.probes.accumulator.accumulate`),
+    then the same probe the blocks of the spatial-shuffle control (each block of the canvas read
+    again and shuffled in memory), then the random-init twin's canvas, all tasks at once on each;
+    a canvas's accumulators are freed before the next canvas is read, so the memory holds one
+    canvas's probe state at a time (:func:`~xinc_bench.runs.budget.plan_unit`). Every score is stored beside its null (the task's null model,
     ``null_draws`` draws, default the task's own count) and both controls' scores, per layer and
     headline, in ``outs[task]`` (figures beside it).
 
     Args:
         canvas: the canvas, or its file (a canvas traced on demand, :func:`~xinc_bench.canvas.streamed.traced_canvas`,
-            is traced once per pass).
+            is traced once per pass, for itself and again for its shuffled control).
         control_canvas: canvas (or file) of the random-initialised twin; its scores go into ``controls``.
         null_draws: number of null draws (at least 1), overriding the tasks'.
         model, twin: the canvas's model and the random-init twin's, for tasks that need the model
@@ -325,53 +326,72 @@ def probe_tasks(
             outcome[name] = XincError(f"task {task.name!r} cannot run{where}: {reason}")
         else:
             tasks[name] = task
-    mass = NeuronMass()
     if not tasks:
         _write_preview(canvas, None, preview)
         return outcome
-    twin_canvas = None if control_canvas is None else select_layers(_as_canvas(control_canvas), layers)
-    shuffled = shuffle_canvas(canvas, seed=0)
-    built = []  # per task: its accumulators on the canvas, the shuffled control and the twin
+    label = f"{len(tasks)} task{'s' if len(tasks) > 1 else ''}"
+    trained: dict[str, ProbeAccumulator] = {}
     # building computes what a probe needs from the model alone (faithfulness's ablation ground truth)
-    with progress.stage(f"prepare {len(tasks)} task{'s' if len(tasks) > 1 else ''}", total=len(tasks),
-                        unit="task") as advance:
+    with progress.stage(f"prepare {label}", total=len(tasks), unit="task") as advance:
         for name, task in tasks.items():
             try:
-                trained = task.accumulator(canvas, **_model_params(task, canvas, model, trust_code))
-                built.append((name, trained, trained.for_control(shuffled),
-                              None if twin_canvas is None else
-                              task.accumulator(twin_canvas, 0, **_model_params(task, twin_canvas, twin, trust_code))))
+                trained[name] = task.accumulator(canvas, **_model_params(task, canvas, model, trust_code))
             except XincError as exc:  # the probe refuses the canvas (or its parameters) before reading it
                 outcome[name] = exc
             advance(1)
-    if not built:
+    if not trained:
         _write_preview(canvas, None, preview)
         return outcome
-    label = f"{len(built)} task{'s' if len(built) > 1 else ''}"
-    trained_groups = [AccumulatorGroup([trained for _, trained, _, _ in built] + ([mass] if preview else [])),
-                      AccumulatorGroup([control for _, _, control, _ in built], view=shuffled_view(canvas, seed=0))]
-    with progress.stage(f"probe {label} and the shuffled control", total=num_passes(trained_groups) * canvas.shape[0],
-                        unit="frame") as advance:
-        observed, on_shuffled = accumulate(canvas, trained_groups, isolate_errors=True, advance=advance)
-    _write_preview(canvas, mass.compute(), preview)
-    names, twins = [name for name, *_ in built], [random_init for *_, random_init in built]
-    del built, trained_groups  # the canvas's and the shuffled control's accumulators gave their results: free them
-    on_twin: list[Accumulated | None] = [None] * len(names)
-    if twin_canvas is not None:
-        twin_groups = [AccumulatorGroup(twins)]
-        with progress.stage(f"probe {label} on the random-init control",
-                            total=num_passes(twin_groups) * twin_canvas.shape[0], unit="frame") as advance:
-            on_twin = accumulate(twin_canvas, twin_groups, isolate_errors=True, advance=advance)[0]
-    for name, main, shuffle, random_init in zip(names, observed, on_shuffled, on_twin):
-        error = next((run.error for run in (main, shuffle, random_init) if run is not None and run.error), None)
+    members: dict[str, Accumulator] = {**trained, _PREVIEW: NeuronMass()} if preview else dict(trained)
+    main = _probe_pass(canvas, members, f"probe {label}", progress)
+    if preview:
+        _write_preview(canvas, main.pop(_PREVIEW).result, preview)
+    runs = {name: {"main": run} for name, run in main.items()}
+    # each control is probed in passes of its own once the canvas's accumulators are freed, so that one
+    # canvas's probe state is held at a time (the shuffled control is made again from the canvas's blocks)
+    shuffled_canvas = shuffle_canvas(canvas, seed=0)
+    shuffled = {name: acc.for_control(shuffled_canvas) for name, acc in trained.items()
+                if runs[name]["main"].error is None}
+    del trained
+    for name, run in _probe_pass(shuffled_canvas, shuffled, f"probe {label} on the shuffled control", progress).items():
+        runs[name]["shuffled"] = _without_figures(run)
+    del shuffled
+    if control_canvas is not None:
+        twin_canvas = select_layers(_as_canvas(control_canvas), layers)
+        twins: dict[str, ProbeAccumulator] = {}
+        for name, task in tasks.items():
+            if name in runs and all(run.error is None for run in runs[name].values()):
+                try:
+                    twins[name] = task.accumulator(twin_canvas, 0, **_model_params(task, twin_canvas, twin, trust_code))
+                except XincError as exc:
+                    runs[name]["random_init"] = Accumulated(error=exc)
+        for name, run in _probe_pass(twin_canvas, twins, f"probe {label} on the random-init control",
+                                     progress).items():
+            runs[name]["random_init"] = _without_figures(run)
+        del twins
+    for name, by_canvas in runs.items():
+        error = next((run.error for run in by_canvas.values() if run.error is not None), None)
         if error is not None:
             outcome[name] = error
             continue
-        controls = {"shuffled": _control_scores(shuffle)}
-        if random_init is not None:
-            controls["random_init"] = _control_scores(random_init)
-        outcome[name] = _write_record(tasks[name], main, controls, canvas.metadata, Path(outs[name]))
+        controls = {control: _control_scores(run) for control, run in by_canvas.items() if control != "main"}
+        outcome[name] = _write_record(tasks[name], by_canvas["main"], controls, canvas.metadata, Path(outs[name]))
     return outcome
+
+
+def _probe_pass(canvas: Canvas, accumulators: Mapping[str, Accumulator], label: str,
+                progress: Progress) -> dict[str, Accumulated]:
+    """Feed ``canvas`` to ``accumulators`` (every pass they need, one stage line) and return what became of each."""
+    if not accumulators:
+        return {}
+    group = [AccumulatorGroup(list(accumulators.values()))]
+    with progress.stage(label, total=num_passes(group) * canvas.shape[0], unit="frame") as advance:
+        runs = accumulate(canvas, group, isolate_errors=True, advance=advance)[0]
+    return dict(zip(accumulators, runs))
+
+
+#: the key of the preview's accumulator among the tasks' in the canvas's pass
+_PREVIEW = "(preview)"
 
 
 def _write_preview(canvas: Canvas, mass: dict[str, torch.Tensor] | None, out: Path | None) -> None:
@@ -463,13 +483,20 @@ def with_null_draws(task: Task, draws: int | None) -> Task:
     return dataclasses.replace(task, nulls=dataclasses.replace(task.nulls, draws=int(draws)))
 
 
-def _control_scores(run: Accumulated) -> dict[str, float]:
-    """Every finite score of a task on a control canvas (per layer and headline); figures closed unsaved."""
+def _without_figures(run: Accumulated) -> Accumulated:
+    """``run`` with the figures of its result closed unsaved (a control's figures are not kept)."""
     import matplotlib.pyplot as plt
 
+    if run.result is not None:
+        for figure in run.result.figures.values():
+            plt.close(figure)
+        run.result.figures = {}
+    return run
+
+
+def _control_scores(run: Accumulated) -> dict[str, float]:
+    """Every finite score of a task on a control canvas (per layer and headline)."""
     assert run.result is not None
-    for figure in run.result.figures.values():
-        plt.close(figure)
     return {name: value for name, value in run.result.scores.items() if math.isfinite(value)}
 
 

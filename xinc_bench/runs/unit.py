@@ -293,7 +293,7 @@ def _plan(spec: UnitSpec, signal: Signal, run: RunDir, tasks: tuple[str, ...]) -
     counts = traced_layers(TRACERS.get(tracer).layers(model, shape), spec.layers, tracer)
     checkpoint_bytes = 4 * sum(p.numel() for p in model.parameters())  # float32 weights
     signal_bytes = signal.num_pixels * 4 * 8 + 2 * checkpoint_bytes  # frames, recon, masks, flow; two checkpoints
-    held = 2 * sum(load_task(task).held_bytes(counts, shape) for task in tasks)  # a canvas's and a control's
+    held = sum(load_task(task).held_bytes(counts, shape) for task in tasks)  # one canvas's accumulators at a time
     return plan_unit(counts, shape, np.dtype(np.float16 if spec.float16 else np.float32), budget=spec.memory_budget,
                      save_canvas=spec.save_canvas and not run.saved_canvases, out=run.path, signal_bytes=signal_bytes,
                      held_bytes=held)

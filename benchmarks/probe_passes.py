@@ -1,4 +1,4 @@
-"""Probing a canvas: one shared read per pass for every task and the shuffled control, against one read per task.
+"""Probing a canvas: one shared read per pass for every task, against one read per task.
 
 Three ways to score the same tasks (with their null draws) and the spatial-shuffle control on
 the canvas of an untrained nerv-paper (seed 0) on bikes, side by side in one run:
@@ -6,7 +6,8 @@ the canvas of an untrained nerv-paper (seed 0) on bikes, side by side in one run
 * ``per task, file``: today's file is read by each task on its own, and again by each task
   on the shuffled control (shuffled lazily on every read), as ``task.run`` does;
 * ``shared, file``: :func:`~xinc_bench.runs.stages.probe_tasks`'s driver: every block of the file
-  is read once per pass and handed to all tasks and, shuffled once in memory, to all controls;
+  is read once per pass and handed to all tasks, then read again per pass of the controls and,
+  shuffled in memory, handed to all of them;
 * ``shared, streamed``: the same driver on a canvas traced on demand, window by window, that is
   never written (:func:`~xinc_bench.canvas.streamed.traced_canvas`); the file variants' time to
   trace and write the file is printed beside it.
@@ -34,7 +35,7 @@ from xinc_bench.data import load_signal, parse_frames  # noqa: E402
 from xinc_bench.inrs.base import create_inr  # noqa: E402
 from xinc_bench.probes.accumulator import AccumulatorGroup, accumulate  # noqa: E402
 from xinc_bench.probes.base import load_task  # noqa: E402
-from xinc_bench.probes.controls import shuffle_canvas, shuffled_view  # noqa: E402
+from xinc_bench.probes.controls import shuffle_canvas  # noqa: E402
 from xinc_bench.runs.stages import annotate_signal  # noqa: E402
 
 TASKS = ("distribution", "color", "edges", "partitions", "objects", "motion")
@@ -59,10 +60,10 @@ def main() -> None:
     tasks = [load_task(name) for name in args.tasks]
 
     def shared(canvas):
-        groups = [AccumulatorGroup([task.accumulator(canvas, args.draws) for task in tasks]),
-                  AccumulatorGroup([task.accumulator(shuffle_canvas(canvas), 0) for task in tasks],
-                                   view=shuffled_view(canvas))]
-        accumulate(canvas, groups)
+        own = [task.accumulator(canvas, args.draws) for task in tasks]
+        accumulate(canvas, [AccumulatorGroup(own)])
+        controls = [accumulator.for_control(shuffle_canvas(canvas)) for accumulator in own]
+        accumulate(shuffle_canvas(canvas), [AccumulatorGroup(controls)])
         plt.close("all")
 
     def per_task(canvas):

@@ -1,8 +1,8 @@
-"""One read of the canvas for every probe: the accumulator driver, the shuffled view, and the streamed canvas.
+"""One read of the canvas for every probe: the accumulator driver and the streamed canvas.
 
 * every registered probe is an accumulator;
-* :func:`accumulate` reads each block once per pass for all tasks and the shuffled control, and
-  the shuffled view gives exactly the scores of the shuffled canvas read on its own;
+* :func:`accumulate` reads each block once per pass for all tasks and gives each the scores of
+  the task run on its own, on the canvas and on its shuffled control;
 * a probe that refuses the canvas stops alone;
 * a canvas traced on demand (:func:`traced_canvas`, never written) gives the records of the same
   canvas written to a file, for every task, with the canvas traced once per pass; every task's
@@ -29,7 +29,7 @@ from xinc_bench.errors import XincError
 from xinc_bench.inrs.base import create_inr
 from xinc_bench.probes.accumulator import AccumulatorGroup, ProbeAccumulator, ProbeResult, accumulate
 from xinc_bench.probes.base import load_task
-from xinc_bench.probes.controls import shuffle_canvas, shuffled_view
+from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.registry import PROBES
 from xinc_bench.runs.stages import applicable_tasks, probe_tasks
 
@@ -65,21 +65,25 @@ def small_video_model(seed: int) -> torch.nn.Module:
     return create_inr("ffn-video", mapping_size=16, hidden_width=12).eval()
 
 
-def test_each_block_is_read_once_per_pass_for_every_task_and_the_shuffled_control(signal: Any) -> None:
+def test_each_block_is_read_once_per_pass_for_every_task_on_the_canvas_and_its_control(signal: Any) -> None:
     canvas = compute_canvas(small_video_model(0), signal, "mlp")
     reads: list[tuple[int, int]] = []
     counted = Canvas(layers={name: CountingLayer(canvas.layer(name), reads) for name in canvas.layer_names},
                      frames=canvas.frames, masks=canvas.masks, flow=canvas.flow, metadata=canvas.metadata,
                      chunk_bytes=1)  # one frame per block
     tasks = [load_task(name) for name in ("color", "edges", "partitions", "motion", "distribution", "clustering")]
-    groups = [AccumulatorGroup([task.accumulator(counted, DRAWS) for task in tasks]),
-              AccumulatorGroup([task.accumulator(shuffle_canvas(counted), 0) for task in tasks],
-                               view=shuffled_view(counted))]
-    observed, shuffled = accumulate(counted, groups)
-    plt.close("all")
-    passes = max(acc.passes for group in groups for acc in group.accumulators)
+    group = AccumulatorGroup([task.accumulator(counted, DRAWS) for task in tasks])
+    [observed] = accumulate(counted, [group])
+    passes = max(acc.passes for acc in group.accumulators)
     assert passes > 1  # clustering needs a second pass, distribution streams large layers
     assert len(reads) == passes * canvas.shape[0] * len(canvas.layer_names)
+    reads.clear()
+    controls = AccumulatorGroup([acc.for_control(shuffle_canvas(counted)) for acc in group.accumulators])
+    [shuffled] = accumulate(shuffle_canvas(counted), [controls])
+    plt.close("all")
+    control_passes = max(acc.passes for acc in controls.accumulators)
+    assert control_passes == 2  # clustering's; distribution's control takes the canvas's thresholds
+    assert len(reads) == control_passes * canvas.shape[0] * len(canvas.layer_names)
     for task, alone, control in zip(tasks, observed, shuffled):
         assert alone.error is None and control.error is None
         assert alone.result.scores == pytest.approx(task.run(canvas, DRAWS).scores, rel=1e-9, nan_ok=True)

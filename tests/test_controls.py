@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from xinc_bench.canvas import Canvas
-from xinc_bench.probes.controls import shuffle_canvas, shuffled_view
+from xinc_bench.probes.controls import layer_seeds, shuffle_canvas, shuffle_frames
 
 
 def _canvas() -> Canvas:
@@ -28,11 +28,11 @@ def test_every_map_keeps_its_values_in_every_frame_and_loses_their_places() -> N
 
 def test_a_frame_reads_the_same_in_any_block_and_differs_with_the_seed() -> None:
     canvas = _canvas()
-    whole = shuffle_canvas(canvas, seed=3).layer_frames("b", 0, 4)
-    view = shuffled_view(canvas, seed=3)
-    per_frame = torch.cat([view("b", t, canvas.layer_frames("b", t, t + 1)) for t in range(4)], dim=1)
+    control = shuffle_canvas(canvas, seed=3)
+    whole = control.layer_frames("b", 0, 4)
+    per_frame = torch.cat([control.layer_frames("b", t, t + 1) for t in range(4)], dim=1)
     assert torch.equal(per_frame, whole)
-    assert torch.equal(view("b", 1, canvas.layer_frames("b", 1, 3)), whole[:, 1:3])
+    assert torch.equal(control.layer_frames("b", 1, 3), whole[:, 1:3])
     assert not torch.equal(shuffle_canvas(canvas, seed=4).layer_frames("b", 0, 4), whole)
 
 
@@ -40,5 +40,5 @@ def test_the_block_given_to_the_view_is_left_as_it_was() -> None:
     canvas = _canvas()
     block = canvas.layer_frames("a", 0, 1)
     before = block.clone()
-    shuffled_view(canvas)("a", 0, block)
+    shuffle_frames(block, layer_seeds(canvas.layer_names, 0)["a"], 0)
     assert torch.equal(block, before)

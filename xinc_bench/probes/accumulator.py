@@ -15,9 +15,10 @@ torchmetrics shape). A probe is a :class:`ProbeAccumulator` registered in
   in each pass, :meth:`~ProbeAccumulator.end_pass` being called after each;
 * :meth:`~ProbeAccumulator.compute` returns the :class:`~xinc_bench.probes.base.ProbeResult`.
 
-:func:`accumulate` drives groups of accumulators over one canvas: the task's own accumulators
-read the canvas as it is, a control's read each block through a view (e.g. the spatial shuffle of
-:func:`~xinc_bench.probes.controls.shuffled_view`), so the canvas is read once per pass for all.
+:func:`accumulate` drives groups of accumulators over one canvas, reading it once per pass for
+all. A control canvas (the spatial shuffle of :func:`~xinc_bench.probes.controls.shuffle_canvas`,
+the random-init twin's) is driven in passes of its own, so that one canvas's probe state is held
+at a time (:func:`~xinc_bench.runs.stages.probe_tasks`).
 """
 
 from __future__ import annotations
@@ -49,10 +50,6 @@ class ProbeResult:
     figures: dict[str, Any] = field(default_factory=dict)
     nulls: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     absent: dict[str, str] = field(default_factory=dict)
-
-
-#: a view of a block: ``(layer, start, block) -> block`` (e.g. the shuffled control); must not modify its input
-ChunkView = Callable[[str, int, torch.Tensor], torch.Tensor]
 
 
 class Accumulator(ABC):
@@ -108,10 +105,9 @@ class ProbeAccumulator(Accumulator):
 
 @dataclass
 class AccumulatorGroup:
-    """Accumulators that read the canvas through the same view (None: the canvas as it is)."""
+    """Accumulators fed the canvas together; :func:`accumulate` reports what became of each, per group."""
 
     accumulators: Sequence[Accumulator]
-    view: ChunkView | None = None
 
 
 @dataclass
@@ -148,8 +144,8 @@ def accumulate(
     """Drive every group's accumulators over ``canvas``; what became of each, per group, in order.
 
     Each pass reads each block of the canvas once (:meth:`Canvas.layer_frames`, which refuses NaN
-    and inf), applies each group's view once, and gives the block to every accumulator that still
-    needs the pass. Memory: one block of one layer at a time, plus each view's copy of it.
+    and inf) and gives it to every accumulator that still needs the pass. Memory: one block of one
+    layer at a time.
 
     Args:
         isolate_errors: an accumulator raising :class:`~xinc_bench.errors.XincError` stops alone
@@ -179,20 +175,19 @@ def accumulate(
             members = [(acc, run) for acc, run in zip(group.accumulators, group_runs)
                        if acc.passes > pass_index and run.error is None]
             if members:
-                active.append((group.view, members))
+                active.append(members)
         for start in range(0, num_frames, step):
             stop = min(num_frames, start + step)
             for name in canvas.layer_names:
                 block = canvas.layer_frames(name, start, stop)
-                for view, members in active:
-                    seen = block if view is None else view(name, start, block)
+                for members in active:
                     for acc, run in members:
                         if run.error is None:
-                            call(run, acc.update, name, start, seen, pass_index)
-                block = seen = None  # freed before the next read, which may trace a new window
+                            call(run, acc.update, name, start, block, pass_index)
+                block = None  # freed before the next read, which may trace a new window
             if advance is not None:
                 advance(stop - start)
-        for _, members in active:
+        for members in active:
             for acc, run in members:
                 if run.error is None:
                     call(run, acc.end_pass, pass_index)

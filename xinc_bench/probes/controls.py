@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from ..canvas.canvas import Canvas
-from .accumulator import ChunkView
 
 
 def shuffle_frames(block: torch.Tensor, layer_seed: int, start: int) -> torch.Tensor:
@@ -40,14 +39,6 @@ def shuffle_frames(block: torch.Tensor, layer_seed: int, start: int) -> torch.Te
 def layer_seeds(layer_names: list[str], seed: int) -> dict[str, int]:
     """The shuffle seed of each layer of a canvas (by its position) for the control of ``seed``."""
     return {name: seed * 1_000_003 + index for index, name in enumerate(layer_names)}
-
-
-def shuffled_view(canvas: Canvas, seed: int = 0) -> ChunkView:
-    """The spatial-shuffle control as a view of the canvas's blocks: block for block what
-    :func:`shuffle_canvas` reads, for accumulators fed alongside the canvas's own
-    (:func:`~xinc_bench.probes.accumulator.accumulate`)."""
-    seeds = layer_seeds(canvas.layer_names, seed)
-    return lambda name, start, block: shuffle_frames(block, seeds[name], start)
 
 
 class ShuffledLayer:

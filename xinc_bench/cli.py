@@ -7,17 +7,20 @@ Exit codes: 0 on success, 2 on bad input (one line on stderr naming the problem 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from .errors import XincError
 from .runs.budget import parse_bytes
 from .runs.spec import DEVICES, UnitSpec
+from .training.fit import quiet_lightning
 from .training.module import SCHEDULES
+
+if TYPE_CHECKING:
+    from .runs.executors import Executor
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -322,7 +325,15 @@ def _add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", default=None,
                         help="run shard i of n only, 1-based, e.g. 1/2 and 2/2 on two machines")
     parser.add_argument("--executor", choices=EXECUTORS.names(), default="local",
-                        help="how the units are run (default local: one after the other here)")
+                        help="how the units are run: local (default; one after the other here), processes "
+                             "(--jobs at once here), ray (one Ray task each on a cluster, --address)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="units run at once by --executor processes (default: this machine's CPUs); "
+                             "the other executors refuse it (ray runs as many as the cluster has room for)")
+    parser.add_argument("--address", default=None,
+                        help="the Ray cluster of --executor ray: HOST:PORT of its head (what `ray start --head` "
+                             "printed), ray://HOST:PORT or auto (default: the one `ray start` started here, else "
+                             "a private one)")
     parser.add_argument("--masks", default=None, help="mask source for every unit (default: each group's, "
                         "else the data's ground truth, else felzenszwalb)")
     parser.add_argument("--flow", default=None, help="flow source for every video unit (default: each group's, "
@@ -340,20 +351,21 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
     """``xinc-bench suite run``: 0 when every unit of the shard finished, 1 when some failed (rerun to retry)."""
     from .results.wandb_logging import check_mode, log_run
     from .runs.executors import UnitOutcome
-    from .runs.progress import Progress
+    from .runs.progress import Progress, UnitCounter, duration_text
     from .runs.suite import load_suite, parse_shard, run_suite, shard_units
 
     check_mode(args.wandb)
+    executor = _executor(args)
     shard = parse_shard(args.shard) if args.shard else None
     suite = load_suite(args.suite)
     units = shard_units(suite.units, shard)
     progress = Progress()
     progress.line(f"suite {suite.name}: {len(units)} of {len(suite.units)} units -> {args.out}")
-    done = []
+    counter = UnitCounter(len(units))
 
     def report(outcome: UnitOutcome) -> None:
-        done.append(outcome)
         result = outcome.result
+        eta = counter.count(worked=result is not None and not result.untouched)
         if args.wandb != "disabled" and result is not None and result.records_written:
             log_run(outcome.run_dir, args.wandb, project=args.wandb_project, name=outcome.spec.unit_id,
                     group=suite.name, save_dir=args.out)
@@ -365,11 +377,12 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
             state = (f"{len(result.records_written)} records written" + (", sanity checked" if result.sanity else "")
                      + (f", {len(result.skipped)} tasks skipped" if result.skipped else "")
                      + f" ({result.seconds:.1f} s)")
-        progress.line(f"unit {len(done)}/{len(units)} {outcome.spec.unit_id}: {state}")
+        progress.line(f"unit {counter.done}/{counter.total} {outcome.spec.unit_id}: {state}"
+                      + ("" if eta is None else f"; ETA {duration_text(eta)}"))
         for task, reason in (result.skipped if result is not None else {}).items():
             progress.line(f"  warning: task {task} skipped: {reason}")
 
-    summary = run_suite(suite, args.out, shard, executor=args.executor, masks=args.masks, flow=args.flow,
+    summary = run_suite(suite, args.out, shard, executor=executor, masks=args.masks, flow=args.flow,
                         memory_budget=None if args.memory_budget is None else parse_bytes(args.memory_budget),
                         quiet=args.no_progress, on_unit=report)
     if summary.failed:
@@ -377,6 +390,24 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
                       "them (finished work is kept)")
         return 1
     return 0
+
+
+def _executor(args: argparse.Namespace) -> Executor:
+    """The executor of ``--executor`` with ``--jobs`` or ``--address``, each refused where it does not apply.
+
+    Raises:
+        XincError: ``--jobs`` without ``--executor processes``, or below 1; ``--address`` without ``--executor
+            ray``; ``--executor ray`` without Ray installed.
+    """
+    from .registry import EXECUTORS
+
+    if args.jobs is not None and args.executor != "processes":
+        raise XincError(f"--jobs sets how many units --executor processes runs at once; --executor {args.executor} "
+                        "does not take it (add --executor processes, or drop --jobs)")
+    if args.address is not None and args.executor != "ray":
+        raise XincError("--address names the Ray cluster of --executor ray; add --executor ray, or drop --address")
+    options = {"processes": {"jobs": args.jobs}, "ray": {"address": args.address}}.get(args.executor, {})
+    return EXECUTORS.get(args.executor)(quiet=args.no_progress, **options)
 
 
 def _cmd_suite_list(args: argparse.Namespace) -> None:
@@ -480,18 +511,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _quiet_lightning()
+    quiet_lightning()
     handler: Callable[[argparse.Namespace], int | None] = args.handler
     try:
         return handler(args) or 0
     except XincError as exc:
         print(f"xinc-bench: error: {exc}", file=sys.stderr)
         return 2
-
-
-def _quiet_lightning() -> None:
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -127,5 +127,5 @@ MASK_SOURCES: Registry[Any] = Registry("mask source")
 FLOW_SOURCES: Registry[Any] = Registry("flow source")
 #: null models (name -> description), see :mod:`xinc_bench.probes.nulls`
 NULL_MODELS: Registry[str] = Registry("null model")
-#: how the units of a suite are run (local; process pools and clusters later), see :mod:`xinc_bench.runs.executors`
+#: how the units of a suite are run (local, processes, ray), see :mod:`xinc_bench.runs.executors`
 EXECUTORS: Registry[Any] = Registry("executor")

@@ -6,7 +6,8 @@
 * :mod:`~xinc_bench.runs.unit`: :func:`run_unit`, the only orchestration;
 * :mod:`~xinc_bench.runs.record`: building and reading records;
 * :mod:`~xinc_bench.runs.sanity`: the sanity check (model randomisation);
-* :mod:`~xinc_bench.runs.executors`: how many units are run (local now);
+* :mod:`~xinc_bench.runs.executors`: how many units are run (here one after the other, a process pool,
+  or Ray tasks on a cluster: :mod:`~xinc_bench.runs.ray_executor`);
 * :mod:`~xinc_bench.runs.suite`: suites, YAML matrices expanded into units;
 * :mod:`~xinc_bench.runs.progress`: progress bars and stage lines.
 """

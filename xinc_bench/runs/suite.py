@@ -49,7 +49,7 @@ from ..errors import XincError
 from ..registry import EXECUTORS
 from ..resources import bundled_dir
 from ..training.module import SCHEDULES
-from .executors import UnitOutcome
+from .executors import Executor, UnitOutcome
 from .rundir import RunDir
 from .spec import UnitSpec
 from .unit import check_same_settings
@@ -172,7 +172,7 @@ def run_suite(
     out: Path,
     shard: tuple[int, int] | None = None,
     *,
-    executor: str = "local",
+    executor: str | Executor = "local",
     masks: str | None = None,
     flow: str | None = None,
     memory_budget: int | None = None,
@@ -186,14 +186,17 @@ def run_suite(
         out: results folder; ``out/suite.json`` lists the suite's units.
         shard: ``(i, n)``, 1-based: run only the units with index ``k % n == i - 1`` (split a suite
             across machines; the shards together cover every unit exactly once).
-        executor: registered executor name (:data:`~xinc_bench.registry.EXECUTORS`).
+        executor: a registered executor's name (:data:`~xinc_bench.registry.EXECUTORS`: ``local``,
+            ``processes``, ``ray``), made with its defaults, or an executor made with its options
+            (``EXECUTORS.get("processes")(jobs=4)``).
         masks, flow: mask and flow sources for every unit (default: each group's, else the data's own).
         memory_budget: bytes each unit may use (default: :func:`~xinc_bench.runs.budget.default_memory_budget`).
-        quiet: print no stage lines (library use); the CLI prints them.
+        quiet: print no stage lines (library use); the CLI prints them. An executor passed ready-made keeps its own.
         on_unit: called with each unit's outcome as soon as the unit finishes (the CLI logs it to
             Weights & Biases there, with ``--wandb``).
     """
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    runner = EXECUTORS.get(executor)(quiet=quiet) if isinstance(executor, str) else executor
     units = [replace(unit, masks=masks or unit.masks, flow=flow or unit.flow, memory_budget=memory_budget)
              for unit in shard_units(suite.units, shard)]
     out = Path(out)
@@ -210,7 +213,7 @@ def run_suite(
         if on_unit is not None:
             on_unit(outcome)
 
-    EXECUTORS.get(executor)(quiet=quiet).map([(unit, out / unit.unit_id) for unit in units], finished)
+    runner.map([(unit, out / unit.unit_id) for unit in units], finished)
     return summary
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,12 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from ..data.signal import Signal
 from ..inrs.base import render_output
 from .module import FrameBatches, FullBatchPixels, INRFitModule
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's start-up chatter (accelerators found, tips); its warnings still show."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from xinc_bench.errors import XincError
 from xinc_bench import cli
@@ -173,6 +174,7 @@ def test_paper_suite_uses_the_paper_settings() -> None:
         ("{size: sixteen, data: [astronaut], models: [ffn-paper]}", "invalid size"),
         ("{size: 16x32, data: [astronaut], models: [ffn-paper], schedule: linear}", "schedule must be one of"),
         ("{size: 16x32, data: [bikes], models: {nerv-paper: {batch_frames: 0}}}", "batch_frames must be a positive"),
+        ("{size: 16x32, data: [astronaut], models: [ffn-paper], device: gpu}", "device 'gpu' is not one of cpu, cuda"),
     ],
 )
 def test_bad_suite_files_are_refused_with_the_fix(tmp_path: Path, group: str, message: str) -> None:
@@ -273,3 +275,18 @@ def test_suite_command_resumes_a_complete_suite(resumed: dict, capsys: pytest.Ca
         f"unit 1/1 {resumed['units'][0].unit_id}: complete, kept",
     ]
     assert _files(resumed["out"]) == before
+
+
+def test_a_group_or_the_command_line_chooses_the_units_device(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "devices.yaml"
+    path.write_text("name: d\ngroups:\n  - {size: 16x32, data: [astronaut], models: [ffn-paper], device: auto}\n"
+                    "  - {size: 16x32, data: [camera], models: [ffn-paper]}\n")
+    assert [unit.device for unit in load_suite(path).units] == ["auto", "cpu"]
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: a cuda unit would run")
+    # --device overrides every group's; a cuda unit on a machine without CUDA fails alone, with the fix
+    out = tmp_path / "out"
+    assert cli.main(["suite", "run", str(path), "--out", str(out), "--device", "cuda", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("this machine has no CUDA device") == 2 and "use --device cpu or auto" in err

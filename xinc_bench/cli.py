@@ -334,6 +334,9 @@ def _add_suite_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the Ray cluster of --executor ray: HOST:PORT of its head (what `ray start --head` "
                              "printed), ray://HOST:PORT or auto (default: the one `ray start` started here, else "
                              "a private one)")
+    parser.add_argument("--device", choices=DEVICES, default=None,
+                        help="where every unit trains: cpu, cuda or auto (default: each group's, else cpu); "
+                             "with --executor ray a cuda unit asks the cluster for one GPU")
     parser.add_argument("--masks", default=None, help="mask source for every unit (default: each group's, "
                         "else the data's ground truth, else felzenszwalb)")
     parser.add_argument("--flow", default=None, help="flow source for every video unit (default: each group's, "
@@ -382,7 +385,7 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
         for task, reason in (result.skipped if result is not None else {}).items():
             progress.line(f"  warning: task {task} skipped: {reason}")
 
-    summary = run_suite(suite, args.out, shard, executor=executor, masks=args.masks, flow=args.flow,
+    summary = run_suite(suite, args.out, shard, executor=executor, masks=args.masks, flow=args.flow, device=args.device,
                         memory_budget=None if args.memory_budget is None else parse_bytes(args.memory_budget),
                         quiet=args.no_progress, on_unit=report)
     if summary.failed:

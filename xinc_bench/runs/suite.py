@@ -15,6 +15,8 @@ A suite file (``configs/suites/<name>.yaml``)::
         float16: false           # optional: store the group's canvases as float16 (half the disk)
         masks: null              # optional: mask source (null: ground truth if the data has it, else felzenszwalb)
         flow: null               # optional: flow source of videos (null: ground truth if known, else dis)
+        device: cpu              # optional: where the group's units train (cpu, cuda or auto; a Ray
+                                 # executor asks the cluster for a GPU for cuda)
         steps: 300               # the group's default training steps ...
         lr: null                 # ... learning rate (null: the model's own default) ...
         schedule: null           # ... lr schedule: constant, cosine, warmup-cosine (null: the model's)
@@ -51,14 +53,14 @@ from ..resources import bundled_dir
 from ..training.module import SCHEDULES
 from .executors import Executor, UnitOutcome
 from .rundir import RunDir
-from .spec import UnitSpec
+from .spec import DEVICES, UnitSpec
 from .unit import check_same_settings
 
 #: where the committed suites live (the checkout's ``configs/suites/``, or its installed copy)
 SUITES_DIR = bundled_dir("configs/suites", "suites")
 
 _GROUP_KEYS = {"size", "frames", "steps", "lr", "schedule", "batch_frames", "tracer", "data", "models", "tasks",
-               "float16", "masks", "flow"}
+               "float16", "masks", "flow", "device"}
 _MODEL_KEYS = {"steps", "lr", "schedule", "batch_frames", "tracer"}
 _SUITE_KEYS = {"name", "description", "seeds", "sanity_seeds", "tasks", "groups"}
 
@@ -175,6 +177,7 @@ def run_suite(
     executor: str | Executor = "local",
     masks: str | None = None,
     flow: str | None = None,
+    device: str | None = None,
     memory_budget: int | None = None,
     quiet: bool = True,
     on_unit: Callable[[UnitOutcome], None] | None = None,
@@ -190,6 +193,7 @@ def run_suite(
             ``processes``, ``ray``), made with its defaults, or an executor made with its options
             (``EXECUTORS.get("processes")(jobs=4)``).
         masks, flow: mask and flow sources for every unit (default: each group's, else the data's own).
+        device: where every unit trains, ``cpu``, ``cuda`` or ``auto`` (default: each group's, else ``cpu``).
         memory_budget: bytes each unit may use (default: :func:`~xinc_bench.runs.budget.default_memory_budget`).
         quiet: print no stage lines (library use); the CLI prints them. An executor passed ready-made keeps its own.
         on_unit: called with each unit's outcome as soon as the unit finishes (the CLI logs it to
@@ -197,7 +201,8 @@ def run_suite(
     """
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     runner = EXECUTORS.get(executor)(quiet=quiet) if isinstance(executor, str) else executor
-    units = [replace(unit, masks=masks or unit.masks, flow=flow or unit.flow, memory_budget=memory_budget)
+    units = [replace(unit, masks=masks or unit.masks, flow=flow or unit.flow, device=device or unit.device,
+                     memory_budget=memory_budget)
              for unit in shard_units(suite.units, shard)]
     out = Path(out)
     for unit in units:  # refuse a folder of other runs before writing anything into it
@@ -242,6 +247,8 @@ def _expand_group(group: Any, seeds: list[int], tasks: tuple[str, ...] | None, w
     tasks = _suite_tasks(group["tasks"], where) if "tasks" in group else tasks
     if not isinstance(group.get("float16", False), bool):
         raise XincError(f"{where}: float16 must be true or false")
+    if str(group.get("device", "cpu")) not in DEVICES:
+        raise XincError(f"{where}: device {group['device']!r} is not one of {', '.join(DEVICES)}")
     data = group["data"] if isinstance(group["data"], list) else [group["data"]]
     models = _group_models(group, where)
     units = []
@@ -254,7 +261,8 @@ def _expand_group(group: Any, seeds: list[int], tasks: tuple[str, ...] | None, w
                 UnitSpec(model=model, data=str(source), seed=seed, size=size, frames=frames,
                          steps=settings["steps"], lr=settings["lr"], tracer=settings["tracer"], tasks=unit_tasks,
                          float16=group.get("float16", False), schedule=settings["schedule"],
-                         batch_frames=settings["batch_frames"], masks=group.get("masks"), flow=group.get("flow"))
+                         batch_frames=settings["batch_frames"], masks=group.get("masks"), flow=group.get("flow"),
+                         device=str(group.get("device", "cpu")))
                 for seed in seeds
             ]
     return units

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,38 @@ def test_a_probe_that_is_not_an_accumulator_is_refused_with_one_line(tmp_path: P
     task.write_text("name: old\nversion: 1\nprobe: test-function-probe\nmetrics: {score: {higher_is_better: null}}\n")
     with pytest.raises(XincError, match="is not a ProbeAccumulator subclass; a probe implements update"):
         load_task(str(task))
+
+
+class Witness(ProbeAccumulator):
+    """Records, at each update, which canvases' witnesses are alive: the canvas's must be gone before
+    its controls are read."""
+
+    alive: "weakref.WeakSet[Witness]" = weakref.WeakSet()
+    seen: list[tuple[str, set[str]]] = []
+
+    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+        super().__init__(canvas, params)
+        self.kind = canvas.metadata.get("control", "canvas" if params.get("null_draws") else "twin")
+        Witness.alive.add(self)
+
+    def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
+        Witness.seen.append((self.kind, {other.kind for other in Witness.alive}))
+
+    def compute(self) -> ProbeResult:
+        return ProbeResult(scores={"score": 1.0})
+
+
+def test_one_canvas_s_accumulators_are_alive_at_a_time(tmp_path: Path, signal: Any) -> None:
+    if "test-witness" not in PROBES:
+        PROBES.add("test-witness", Witness)
+    task = tmp_path / "witness.yaml"
+    task.write_text("name: witness\nversion: 1\nprobe: test-witness\nsignal_kinds: [video]\n"
+                    "nulls: {draws: 2}\nmetrics: {score: {higher_is_better: true}}\n")
+    canvas = compute_canvas(small_video_model(0), signal, "mlp")
+    twin = compute_canvas(small_video_model(1), signal, "mlp")
+    Witness.seen.clear()
+    outcome = probe_tasks(canvas, [str(task)], outs={str(task): tmp_path / "witness.json"}, control_canvas=twin)
+    assert not isinstance(outcome[str(task)], XincError), outcome[str(task)]
+    kinds = [kind for kind, _ in Witness.seen]
+    assert kinds.index("spatial_shuffle") > kinds.index("canvas") and kinds.index("twin") > kinds.index("spatial_shuffle")
+    assert all(alive == {kind} for kind, alive in Witness.seen), Witness.seen

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -342,8 +343,7 @@ def probe_tasks(
     if not trained:
         _write_preview(canvas, None, preview)
         return outcome
-    members: dict[str, Accumulator] = {**trained, _PREVIEW: NeuronMass()} if preview else dict(trained)
-    main = _probe_pass(canvas, members, f"probe {label}", progress)
+    main = _probe_pass(canvas, {**trained, _PREVIEW: NeuronMass()} if preview else trained, f"probe {label}", progress)
     if preview:
         _write_preview(canvas, main.pop(_PREVIEW).result, preview)
     runs = {name: {"main": run} for name, run in main.items()}
@@ -353,9 +353,11 @@ def probe_tasks(
     shuffled = {name: acc.for_control(shuffled_canvas) for name, acc in trained.items()
                 if runs[name]["main"].error is None}
     del trained
+    gc.collect()  # the canvas's accumulators, freed now even where they hold reference cycles
     for name, run in _probe_pass(shuffled_canvas, shuffled, f"probe {label} on the shuffled control", progress).items():
         runs[name]["shuffled"] = _without_figures(run)
     del shuffled
+    gc.collect()
     if control_canvas is not None:
         twin_canvas = select_layers(_as_canvas(control_canvas), layers)
         twins: dict[str, ProbeAccumulator] = {}

@@ -126,8 +126,13 @@ def remove_orphans(folder: Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    found = []
+    # os.walk, not rglob: other live processes create and remove their temporary folders meanwhile,
+    # and a folder that vanishes during the walk is skipped instead of failing it
+    for root, folders, files in os.walk(folder, onerror=lambda error: None):
+        found += [Path(root) / name for name in (*folders, *files) if TEMP_MARK in name]
     removed = []
-    for entry in sorted(folder.rglob(f"*{TEMP_MARK}*"), key=lambda p: len(p.parts)):
+    for entry in sorted(found, key=lambda p: len(p.parts)):
         match = _TEMP_NAME.match(entry.name) or re.match(rf"^\..*{re.escape(TEMP_MARK)}(\d+)-", entry.name)
         if match is None or not entry.exists() or process_alive(int(match.group(1))):
             continue

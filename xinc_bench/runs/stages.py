@@ -330,10 +330,9 @@ def probe_tasks(
     if not tasks:
         _write_preview(canvas, None, preview)
         return outcome
-    label = f"{len(tasks)} task{'s' if len(tasks) > 1 else ''}"
     trained: dict[str, ProbeAccumulator] = {}
     # building computes what a probe needs from the model alone (faithfulness's ablation ground truth)
-    with progress.stage(f"prepare {label}", total=len(tasks), unit="task") as advance:
+    with progress.stage(f"prepare {_tasks_text(len(tasks))}", total=len(tasks), unit="task") as advance:
         for name, task in tasks.items():
             try:
                 trained[name] = task.accumulator(canvas, **_model_params(task, canvas, model, trust_code))
@@ -343,6 +342,7 @@ def probe_tasks(
     if not trained:
         _write_preview(canvas, None, preview)
         return outcome
+    label = _tasks_text(len(trained))  # the tasks whose probes accepted the canvas
     main = _probe_pass(canvas, {**trained, _PREVIEW: NeuronMass()} if preview else trained, f"probe {label}", progress)
     if preview:
         _write_preview(canvas, main.pop(_PREVIEW).result, preview)
@@ -379,6 +379,11 @@ def probe_tasks(
         controls = {control: _control_scores(run) for control, run in by_canvas.items() if control != "main"}
         outcome[name] = _write_record(tasks[name], by_canvas["main"], controls, canvas.metadata, Path(outs[name]))
     return outcome
+
+
+def _tasks_text(count: int) -> str:
+    """``1 task``, ``8 tasks``."""
+    return f"{count} task{'s' if count > 1 else ''}"
 
 
 def _probe_pass(canvas: Canvas, accumulators: Mapping[str, Accumulator], label: str,

@@ -9,6 +9,12 @@ and for every metric what it measures, its range, its direction, its chance valu
 model it is measured against (``null_model:``, a name in :data:`~xinc_bench.registry.NULL_MODELS`).
 One metric is the task's ``headline`` (the leaderboard's column for the task).
 
+A *variant* task (``variant_of: <task>``) is another task's probe with some parameters changed,
+typically the reference code's choice where SPEC 8 corrects it (``grid: strided``, say). Its file
+gives ``name``, ``description`` and the changed ``params``; the rest (probe, version, metrics,
+nulls, needs) is its parent's. A variant runs only when named (``--tasks partitions-strided-grid``):
+the tasks a run takes by default (:func:`default_tasks`) are the non-variant ones.
+
 The probe receives ``params["null_draws"]`` and ``params["null_seed"]`` and returns, for every
 metric (per layer and headline) with a null, the scores of each draw in ``ProbeResult.nulls``.
 """
@@ -27,7 +33,8 @@ from ..registry import NULL_MODELS, PROBES
 from ..resources import bundled_dir
 from .accumulator import ProbeAccumulator, ProbeResult, run_accumulator
 
-__all__ = ["Metric", "NullSettings", "ProbeAccumulator", "ProbeResult", "Task", "available_tasks", "load_task"]
+__all__ = ["Metric", "NullSettings", "ProbeAccumulator", "ProbeResult", "Task", "available_tasks", "default_tasks",
+           "load_task"]
 
 #: where the task YAML files live (the checkout's top-level ``tasks/``, or its installed copy)
 TASKS_DIR = bundled_dir("tasks", "tasks")
@@ -77,6 +84,8 @@ class Task:
     nulls: NullSettings = NullSettings()
     headline: str | None = None
     needs: tuple[str, ...] = ()
+    #: the task this one varies (``None``: a task of its own); see the module docstring
+    variant_of: str | None = None
 
     def run(self, canvas: Canvas, null_draws: int | None = None, **overrides: Any) -> ProbeResult:
         """Run the task's probe on ``canvas`` with the task parameters (and ``overrides``).
@@ -101,17 +110,22 @@ class Task:
 
 
 def load_task(name_or_path: str, tasks_dir: Path = TASKS_DIR) -> Task:
-    """Load a task by name (``tasks/<name>.yaml``) or from a YAML path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = tasks_dir / f"{name_or_path}.yaml"
-        if not path.is_file():
-            known = ", ".join(available_tasks(tasks_dir)) or "(none)"
-            raise XincError(f"unknown task {name_or_path!r}. Known tasks: {known}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise XincError(f"cannot read task file {path}: {exc}") from exc
+    """Load a task by name (``tasks/<name>.yaml``) or from a YAML path (a variant with its parent's settings)."""
+    path = _task_path(name_or_path, tasks_dir)
+    raw = _read_task_file(path)
+    parent_name = raw.get("variant_of") if isinstance(raw, dict) else None
+    if parent_name is not None:
+        beside = path.parent / f"{parent_name}.yaml"  # a user's variant may sit beside its own parent
+        parent_path = beside if beside.is_file() else _task_path(str(parent_name), tasks_dir)
+        parent = _read_task_file(parent_path)
+        if isinstance(parent, dict) and parent.get("variant_of") is not None:
+            raise XincError(f"task file {path}: variant_of names {parent_name!r}, itself a variant; "
+                            f"name the task it varies ({parent['variant_of']!r})")
+        unknown = sorted(set(raw) - _VARIANT_KEYS)
+        if unknown:
+            raise XincError(f"task file {path}: a variant gives only {sorted(_VARIANT_KEYS)}, not {unknown}; "
+                            f"the rest is {parent_name!r}'s")
+        raw = {**parent, **raw, "params": {**(parent.get("params") or {}), **(raw.get("params") or {})}}
     try:
         metrics = {metric: _metric(metric, spec) for metric, spec in raw["metrics"].items()}
         nulls = raw.get("nulls") or {}
@@ -126,6 +140,7 @@ def load_task(name_or_path: str, tasks_dir: Path = TASKS_DIR) -> Task:
             nulls=NullSettings(draws=int(nulls.get("draws", 20)), seed=int(nulls.get("seed", 0))),
             headline=raw.get("headline"),
             needs=tuple(raw.get("needs") or ()),
+            variant_of=None if parent_name is None else str(parent_name),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise XincError(f"task file {path} is malformed ({exc!r}); it needs name, version, probe and metrics") from exc
@@ -158,6 +173,32 @@ def _metric(name: str, spec: dict[str, Any]) -> Metric:
     )
 
 
+#: the keys of a variant's file (the rest comes from the task it varies)
+_VARIANT_KEYS = {"name", "description", "variant_of", "params"}
+
+
+def _task_path(name_or_path: str, tasks_dir: Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = tasks_dir / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = ", ".join(available_tasks(tasks_dir)) or "(none)"
+            raise XincError(f"unknown task {name_or_path!r}. Known tasks: {known}")
+    return path
+
+
+def _read_task_file(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise XincError(f"cannot read task file {path}: {exc}") from exc
+
+
 def available_tasks(tasks_dir: Path = TASKS_DIR) -> list[str]:
-    """Names of the task YAML files in ``tasks_dir``."""
+    """Names of the task YAML files in ``tasks_dir`` (variants included)."""
     return sorted(p.stem for p in tasks_dir.glob("*.yaml"))
+
+
+def default_tasks(tasks_dir: Path = TASKS_DIR) -> list[str]:
+    """The tasks a run takes when none are named: every task in ``tasks_dir`` that is not a variant."""
+    return [name for name in available_tasks(tasks_dir) if load_task(name, tasks_dir).variant_of is None]

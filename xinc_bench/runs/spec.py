@@ -40,7 +40,8 @@ class UnitSpec:
         flow_options: options of the flow source (RAFT weights, model), as ``(key, value)`` pairs.
         layout: dataset layout of ``data`` (``cityscapes-vps``, ``vipseg``, ``davis``; ``None``: not a dataset).
         sequence: the dataset's sequence (with ``layout``).
-        tasks: task names or YAML paths (``None``: every task that applies to the signal).
+        tasks: task names or YAML paths (``None``: every task that applies to the signal,
+            variants aside).
         device: ``cpu``, ``cuda`` or ``auto``.
         float16: trace (and, with ``save_canvas``, store) the canvases as float16.
         save_canvas: keep both canvases as files in the run folder (default: traced, probed and dropped).
@@ -89,7 +90,8 @@ class UnitSpec:
 
     @property
     def unit_id(self) -> str:
-        """Folder name of the unit: ``<model>__<data>__<H>x<W>[__f<start>-<stop>]__seed<seed>``."""
+        """Folder name of the unit: ``<model>__<data>__<H>x<W>[__f<start>-<stop>]__seed<seed>[__<tracer>]``
+        (the tracer only when one is named: two tracers of one model are two units)."""
         data = self.sequence if self.sequence else (Path(self.data).stem if _is_path(self.data) else self.data)
         parts = [self.model, data, f"{self.size[0]}x{self.size[1]}"]
         if self.frames is not None:
@@ -97,6 +99,8 @@ class UnitSpec:
             step = "" if self.frames.step == 1 else f"-{self.frames.step}"
             parts.append(f"f{self.frames.start}-{stop}{step}")
         parts.append(f"seed{self.seed}")
+        if self.tracer is not None:
+            parts.append(self.tracer)
         return "__".join(re.sub(r"[^A-Za-z0-9._-]+", "-", part) for part in parts)
 
     def describe(self) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from ..data import FrameRange, Signal, load_signal, parse_frames
 from ..errors import XincError
 from ..files import merged_dir, write_json_atomic
 from ..inrs import bits_per_pixel, count_parameters, create_inr, inr_info, resolve_inr
-from ..probes.base import Task, available_tasks, load_task
+from ..probes.base import Task, default_tasks, load_task
 from ..probes.accumulator import Accumulated, Accumulator, AccumulatorGroup, ProbeAccumulator, accumulate, num_passes
 from ..probes.controls import shuffle_canvas
 from ..probes.stats import score_evidence
@@ -209,7 +209,7 @@ def canvas_run(
         "family": info.family,
         "num_parameters": num_parameters,
         "bits_per_pixel": bits_per_pixel(num_parameters, signal.num_pixels),
-        "data": _signal_config(data_spec, signal, frames) if data_spec else signal.source,
+        "data": _signal_config(data_spec, signal, frames),
         "seed": config.get("training", {}).get("seed"),
         "training": config.get("training", {}),
         "fidelity": {"psnr": psnr, "ssim": ssim} if data_spec else config.get("fidelity", {}),
@@ -453,9 +453,9 @@ def _model_params(task: Task, canvas: Canvas, model: nn.Module | None, trust_cod
 
 
 def applicable_tasks(canvas: Canvas) -> list[str]:
-    """Tasks in ``tasks/`` that apply to this canvas's signal kind."""
+    """The default tasks (:func:`~xinc_bench.probes.base.default_tasks`) that apply to this canvas's signal kind."""
     kind = "image" if canvas.shape[0] == 1 else "video"
-    return [name for name in available_tasks() if kind in load_task(name).signal_kinds]
+    return [name for name in default_tasks() if kind in load_task(name).signal_kinds]
 
 
 def unmet_needs(task: Task, canvas: Canvas) -> str | None:

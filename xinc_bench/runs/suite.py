@@ -7,7 +7,8 @@ A suite file (``configs/suites/<name>.yaml``)::
     seeds: [0]                   # every (model, data) pair is trained once per seed
     sanity_seeds: [0]            # optional: units of these seeds also run the sanity check
                                  # (model randomisation, records/sanity.json; default none)
-    tasks: all                   # or a list of task names; a unit runs those that apply to its signal
+    tasks: all                   # (every task but the variants) or a list of task names; a unit runs those
+                                 # that apply to its signal
     groups:                      # each group is its own models x data matrix
       - size: 128x256            # HEIGHTxWIDTH of the signal
         frames: "0:30"           # optional frame range (videos)
@@ -17,6 +18,7 @@ A suite file (``configs/suites/<name>.yaml``)::
         flow: null               # optional: flow source of videos (null: ground truth if known, else dis)
         device: cpu              # optional: where the group's units train (cpu, cuda or auto; a Ray
                                  # executor asks the cluster for a GPU for cuda)
+        null_draws: null         # optional: null draws per score (null: each task's own count)
         steps: 300               # the group's default training steps ...
         lr: null                 # ... learning rate (null: the model's own default) ...
         schedule: null           # ... lr schedule: constant, cosine, warmup-cosine (null: the model's)
@@ -60,7 +62,7 @@ from .unit import check_same_settings
 SUITES_DIR = bundled_dir("configs/suites", "suites")
 
 _GROUP_KEYS = {"size", "frames", "steps", "lr", "schedule", "batch_frames", "tracer", "data", "models", "tasks",
-               "float16", "masks", "flow", "device"}
+               "float16", "masks", "flow", "device", "null_draws"}
 _MODEL_KEYS = {"steps", "lr", "schedule", "batch_frames", "tracer"}
 _SUITE_KEYS = {"name", "description", "seeds", "sanity_seeds", "tasks", "groups"}
 
@@ -249,6 +251,9 @@ def _expand_group(group: Any, seeds: list[int], tasks: tuple[str, ...] | None, w
         raise XincError(f"{where}: float16 must be true or false")
     if str(group.get("device", "cpu")) not in DEVICES:
         raise XincError(f"{where}: device {group['device']!r} is not one of {', '.join(DEVICES)}")
+    null_draws = group.get("null_draws")
+    if null_draws is not None and (not isinstance(null_draws, int) or isinstance(null_draws, bool) or null_draws < 1):
+        raise XincError(f"{where}: null_draws must be a positive integer or null, got {null_draws!r}")
     data = group["data"] if isinstance(group["data"], list) else [group["data"]]
     models = _group_models(group, where)
     units = []
@@ -262,7 +267,7 @@ def _expand_group(group: Any, seeds: list[int], tasks: tuple[str, ...] | None, w
                          steps=settings["steps"], lr=settings["lr"], tracer=settings["tracer"], tasks=unit_tasks,
                          float16=group.get("float16", False), schedule=settings["schedule"],
                          batch_frames=settings["batch_frames"], masks=group.get("masks"), flow=group.get("flow"),
-                         device=str(group.get("device", "cpu")))
+                         device=str(group.get("device", "cpu")), null_draws=null_draws)
                 for seed in seeds
             ]
     return units
@@ -342,9 +347,9 @@ def _suite_tasks(raw: Any, where: str) -> tuple[str, ...] | None:
 
 
 def _unit_tasks(tasks: tuple[str, ...] | None, kind: str) -> tuple[str, ...]:
-    from ..probes.base import available_tasks, load_task
+    from ..probes.base import default_tasks, load_task
 
-    names = tasks if tasks is not None else tuple(available_tasks())
+    names = tasks if tasks is not None else tuple(default_tasks())
     return tuple(name for name in names if kind in load_task(name).signal_kinds)
 
 

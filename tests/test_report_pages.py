@@ -7,11 +7,10 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from browser import HeadlessChromium, find_chromium
+from browser import HeadlessChromium
 from test_leaderboard import toy, toy_scores, toy_tasks, write_record, write_sanity
 from xinc_bench.runs import UnitSpec, run_unit
 from xinc_bench.errors import XincError
@@ -25,7 +24,6 @@ from xinc_bench.results.leaderboard import (
 from xinc_bench.results.report import write_report
 from xinc_bench.runs.preview import PREVIEW_NEURONS
 
-CHROMIUM = find_chromium()
 MODELS = ("ffn-paper", "siren-33k")
 SIZE = (16, 32)
 
@@ -51,15 +49,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for model in MODELS:
         run_unit(UnitSpec(model=model, data="astronaut", size=SIZE, steps=20, tasks=("distribution",)), root / model)
     return root
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[HeadlessChromium]:
-    """One headless Chromium for the module's page tests (skipped where none is installed)."""
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (CI installs it: apt-get install -y chromium)")
-    with HeadlessChromium(CHROMIUM) as chromium:
-        yield chromium
 
 
 def assert_self_contained(page: Path, browser: HeadlessChromium) -> None:

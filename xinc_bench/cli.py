@@ -20,7 +20,8 @@ from .training.fit import quiet_lightning
 from .training.module import SCHEDULES
 
 if TYPE_CHECKING:
-    from .runs.executors import Executor
+    from .runs.executors import Executor, UnitOutcome
+    from .runs.progress import Progress
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_annotations(run)
     add_layers(run)
     add_null_draws(run)
-    run.add_argument("--tasks", nargs="+", default=None, help="tasks to run (default: every task that applies)")
+    run.add_argument("--tasks", nargs="+", default=None, help="tasks to run (default: every task that applies; a variant, such as partitions-strided-grid, runs only when named)")
     run.add_argument("--sanity", action="store_true", help="also run the sanity check (model randomisation)")
     run.add_argument("--save-canvas", action="store_true",
                      help="keep both canvases (the model's and the random-init twin's) as files in the run folder, "
@@ -184,6 +185,21 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write RUN_DIR/report.html: reconstruction, neuron maps, probe figures")
     report.add_argument("run_dir", type=Path)
     report.set_defaults(handler=_cmd_report)
+
+    paper = commands.add_parser("paper", help="re-measure the XINC paper's claims: runs a suite and the released "
+                                "FFN, writes OUT/report.md and OUT/report.html with a verdict per claim; resumable")
+    modes = paper.add_mutually_exclusive_group()
+    modes.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                       help="built-in data, short schedules, 3 seeds (the default; about an hour on 2 CPU cores)")
+    modes.add_argument("--full", dest="mode", action="store_const", const="full",
+                       help="the paper's schedules and more seeds (a GPU or cluster job; see the README)")
+    paper.add_argument("--out", type=Path, required=True,
+                       help="report folder: new, empty, or one a previous `xinc-bench paper` wrote (resumed)")
+    paper.add_argument("--release", type=Path, default=None,
+                       help="the paper's released FFN checkpoint (default: "
+                            "../shared/reference/ffn_cityscapes_0005/best_model.ckpt beside the checkout)")
+    _add_executor_arguments(paper)
+    paper.set_defaults(handler=_cmd_paper, mode="quick")
     return parser
 
 
@@ -201,7 +217,9 @@ def _cmd_list(args: argparse.Namespace) -> None:
     if args.what == "tasks":
         for name in available_tasks():
             task = load_task(name)
-            print(f"{name:<16} v{task.version}  {', '.join(task.metrics)}")
+            what = f"variant of {task.variant_of}: {_params_text(task.params, load_task(task.variant_of).params)}" \
+                if task.variant_of else ", ".join(task.metrics)
+            print(f"{name:<26} v{task.version}  {what}")
         return
     if args.what == "models":
         from .inrs import inr_info
@@ -214,6 +232,11 @@ def _cmd_list(args: argparse.Namespace) -> None:
     for entry in registry:
         detail = entry.metadata.get("description") or entry.metadata.get("kind") or ""
         print(f"{entry.name:<18} {detail}")
+
+
+def _params_text(params: dict, parent: dict) -> str:
+    """The parameters a variant changes, as ``key: value`` pairs."""
+    return ", ".join(f"{key}: {value}" for key, value in params.items() if parent.get(key) != value)
 
 
 def unit_spec(args: argparse.Namespace) -> UnitSpec:
@@ -317,13 +340,26 @@ def _run_name(args: argparse.Namespace) -> str:
 
 def _add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``xinc-bench suite run``."""
-    from .registry import EXECUTORS
-    from .runs.suite import available_suites  # (importing the suites registers the executors)
+    from .runs.suite import available_suites
 
     parser.add_argument("suite", help=f"suite name ({', '.join(available_suites())}) or a suite YAML file")
     parser.add_argument("--out", type=Path, required=True, help="results folder (one run directory per unit)")
     parser.add_argument("--shard", default=None,
                         help="run shard i of n only, 1-based, e.g. 1/2 and 2/2 on two machines")
+    _add_executor_arguments(parser)
+    parser.add_argument("--masks", default=None, help="mask source for every unit (default: each group's, "
+                        "else the data's ground truth, else felzenszwalb)")
+    parser.add_argument("--flow", default=None, help="flow source for every video unit (default: each group's, "
+                        "else the data's ground truth, else dis)")
+    parser.add_argument("--wandb", choices=["disabled", "offline", "online"], default="disabled",
+                        help="Weights & Biases logging of each unit (default disabled)")
+    parser.add_argument("--wandb-project", default="xinc-bench", help="W&B project (default xinc-bench)")
+
+
+def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a suite's units run (``suite run`` and ``paper``): executor, jobs, address, device, memory, progress."""
+    from .runs.executors import EXECUTORS  # (the module registers the executors)
+
     parser.add_argument("--executor", choices=EXECUTORS.names(), default="local",
                         help="how the units are run: local (default; one after the other here), processes "
                              "(--jobs at once here), ray (one Ray task each on a cluster, --address)")
@@ -337,16 +373,9 @@ def _add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICES, default=None,
                         help="where every unit trains: cpu, cuda or auto (default: each group's, else cpu); "
                              "with --executor ray a cuda unit asks the cluster for one GPU")
-    parser.add_argument("--masks", default=None, help="mask source for every unit (default: each group's, "
-                        "else the data's ground truth, else felzenszwalb)")
-    parser.add_argument("--flow", default=None, help="flow source for every video unit (default: each group's, "
-                        "else the data's ground truth, else dis)")
     parser.add_argument("--memory-budget", default=None,
                         help="memory each unit may use, e.g. 12GiB (default: 60%% of this machine's memory; "
                              "give each of several units run at once its share)")
-    parser.add_argument("--wandb", choices=["disabled", "offline", "online"], default="disabled",
-                        help="Weights & Biases logging of each unit (default disabled)")
-    parser.add_argument("--wandb-project", default="xinc-bench", help="W&B project (default xinc-bench)")
     parser.add_argument("--no-progress", action="store_true", help="print only one line per unit")
 
 
@@ -354,7 +383,7 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
     """``xinc-bench suite run``: 0 when every unit of the shard finished, 1 when some failed (rerun to retry)."""
     from .results.wandb_logging import check_mode, log_run
     from .runs.executors import UnitOutcome
-    from .runs.progress import Progress, UnitCounter, duration_text
+    from .runs.progress import Progress
     from .runs.suite import load_suite, parse_shard, run_suite, shard_units
 
     check_mode(args.wandb)
@@ -364,14 +393,34 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
     units = shard_units(suite.units, shard)
     progress = Progress()
     progress.line(f"suite {suite.name}: {len(units)} of {len(suite.units)} units -> {args.out}")
-    counter = UnitCounter(len(units))
+    print_unit = _unit_printer(progress, len(units))
+
+    def report(outcome: UnitOutcome) -> None:
+        result = outcome.result
+        if args.wandb != "disabled" and result is not None and result.records_written:
+            log_run(outcome.run_dir, args.wandb, project=args.wandb_project, name=outcome.spec.unit_id,
+                    group=suite.name, save_dir=args.out)
+        print_unit(outcome)
+
+    summary = run_suite(suite, args.out, shard, executor=executor, masks=args.masks, flow=args.flow, device=args.device,
+                        memory_budget=None if args.memory_budget is None else parse_bytes(args.memory_budget),
+                        quiet=args.no_progress, on_unit=report)
+    if summary.failed:
+        progress.line(f"{len(summary.failed)} units failed; fix the cause and run the same command again to retry "
+                      "them (finished work is kept)")
+        return 1
+    return 0
+
+
+def _unit_printer(progress: Progress, total: int) -> Callable[[UnitOutcome], None]:
+    """Prints one line per finished unit of a suite: what it wrote, its time and the suite's ETA."""
+    from .runs.progress import UnitCounter, duration_text
+
+    counter = UnitCounter(total)
 
     def report(outcome: UnitOutcome) -> None:
         result = outcome.result
         eta = counter.count(worked=result is not None and not result.untouched)
-        if args.wandb != "disabled" and result is not None and result.records_written:
-            log_run(outcome.run_dir, args.wandb, project=args.wandb_project, name=outcome.spec.unit_id,
-                    group=suite.name, save_dir=args.out)
         if result is None:
             state = f"FAILED: {outcome.error}"
         elif result.untouched:
@@ -385,12 +434,28 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
         for task, reason in (result.skipped if result is not None else {}).items():
             progress.line(f"  warning: task {task} skipped: {reason}")
 
-    summary = run_suite(suite, args.out, shard, executor=executor, masks=args.masks, flow=args.flow, device=args.device,
-                        memory_budget=None if args.memory_budget is None else parse_bytes(args.memory_budget),
-                        quiet=args.no_progress, on_unit=report)
-    if summary.failed:
-        progress.line(f"{len(summary.failed)} units failed; fix the cause and run the same command again to retry "
-                      "them (finished work is kept)")
+    return report
+
+
+def _cmd_paper(args: argparse.Namespace) -> int:
+    """``xinc-bench paper``: 0 when the report is complete, 1 when some units failed (rerun to retry them)."""
+    from .paper.build import DEFAULT_RELEASE, MODES, check_out_folder, check_release, run_paper
+    from .runs.progress import Progress, duration_text
+    from .runs.suite import load_suite
+
+    check_out_folder(args.out, args.mode)  # bad input is refused before the executor starts
+    check_release(args.release or DEFAULT_RELEASE)
+    executor = _executor(args)
+    suite = load_suite(MODES[args.mode])
+    progress = Progress(quiet=args.no_progress)
+    progress.line(f"paper --{args.mode}: suite {suite.name} ({len(suite.units)} units) and the released FFN -> {args.out}")
+    result = run_paper(args.mode, args.out, release=args.release or DEFAULT_RELEASE, executor=executor,
+                       device=args.device, progress=progress, on_unit=_unit_printer(Progress(), len(suite.units)),
+                       memory_budget=None if args.memory_budget is None else parse_bytes(args.memory_budget))
+    print(f"report -> {args.out / 'report.html'} and {args.out / 'report.md'} ({duration_text(result.seconds)})")
+    if result.failed:
+        print(f"{len(result.failed)} units failed and are missing from the report; fix the cause and run the same "
+              "command again (finished work is kept)", file=sys.stderr)
         return 1
     return 0
 

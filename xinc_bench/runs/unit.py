@@ -126,7 +126,7 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
             with progress.stage("annotate the signal (masks" + (", flow)" if signal.num_frames > 1 else ")")):
                 annotations = annotate_signal(signal, spec.masks, spec.flow, dict(spec.mask_options),
                                               dict(spec.flow_options))
-        pending = [task for task in tasks if fresh or not _current_record(run.record(task), task)]
+        pending = [task for task in tasks if fresh or not current_record(run.record(task), task)]
         result.records_kept = [task for task in tasks if task not in pending]
         if pending or not run.preview.is_file():
             models = models or _load_models(spec, run, signal.height, signal.width)
@@ -152,11 +152,11 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
 
 def unit_tasks(spec: UnitSpec) -> tuple[str, ...]:
     """The unit's tasks: ``spec.tasks`` (a task that does not apply is skipped later, with its reason), or
-    every task whose signal kinds include the model's."""
-    from ..probes.base import available_tasks
+    every task (variants aside) whose signal kinds include the model's."""
+    from ..probes.base import default_tasks
 
     kind = inr_info(resolve_inr(spec.model)).signal_kind
-    names = spec.tasks if spec.tasks is not None else tuple(available_tasks())
+    names = spec.tasks if spec.tasks is not None else tuple(default_tasks())
     loaded = {name: load_task(name) for name in names}  # an unknown task is refused here, before any work
     return tuple(name for name in names if spec.tasks is not None or kind in loaded[name].signal_kinds)
 
@@ -265,7 +265,7 @@ def _run_tasks(spec: UnitSpec, run: RunDir, pending: list[str], canvases: tuple[
     run.write_skipped(skipped)
 
 
-def _current_record(path: Path, task: str) -> bool:
+def current_record(path: Path, task: str) -> bool:
     """Whether ``path`` is a record of the task's current version and schema (an older one is redone)."""
     if not path.is_file():
         return False

@@ -159,6 +159,13 @@ class MethodVerdict:
     outcomes: tuple[str, ...]
     insensitive: bool
 
+    @property
+    def explained(self) -> str:
+        """The verdict, with why where the sanity check decided it."""
+        if self.insensitive and self.verdict == INCONCLUSIVE:
+            return f"{self.verdict} (every score insensitive to model randomisation)"
+        return self.verdict
+
 
 def method_verdict(claim: Claim, evidence: Evidence, architecture: str, data: str, tracer: str,
                    tasks: dict[str, str] | None = None) -> MethodVerdict:

@@ -20,14 +20,18 @@ from ..runs.preview import run_preview
 from .claims import VARIANTS, Claim, Part
 from .evidence import Evidence
 
-#: dots per inch of the summary figures (small files for a committed report)
+#: dots per inch and WebP quality of the figures (small files for a committed report)
 DPI = 80
+WEBP_QUALITY = 80
 #: longest side of a copied probe figure
 PREVIEW_SIDE = 760
 #: neuron maps shown per layer
 MAPS_PER_LAYER = 6
 
 Measured = tuple[str, str, str]
+#: one colour per method in every figure: the default, then each variant in the order of ``VARIANTS``
+COLOURS = {name: f"C{index}" for index, name in
+           enumerate(["default"] + [variant.alternative for variant in VARIANTS.values()])}
 
 
 def label(row: Measured) -> str:
@@ -36,9 +40,11 @@ def label(row: Measured) -> str:
 
 
 def _save(figure, path: Path) -> Path:  # noqa: ANN001 (a matplotlib Figure)
+    """Save as ``<path>.webp`` (a tenth of a PNG's size, for a committed report)."""
+    path = path.with_name(f"{path.name}.webp")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path, path.suffix) as tmp:
-        figure.savefig(tmp, dpi=DPI)
+        figure.savefig(tmp, dpi=DPI, pil_kwargs={"quality": WEBP_QUALITY})
     return path
 
 
@@ -77,7 +83,8 @@ def claim_figure(claim: Claim, evidence: Evidence, rows: Sequence[Measured], pat
             means = np.array([s.mean if s else math.nan for s in scores])
             lows = np.array([s.bounds[0] if s else math.nan for s in scores])
             highs = np.array([s.bounds[1] if s else math.nan for s in scores])
-            panel.barh(y, means, height * 0.9, label=name, hatch=None if index == 0 else "//", alpha=0.85)
+            panel.barh(y, means, height * 0.9, label=name, hatch=None if index == 0 else "//", alpha=0.85,
+                       color=COLOURS[name])
             panel.errorbar(means, y, xerr=[means - lows, highs - means], fmt="none", ecolor="black", capsize=2,
                            linewidth=0.8)
             nulls = np.array([s.null_mean if s else math.nan for s in scores])
@@ -111,7 +118,7 @@ def layer_figure(claim: Claim, part: Part, evidence: Evidence, rows: Sequence[Me
             lows = np.array([s.bounds[0] if s else math.nan for s in scores])
             highs = np.array([s.bounds[1] if s else math.nan for s in scores])
             panel.errorbar(np.arange(len(layers)), means, yerr=[means - lows, highs - means], marker="o",
-                           capsize=2, linewidth=1, markersize=3, label=name)
+                           capsize=2, linewidth=1, markersize=3, label=name, color=COLOURS[name])
         panel.axhline(part.threshold, color="grey", linestyle="--", linewidth=1)
         panel.set_title(label(row), fontsize=8)
         panel.set_xticks(np.arange(len(layers)), layers, rotation=30, fontsize=6)

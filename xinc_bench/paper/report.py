@@ -78,7 +78,7 @@ def write_paper_report(out: Path, *, mode: str, seconds: float | None = None, fa
     table = evidence_table(folders)
     table.loc[table["architecture"] == RELEASE_LABEL, "data"] = RELEASE_DATA
     evidence = Evidence(aggregate(table))
-    rows = _ordered(evidence.measured())
+    rows = _ordered(evidence.measured(), evidence)
     verdicts = {row: {claim.key: judge(claim, evidence, *row) for claim in _claims_for(row, evidence)} for row in rows}
     with replaced_dir(out / ASSETS_DIR) as assets:
         document = _document(evidence, rows, verdicts, assets, mode, seconds, failed or {}, release_psnr)
@@ -93,9 +93,11 @@ def write_paper_report(out: Path, *, mode: str, seconds: float | None = None, fa
     return out / REPORT_HTML
 
 
-def _ordered(rows: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
-    """The release first, then the models in the order the suite ran them."""
-    return sorted(rows, key=lambda row: row[0] != RELEASE_LABEL)
+def _ordered(rows: list[tuple[str, str, str]], evidence: Evidence) -> list[tuple[str, str, str]]:
+    """The release first, then the paper's FFN, the other image models and the video models (each by name)."""
+    motion = CLAIMS[-1].parts[0]
+    return sorted(rows, key=lambda row: (row[0] != RELEASE_LABEL, row[0] != "ffn-paper",
+                                         evidence.get(*row, motion.task, motion.metric) is not None, row))
 
 
 def _claims_for(row: tuple[str, str, str], evidence: Evidence) -> list[Claim]:
@@ -131,7 +133,7 @@ def _document(evidence: Evidence, rows: list, verdicts: dict, assets: Path, mode
         if unit is None:
             continue
         name = slug(label(row))
-        maps = neuron_maps(unit, label(row), assets / f"maps_{name}.png")
+        maps = neuron_maps(unit, label(row), assets / f"maps_{name}")
         counts = probe_figure(unit, "distribution", "neurons_per_pixel.png", assets / f"counts_{name}")
         doc.add(Heading(3, label(row)),
                 _picture(maps, assets, f"{label(row)}: neuron maps"),
@@ -157,11 +159,12 @@ def _summary_table(evidence: Evidence, rows: list, verdicts: dict, release_psnr:
 
 
 def _verdict_cell(verdict: ClaimVerdict) -> str:
-    text = verdict.verdict
-    if verdict.verdict == "depends on the method variant" or verdict.deciding_variants:
-        text += " (" + ", ".join(f"{VARIANTS[key].title}: {verdict.variants[key].verdict}"
-                                 for key in verdict.deciding_variants) + ")"
-    return text
+    """The verdict; where a variant answers otherwise, the default's answer and each differing variant's."""
+    if not verdict.deciding_variants:
+        return verdict.verdict
+    others = "; ".join(f"{VARIANTS[key].alternative}: {verdict.variants[key].verdict}"
+                       for key in verdict.deciding_variants)
+    return f"{verdict.verdict} (default: {verdict.default.verdict}; {others})"
 
 
 def _rule_text() -> str:
@@ -198,7 +201,7 @@ def _claim_section(doc: Document, claim: Claim, judged: list, evidence: Evidence
         for name, method, tracer, tasks in methods:
             layers = [_layers_text(evidence, row, tracer, tasks.get(part.task, part.task), part.metric)
                       for part in claim.parts]
-            body.append([label(row), name, method.verdict]
+            body.append([label(row), name, method.explained]
                         + [_score_text(score) for score in method.scores]
                         + [_null_text(score) for score in method.scores]
                         + [_sanity_text(method.scores)] + layers)
@@ -212,8 +215,8 @@ def _claim_section(doc: Document, claim: Claim, judged: list, evidence: Evidence
                     f"`{part.metric}` {_score_text(a)} vs {_score_text(b)}"
                     for part, a, b in zip(claim.parts, verdict.default.scores, verdict.variants[key].scores))
                 lines.append(f"{label(row)}: {VARIANTS[key].title}: {VARIANTS[key].default} gives "
-                             f"*{verdict.default.verdict}*, {VARIANTS[key].alternative} gives "
-                             f"*{verdict.variants[key].verdict}* ({numbers}).")
+                             f"*{verdict.default.explained}*, {VARIANTS[key].alternative} gives "
+                             f"*{verdict.variants[key].explained}* ({numbers}).")
         doc.add(Paragraph("**Where the method decides.** " + " ".join(lines)))
     if claim.context:
         header = ["model · data", "tracer"] + [f"{task}/{metric} [95 % seeds] (null, d)"
@@ -227,11 +230,11 @@ def _claim_section(doc: Document, claim: Claim, judged: list, evidence: Evidence
         doc.add(Paragraph("**Context** (shown, not part of the rule):"), Table(header, body))
     rows = [row for row, _ in judged]
     name = f"claim{claim.number}"
-    doc.add(_picture(claim_figure(claim, evidence, rows, assets / f"{name}.png"), assets,
+    doc.add(_picture(claim_figure(claim, evidence, rows, assets / name), assets,
                      f"Claim {claim.number}: seed means with 95 % intervals, null means (black ticks) and the "
                      "threshold (dashed); hatched bars are method variants"))
     for index, part in enumerate(claim.parts):
-        doc.add(_picture(layer_figure(claim, part, evidence, rows, assets / f"{name}_layers{index}.png"), assets,
+        doc.add(_picture(layer_figure(claim, part, evidence, rows, assets / f"{name}_layers{index}"), assets,
                          f"Claim {claim.number}: {part.metric} per layer"))
     if claim.video_only:
         for row in rows:
@@ -320,7 +323,8 @@ def render_html(document: Document) -> str:
         else:
             parts.append(f'<figure><a href="{escape(block.path)}"><img src="{escape(block.path)}" '
                          f'alt="{escape(block.caption)}"></a><figcaption>{escape(block.caption)}</figcaption></figure>')
-    style = ("<style>table.paper td, table.paper th { white-space: normal; } img { max-width: 100%; } "
+    style = ("<style>table.paper td, table.paper th { white-space: normal; text-align: left; "
+             "overflow-wrap: anywhere; } img { max-width: 100%; } "
              "td.supported { background: #d9f2d9; } td.not-supported { background: #f8d7d7; } "
              "td.inconclusive { background: #eeeeee; } td.depends { background: #fff1c2; }</style>")
     return page(TITLE, style + "\n".join(parts))

@@ -226,7 +226,8 @@ def _claim_section(doc: Document, claim: Claim, judged: list, evidence: Evidence
             for tracer in dict.fromkeys((row[2], VARIANTS["tracer"].tracer)):
                 scores = [evidence.get(row[0], row[1], tracer, task, metric) for task, metric in claim.context]
                 if any(scores):
-                    body.append([label(row), tracer] + [f"{_score_text(s)} ({_null_text(s)})" for s in scores])
+                    body.append([label(row), tracer] + [f"{_score_text(s)} ({_null_text(s)})" if s else "-"
+                                                        for s in scores])
         doc.add(Paragraph("**Context** (shown, not part of the rule):"), Table(header, body))
     rows = [row for row, _ in judged]
     name = f"claim{claim.number}"

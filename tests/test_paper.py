@@ -209,8 +209,12 @@ def test_the_report_judges_every_model_with_the_numbers_behind_it(paper: Path) -
     row = trained[trained["tracer"] == "mlp"].iloc[0]
     expected = (record["scores"]["spatial_agnosticism"] + seed0["scores"]["spatial_agnosticism"]) / 2
     assert row["mean"] == pytest.approx(expected) and row["low"] <= row["mean"] <= row["high"]
-    release = json.loads((paper / "runs" / release_folder("mlp-signed") / "records" / "partitions.json").read_text())
+    release_dir = paper / "runs" / release_folder("mlp-signed")
+    release = json.loads((release_dir / "records" / "partitions.json").read_text())
     assert release["model"]["tracer"] == "mlp-signed" and release["data"]["height"] == 128
+    assert set(release["controls"]) == {"shuffled", "random_init"}  # a fresh twin with the release's Fourier matrix
+    sanity = json.loads((release_dir / "records" / "sanity.json").read_text())
+    assert set(sanity["tasks"]) == {"distribution", "partitions", "partitions-strided-grid"}
     text = (paper / "report.md").read_text()
     assert "## Verdicts" in text and "How a verdict is decided" in text
     for claim in CLAIMS:

@@ -16,11 +16,15 @@ report folder (it holds ``paper.json``): a folder of anything else is refused be
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+import torch
+from torch import nn
 
 from ..errors import XincError
 from ..files import write_json_atomic
@@ -181,18 +185,57 @@ def release_tasks(suite: Suite) -> tuple[str, ...]:
 def probe_release(checkpoint: Path, folder: Path, tracer: str, tasks: tuple[str, ...],
                   memory_budget: int | None = None) -> list[str]:
     """Probe the released checkpoint's canvas (traced with ``tracer``, never written) with ``tasks`` into
-    ``folder/records/``, keeping every current record; returns the tasks probed now."""
-    from ..runs.stages import canvas_run, probe_tasks
+    ``folder/records/``, then run the sanity check on it; keeps every current record. Returns the tasks probed now.
+
+    The folder becomes a run folder like a unit's: the release as a native checkpoint, its signal (its own
+    reconstruction, with masks), the records and ``records/sanity.json``. The random-init control is the same
+    architecture freshly initialised (:data:`TWIN_SEED`) with the release's fixed buffers (the FFN's Fourier
+    matrix, which training never changes), as a unit's twin is its model before training.
+    """
+    from ..canvas import write_canvas
+    from ..checkpoints import load_checkpoint, save_checkpoint
+    from ..runs.rundir import SANITY_NAME
+    from ..runs.sanity import sanity_check
+    from ..runs.stages import annotate_signal, canvas_run, probe_tasks, reconstruction_signal
 
     run = RunDir(folder)
     pending = [task for task in tasks if not current_record(run.record(task), task)]
-    if not pending:
+    if not pending and (run.records / SANITY_NAME).is_file():
         return []
     with run.open():
-        canvas = canvas_run(checkpoint, RELEASE_SIZE, out=None, tracer=tracer, memory_budget=memory_budget)
-        outcome = probe_tasks(canvas, pending, outs={task: run.record(task) for task in pending},
-                              preview=run.preview)
-    errors = {task: str(value) for task, value in outcome.items() if isinstance(value, XincError)}
-    if errors:
-        raise XincError(f"the released FFN's tasks failed: {errors}")
+        if pending:
+            model, config = load_checkpoint(checkpoint, *RELEASE_SIZE)
+            twin = _random_init_twin(model, config)
+            signal = reconstruction_signal(model, 1, RELEASE_SIZE)
+            common = dict(out=None, tracer=tracer, memory_budget=memory_budget, signal=signal,
+                          annotations=annotate_signal(signal))
+            canvas = canvas_run(checkpoint, RELEASE_SIZE, model=(model, config), **common)
+            twin_canvas = canvas_run(checkpoint, RELEASE_SIZE, model=(twin, config), **common)
+            outcome = probe_tasks(canvas, pending, outs={task: run.record(task) for task in pending},
+                                  control_canvas=twin_canvas, model=model, twin=twin, preview=run.preview)
+            errors = {task: str(value) for task, value in outcome.items() if isinstance(value, XincError)}
+            if errors:
+                raise XincError(f"the released FFN's tasks failed: {errors}")
+            save_checkpoint(model, config, run.path)
+            write_canvas(dataclasses.replace(canvas, layers={}), run.signal)
+        sanity_check(run.path, tasks, memory_budget=memory_budget)
     return pending
+
+
+#: seed of the released FFN's random-init control
+TWIN_SEED = 0
+
+
+def _random_init_twin(model: nn.Module, config: dict[str, Any]) -> nn.Module:
+    """The release's architecture freshly initialised, with the release's buffers."""
+    from ..inrs import create_inr
+
+    with torch.random.fork_rng():
+        torch.manual_seed(TWIN_SEED)
+        twin = create_inr(config["model"], height=RELEASE_SIZE[0], width=RELEASE_SIZE[1],
+                          **config.get("model_args", {}))
+    buffers = dict(model.named_buffers())
+    with torch.no_grad():
+        for name, buffer in twin.named_buffers():
+            buffer.copy_(buffers[name])
+    return twin.eval()

@@ -194,10 +194,7 @@ def canvas_run(
             if data_spec == signal_config.get("data") else {}
         signal = load_signal(data_spec, size, frames, **dataset)
     elif signal is None:
-        num_frames = signal_config.get("num_frames", 1)
-        placeholder = Signal(torch.zeros(num_frames, *size, 3), name="reconstruction")
-        recon = render(model, placeholder)
-        signal = Signal(recon.clamp(0, 1), name="reconstruction", source={"source": "model reconstruction"})
+        signal = reconstruction_signal(model, signal_config.get("num_frames", 1), size)
     if annotations is None:
         annotations = annotate_signal(signal, mask_source, flow_source, mask_options, flow_options)
     recon = render(model, signal)
@@ -223,6 +220,13 @@ def canvas_run(
                              memory_budget=memory_budget, metadata=metadata)
     return compute_canvas(model, signal, tracer or info.tracer, out=Path(out), dtype=dtype, metadata=metadata,
                           progress=progress, layers=layers)
+
+
+def reconstruction_signal(model: nn.Module, num_frames: int, size: tuple[int, int]) -> Signal:
+    """The model's own rendering, clipped to [0, 1], as its signal (a paper release carries no data)."""
+    placeholder = Signal(torch.zeros(num_frames, *size, 3), name="reconstruction")
+    return Signal(render(model, placeholder).clamp(0, 1), name="reconstruction",
+                  source={"source": "model reconstruction"})
 
 
 def annotate_signal(

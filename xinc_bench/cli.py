@@ -439,18 +439,14 @@ def _unit_printer(progress: Progress, total: int) -> Callable[[UnitOutcome], Non
 
 def _cmd_paper(args: argparse.Namespace) -> int:
     """``xinc-bench paper``: 0 when the report is complete, 1 when some units failed (rerun to retry them)."""
-    from .paper.build import DEFAULT_RELEASE, MODES, check_out_folder, check_release, run_paper
+    from .paper.build import MODES, run_paper
     from .runs.progress import Progress, duration_text
     from .runs.suite import load_suite
 
-    check_out_folder(args.out, args.mode)  # bad input is refused before the executor starts
-    check_release(args.release or DEFAULT_RELEASE)
-    executor = _executor(args)
     suite = load_suite(MODES[args.mode])
-    progress = Progress(quiet=args.no_progress)
-    progress.line(f"paper --{args.mode}: suite {suite.name} ({len(suite.units)} units) and the released FFN -> {args.out}")
-    result = run_paper(args.mode, args.out, release=args.release or DEFAULT_RELEASE, executor=executor,
-                       device=args.device, progress=progress, on_unit=_unit_printer(Progress(), len(suite.units)),
+    result = run_paper(args.mode, args.out, release=args.release, suite=suite, executor=_executor(args),
+                       device=args.device, progress=Progress(quiet=args.no_progress),
+                       on_unit=_unit_printer(Progress(), len(suite.units)),
                        memory_budget=None if args.memory_budget is None else parse_bytes(args.memory_budget))
     print(f"report -> {args.out / 'report.html'} and {args.out / 'report.md'} ({duration_text(result.seconds)})")
     if result.failed:

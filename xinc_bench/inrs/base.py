@@ -95,6 +95,15 @@ def inr_info(name: str) -> INRInfo:
     )
 
 
+def default_tracer(name: str) -> str | None:
+    """The default tracer of the INR registered as ``name``, or None when no INR of that name is registered
+    in this process (a user INR's file is never imported just to read its tracer)."""
+    try:
+        return inr_info(name).tracer
+    except XincError:
+        return None
+
+
 def create_inr(
     name: str,
     *,

@@ -104,7 +104,7 @@ def run_paper(
     mode: str,
     out: Path,
     *,
-    release: Path = DEFAULT_RELEASE,
+    release: Path | None = None,
     suite: str | Path | Suite | None = None,
     executor: str | Executor = "local",
     device: str | None = None,
@@ -114,7 +114,8 @@ def run_paper(
 ) -> PaperRun:
     """Run (or resume) the paper mode's suite and the release's probes into ``out/runs/``, then write the report.
 
-    ``suite``: the suite to run instead of the mode's (a smaller one in tests). ``memory_budget``: bytes
+    ``release``: the released FFN checkpoint (default :data:`DEFAULT_RELEASE`). ``suite``: the suite to run
+    instead of the mode's (its loaded copy, or a smaller one in tests). ``memory_budget``: bytes
     each unit may use (default: :func:`~xinc_bench.runs.budget.default_memory_budget`).
 
     Raises:
@@ -124,9 +125,10 @@ def run_paper(
         raise XincError(f"unknown paper mode {mode!r}; give one of {', '.join(MODES)}")
     out = Path(out)
     check_out_folder(out, mode)
-    release = check_release(release)
+    release = check_release(release or DEFAULT_RELEASE)
     suite = suite if isinstance(suite, Suite) else load_suite(suite or MODES[mode])
     progress = progress or Progress(quiet=True)
+    progress.line(f"paper --{mode}: suite {suite.name} ({len(suite.units)} units) and the released FFN -> {out}")
     started = time.perf_counter()
     earlier = _earlier_seconds(out, mode)
     out.mkdir(parents=True, exist_ok=True)

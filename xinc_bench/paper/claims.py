@@ -156,7 +156,6 @@ class MethodVerdict:
 
     verdict: str
     scores: tuple[Aggregate | None, ...]
-    outcomes: tuple[str, ...]
     insensitive: bool
 
     @property
@@ -187,16 +186,13 @@ def method_verdict(claim: Claim, evidence: Evidence, architecture: str, data: st
         verdict = NOT_SUPPORTED
     else:
         verdict = INCONCLUSIVE
-    return MethodVerdict(verdict, scores, outcomes, insensitive)
+    return MethodVerdict(verdict, scores, insensitive)
 
 
 @dataclass(frozen=True)
 class ClaimVerdict:
     """A claim's verdict for one measured model: under the default method and under each variant it has."""
 
-    claim: Claim
-    architecture: str
-    data: str
     default: MethodVerdict
     variants: dict[str, MethodVerdict]
 
@@ -227,4 +223,4 @@ def judge(claim: Claim, evidence: Evidence, architecture: str, data: str, tracer
         other = method_verdict(claim, evidence, architecture, data, variant.tracer or tracer, variant.tasks)
         if other.verdict != NOT_MEASURED and variant.tracer != tracer:
             variants[key] = other
-    return ClaimVerdict(claim, architecture, data, default, variants)
+    return ClaimVerdict(default, variants)

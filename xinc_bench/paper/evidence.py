@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..inrs import default_tracer
 from ..probes.stats import bootstrap_interval
 from ..runs.record import RecordFile, scan_records
 
@@ -59,7 +60,7 @@ def _score_rows(item: RecordFile, architecture: str, movements: dict[tuple[str, 
     unit = str(item.path.parent.parent)
     data = record.get("data") or {}
     tracer = str(record["model"].get("tracer") or "")
-    default_tracer = tracer == _default_tracer(str(record["model"]["name"]))
+    own_tracer = tracer == default_tracer(str(record["model"]["name"]))
     rows = []
     for score, value in record["scores"].items():
         layer, _, metric = score.rpartition("/")
@@ -80,20 +81,10 @@ def _score_rows(item: RecordFile, architecture: str, movements: dict[tuple[str, 
             "movement": _number(sanity.get("movement")),
             "insensitive": sanity.get("insensitive"),
             "psnr": _number((record.get("fidelity") or {}).get("psnr")),
-            "default_tracer": default_tracer,
+            "default_tracer": own_tracer,
             "unit": unit,
         })
     return rows
-
-
-def _default_tracer(model: str) -> str | None:
-    from ..errors import XincError
-    from ..inrs import inr_info, resolve_inr
-
-    try:
-        return inr_info(resolve_inr(model)).tracer
-    except XincError:
-        return None
 
 
 def _number(value: object) -> float:
@@ -169,11 +160,15 @@ class Evidence:
         return Aggregate(row["mean"], row["low"], row["high"], row["seeds"], row["null_mean"], row["null_sd"],
                          row["effect"], row["movement"], row["insensitive"])
 
+    def _model_rows(self, architecture: str, data: str, tracer: str) -> pd.DataFrame:
+        """The aggregated rows of one measured model traced with ``tracer``."""
+        table = self.table
+        return table[(table["architecture"] == architecture) & (table["data"] == data) & (table["tracer"] == tracer)]
+
     def layers(self, architecture: str, data: str, tracer: str, task: str, metric: str) -> list[str]:
-        """The layers that have this score, in the order the records list them (sorted names)."""
-        rows = self.table[(self.table["architecture"] == architecture) & (self.table["data"] == data)
-                          & (self.table["tracer"] == tracer) & (self.table["task"] == task)
-                          & (self.table["metric"] == metric) & (self.table["layer"] != "")]
+        """The layers that have this score, in layer order (``layer10`` after ``layer9``)."""
+        rows = self._model_rows(architecture, data, tracer)
+        rows = rows[(rows["task"] == task) & (rows["metric"] == metric) & (rows["layer"] != "")]
         return sorted(rows["layer"].unique(), key=_layer_order)
 
     def measured(self) -> list[tuple[str, str, str]]:
@@ -183,14 +178,12 @@ class Evidence:
 
     def unit(self, architecture: str, data: str, tracer: str) -> Path | None:
         """The run folder of the model's first seed (for its figures), or None."""
-        rows = self.table[(self.table["architecture"] == architecture) & (self.table["data"] == data)
-                          & (self.table["tracer"] == tracer)]
+        rows = self._model_rows(architecture, data, tracer)
         return Path(rows.sort_values("first_unit")["first_unit"].iloc[0]) if len(rows) else None
 
     def psnr(self, architecture: str, data: str, tracer: str) -> float:
         """Mean PSNR over the seeds of a measured model (NaN if unknown)."""
-        rows = self.table[(self.table["architecture"] == architecture) & (self.table["data"] == data)
-                          & (self.table["tracer"] == tracer)]
+        rows = self._model_rows(architecture, data, tracer)
         return float(rows["psnr"].mean()) if len(rows) else math.nan
 
 

@@ -95,15 +95,19 @@ def write_paper_report(out: Path, *, mode: str, seconds: float | None = None, fa
 
 def _ordered(rows: list[tuple[str, str, str]], evidence: Evidence) -> list[tuple[str, str, str]]:
     """The release first, then the paper's FFN, the other image models and the video models (each by name)."""
-    motion = CLAIMS[-1].parts[0]
+    video_claims = [claim for claim in CLAIMS if claim.video_only]
     return sorted(rows, key=lambda row: (row[0] != RELEASE_LABEL, row[0] != "ffn-paper",
-                                         evidence.get(*row, motion.task, motion.metric) is not None, row))
+                                         any(_measures(claim, row, evidence) for claim in video_claims), row))
 
 
 def _claims_for(row: tuple[str, str, str], evidence: Evidence) -> list[Claim]:
     """The claims that apply to a measured model (the motion claim only where motion was measured)."""
-    return [claim for claim in CLAIMS if not claim.video_only
-            or evidence.get(*row, claim.parts[0].task, claim.parts[0].metric) is not None]
+    return [claim for claim in CLAIMS if not claim.video_only or _measures(claim, row, evidence)]
+
+
+def _measures(claim: Claim, row: tuple[str, str, str], evidence: Evidence) -> bool:
+    """Whether the model has the claim's first score (a video claim's scores exist only on videos)."""
+    return evidence.get(*row, claim.parts[0].task, claim.parts[0].metric) is not None
 
 
 def _document(evidence: Evidence, rows: list, verdicts: dict, assets: Path, mode: str, seconds: float | None,

@@ -225,21 +225,15 @@ def psnr_tier(psnr: float) -> str | None:
 def _model_label(model: dict[str, Any]) -> str:
     """``name``, or ``name[key=value,...]`` with the config overrides and a tracer other than the model's own
     (records of one model traced two ways are two rows, never two seeds of one)."""
+    from ..inrs import default_tracer
+
     config = model.get("config") or {}
     overrides = [f"{k}={json.dumps(config[k], sort_keys=True)}" for k in sorted(config)]
-    tracer, default = model.get("tracer"), _default_tracer(str(model.get("name")))
+    tracer, default = model.get("tracer"), default_tracer(str(model.get("name")))
     if tracer and default is not None and tracer != default:
         overrides.append(f"tracer={tracer}")
     return f"{model.get('name')}[{','.join(overrides)}]" if overrides else str(model.get("name"))
 
-
-def _default_tracer(name: str) -> str | None:
-    from ..inrs import inr_info
-
-    try:
-        return inr_info(name).tracer
-    except XincError:
-        return None
 
 
 def _family(model: dict[str, Any]) -> str:

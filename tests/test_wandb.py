@@ -33,6 +33,8 @@ def _wandb_records(path: Path) -> list[Any]:
             position += _BLOCK - position % _BLOCK
             continue
         _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        if position + 7 + length > len(data):  # the writer is part-way through this record
+            break
         chunk = data[position + 7:position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # full record, or last fragment
@@ -55,11 +57,19 @@ def read_wandb_file(path: Path, timeout: float = 30.0) -> dict[str, Any]:
     ``exit`` record (waiting up to ``timeout`` seconds), so a slow writer is not mistaken for
     missing data.
     """
+    from google.protobuf.message import DecodeError
+
     deadline = time.monotonic() + timeout
-    records = _wandb_records(path)
-    while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
+    while True:
+        try:
+            records = _wandb_records(path)
+        except DecodeError:  # a record caught mid-write; the finished file parses
+            if time.monotonic() >= deadline:
+                raise
+            records = []
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() >= deadline:
+            break
         time.sleep(0.2)
-        records = _wandb_records(path)
     config: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}

@@ -17,7 +17,9 @@ import torch
 
 from xinc_bench.errors import XincError
 from xinc_bench import cli
+from xinc_bench.runs.executors import LocalExecutor
 from xinc_bench.runs.suite import load_suite, parse_shard, run_suite, shard_units
+from xinc_bench.runs.unit import run_unit
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "suites" / "smoke.yaml"
@@ -104,6 +106,38 @@ def test_rerun_rewrites_only_a_missing_record(resumed: dict, tmp_path: Path) -> 
     assert {k: v for k, v in _files(out).items() if k in before and not k.startswith(figures)} == \
         {k: v for k, v in before.items() if not k.startswith(figures)}
     assert json.loads(record.read_text())["scores"] == old_scores  # same canvas, same probe: same numbers
+
+
+class _RecordingExecutor:
+    """The local executor, noting the units handed to it (the driver's choice is under test here)."""
+
+    def __init__(self) -> None:
+        self.handed: list[str] = []
+
+    def map(self, jobs, on_result=None):  # noqa: ANN001, ANN201 - the Executor protocol's signature
+        self.handed += [spec.unit_id for spec, _ in jobs]
+        return LocalExecutor(quiet=True).map(jobs, on_result)
+
+
+def test_a_rerun_hands_only_unfinished_units_to_the_executor(resumed: dict, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(resumed["out"], out, copy_function=shutil.copy2)
+    first, second = resumed["units"]
+    executor = _RecordingExecutor()
+    before = _files(out)
+    kept = run_suite(SMOKE, out, executor=executor).units
+    assert executor.handed == [] and _files(out) == before  # complete: no worker, nothing written
+    assert [o.spec.unit_id for o in kept] == [first.unit_id, second.unit_id]
+    again = run_unit(first, out / first.unit_id)  # what running the finished unit itself reports
+    assert kept[0].result.untouched and again.untouched
+    assert (kept[0].result.records_kept, kept[0].result.skipped, kept[0].result.fidelity) == \
+        (again.records_kept, again.skipped, again.fidelity)
+    assert kept[0].result.fidelity["psnr"] > 0
+    (out / second.unit_id / "records" / "distribution.json").unlink()
+    outcomes = run_suite(SMOKE, out, executor=executor).units
+    assert executor.handed == [second.unit_id]  # only the unit with work left
+    assert [o.spec.unit_id for o in outcomes] == [first.unit_id, second.unit_id]  # in the suite's order
+    assert outcomes[1].result.records_written == ["distribution"]
 
 
 def test_rerun_with_other_settings_in_the_same_folder_is_refused(resumed: dict, tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ from ..training.module import SCHEDULES
 from .executors import Executor, UnitOutcome
 from .rundir import RunDir
 from .spec import DEVICES, UnitSpec
-from .unit import check_same_settings
+from .unit import check_same_settings, finished_unit
 
 #: where the committed suites live (the checkout's ``configs/suites/``, or its installed copy)
 SUITES_DIR = bundled_dir("configs/suites", "suites")
@@ -202,7 +202,6 @@ def run_suite(
             Weights & Biases there, with ``--wandb``).
     """
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
-    runner = EXECUTORS.get(executor)(quiet=quiet) if isinstance(executor, str) else executor
     units = [replace(unit, masks=masks or unit.masks, flow=flow or unit.flow, device=device or unit.device,
                      memory_budget=memory_budget)
              for unit in shard_units(suite.units, shard)]
@@ -220,7 +219,18 @@ def run_suite(
         if on_unit is not None:
             on_unit(outcome)
 
-    runner.map([(unit, out / unit.unit_id) for unit in units], finished)
+    jobs = []
+    for unit in units:  # a finished unit is kept here, without a worker
+        kept = finished_unit(unit, out / unit.unit_id)
+        if kept is None:
+            jobs.append((unit, out / unit.unit_id))
+        else:
+            finished(UnitOutcome(unit, out / unit.unit_id, kept))
+    if jobs:
+        runner = EXECUTORS.get(executor)(quiet=quiet) if isinstance(executor, str) else executor
+        runner.map(jobs, finished)
+    order = {unit.unit_id: index for index, unit in enumerate(units)}
+    summary.units.sort(key=lambda outcome: order[outcome.spec.unit_id])
     return summary
 
 

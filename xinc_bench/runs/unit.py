@@ -109,7 +109,7 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
         result = UnitResult(spec, run.path)
         if run.fitted:
             check_same_settings(spec, run)
-        fresh = not (run.fitted and run.signal.is_file() and (run.saved_canvases or not spec.save_canvas))
+        fresh = _fresh(spec, run)
         signal, annotations = (_decode(spec), None) if fresh else _stored_signal(run)
         plan = _plan(spec, signal, run, tasks)
         progress.line(plan.statement())
@@ -126,7 +126,7 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
             with progress.stage("annotate the signal (masks" + (", flow)" if signal.num_frames > 1 else ")")):
                 annotations = annotate_signal(signal, spec.masks, spec.flow, dict(spec.mask_options),
                                               dict(spec.flow_options))
-        pending = [task for task in tasks if fresh or not current_record(run.record(task), task)]
+        pending = _pending(run, tasks, fresh)
         result.records_kept = [task for task in tasks if task not in pending]
         if pending or not run.preview.is_file():
             models = models or _load_models(spec, run, signal.height, signal.width)
@@ -137,8 +137,7 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
             _run_tasks(spec, run, pending, canvases, models, result, progress)
         else:
             result.skipped = {task: reason for task, reason in run.read_skipped().items() if task in tasks}
-        if spec.sanity and result.records_written + result.records_kept and (
-                result.records_written or not run.sanity.is_file()):
+        if _needs_sanity(spec, run, result.records_written, result.records_kept):
             from .sanity import sanity_check
 
             with progress.stage("sanity check (cascading model randomisation)"):
@@ -148,6 +147,40 @@ def run_unit(spec: UnitSpec, run_dir: Path, *, progress: Progress | None = None,
         result.fidelity = dict(run.read_config().get("fidelity", {}))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def finished_unit(spec: UnitSpec, run_dir: Path) -> UnitResult | None:
+    """The result :func:`run_unit` would give now without doing anything, read from the run folder alone
+    (no lock, no model loaded); ``None`` when it has work to do, or an error to raise (a folder of
+    another run). An executor's driver uses it to keep a finished unit without dispatching it."""
+    run = RunDir(run_dir)
+    if not run.fitted:
+        return None
+    try:
+        check_same_settings(spec, run)
+        tasks = unit_tasks(spec)
+    except XincError:
+        return None
+    if _fresh(spec, run) or _pending(run, tasks, False) or not run.preview.is_file() or _needs_sanity(spec, run, [], tasks):
+        return None
+    return UnitResult(spec, run.path, records_kept=list(tasks),
+                      skipped={task: reason for task, reason in run.read_skipped().items() if task in tasks},
+                      fidelity=dict(run.read_config().get("fidelity", {})))
+
+
+def _fresh(spec: UnitSpec, run: RunDir) -> bool:
+    """Whether the unit starts over from its signal (nothing trained yet, or canvases asked for and missing)."""
+    return not (run.fitted and run.signal.is_file() and (run.saved_canvases or not spec.save_canvas))
+
+
+def _pending(run: RunDir, tasks: tuple[str, ...], fresh: bool) -> list[str]:
+    """The tasks still to probe: all of them on a fresh unit, else those without a current record."""
+    return [task for task in tasks if fresh or not current_record(run.record(task), task)]
+
+
+def _needs_sanity(spec: UnitSpec, run: RunDir, written: list[str], kept: list[str] | tuple[str, ...]) -> bool:
+    """Whether the sanity check runs: asked for, with records, and either new records or none checked yet."""
+    return bool(spec.sanity and (written or kept) and (written or not run.sanity.is_file()))
 
 
 def unit_tasks(spec: UnitSpec) -> tuple[str, ...]:

@@ -174,7 +174,7 @@ def _free_port() -> int:
 
 
 def test_ray_address_where_nothing_listens_exits_2_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("ray")  # (before the cluster below starts: a connected process uses its connection)
+    pytest.importorskip("ray")
     address = f"127.0.0.1:{_free_port()}"
     started = time.monotonic()
     assert cli.main(["suite", "run", "smoke", "--out", str(tmp_path), "--executor", "ray", "--address", address,
@@ -228,6 +228,24 @@ def test_ray_gives_the_local_records_retries_a_killed_worker_and_a_rerun_keeps_t
     before = _files(tmp_path)
     assert all(o.result.untouched for o in run_suite(SMOKE, tmp_path, executor="ray").units)
     assert _files(tmp_path) == before  # nothing rewritten
+
+
+def test_an_address_other_than_the_connected_cluster_is_refused(ray_cluster: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    refused = f"127.0.0.1:{_free_port()}"
+    assert cli.main(["suite", "run", "smoke", "--out", str(tmp_path), "--executor", "ray", "--address", refused,
+                     "--no-progress"]) == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("xinc-bench: error:")]
+    assert f"cannot connect to the Ray cluster at --address {refused} (" in line
+    with socket.socket() as other:  # something else that answers: not the cluster this process is connected to
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        address = "127.0.0.1:%d" % other.getsockname()[1]
+        assert cli.main(["suite", "run", "smoke", "--out", str(tmp_path), "--executor", "ray", "--address", address,
+                         "--no-progress"]) == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("xinc-bench: error:")]
+    assert f"connected to the Ray cluster at {ray_cluster} already, not to --address {address}" in line
+    assert not any((tmp_path / unit.unit_id).exists() for unit in load_suite(SMOKE).units)
 
 
 def test_ray_fails_only_the_unit_whose_worker_keeps_dying(ray_cluster: str, tmp_path: Path) -> None:

@@ -104,6 +104,7 @@ class RayExecutor:
         """Join the cluster (or start a private one); ``True`` when this call made the connection."""
         ray = self.ray
         if ray.is_initialized():
+            self._check_same_cluster()
             return False
         if self.address in (None, "local"):  # this machine's cluster, joined or started: nothing to reach
             ray.init(address=self.address, include_dashboard=False)
@@ -112,6 +113,21 @@ class RayExecutor:
         _check_answers(self.address, self.connect_timeout)
         ray.init(address=self.address)
         return True
+
+    def _check_same_cluster(self) -> None:
+        """This process is connected already (library use): ``address``, when it names a ``HOST:PORT``,
+        must be that cluster's, or the units would silently run elsewhere than asked.
+
+        Raises:
+            XincError: nothing answers at ``address``, or it is another cluster than the connected one.
+        """
+        if self.address in (None, "local", "auto") or self.address.startswith("ray://"):
+            return
+        _check_reachable(self.address, self.connect_timeout)
+        connected = self.ray.get_runtime_context().gcs_address
+        if _endpoint(self.address) != _endpoint(connected):
+            raise XincError(f"this process is connected to the Ray cluster at {connected} already, not to --address "
+                            f"{self.address}; call ray.shutdown() first, or leave --address out to use that cluster")
 
     def _outcome(self, ref: Any, spec: UnitSpec, run_dir: Path) -> UnitOutcome:
         """The outcome of a finished task, its changes put into ``run_dir`` first. A unit that raised
@@ -256,6 +272,16 @@ def _check_reachable(address: str, timeout: float) -> None:
     except OSError as exc:
         raise XincError(f"cannot connect to the Ray cluster at --address {address} ({exc}); give the address "
                         "that `ray start --head` printed on the head node, or start one there") from None
+
+
+def _endpoint(address: str) -> tuple[str, int]:
+    """``(IP, port)`` of a ``HOST:PORT`` address, its host resolved (``localhost`` and ``127.0.0.1`` are one)."""
+    host, _, port = address.rpartition(":")
+    try:
+        host = socket.gethostbyname(host)
+    except OSError:
+        pass
+    return host, int(port)
 
 
 def _check_answers(address: str, timeout: float) -> None:

@@ -21,6 +21,23 @@ def xinc(*args: str | Path, env_extra: dict[str, str] | None = None) -> subproce
     return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=600, env=env)
 
 
+@pytest.fixture
+def cli_main(capsys: pytest.CaptureFixture[str]):  # noqa: ANN201 - returns the runner below
+    """``xinc-bench ARGS`` through :func:`xinc_bench.cli.main` in this process (no interpreter start-up per
+    call), as a :class:`subprocess.CompletedProcess` like :func:`xinc`'s."""
+    from xinc_bench import cli
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess:
+        try:
+            code = cli.main([str(arg) for arg in args])
+        except SystemExit as exc:  # argparse's refusals
+            code = exc.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "run"
@@ -105,12 +122,12 @@ def test_a_run_the_memory_or_disk_cannot_hold_is_refused_before_training(tmp_pat
     assert not (tmp_path / "huge").exists()
 
 
-def test_list_commands() -> None:
-    result = xinc("list", "models")
+def test_list_commands(cli_main) -> None:  # noqa: ANN001
+    result = xinc("list", "models")  # the console script itself
     assert result.returncode == 0 and "ffn-paper" in result.stdout
-    assert "distribution" in xinc("list", "tasks").stdout
-    assert "astronaut" in xinc("list", "data").stdout
-    assert "mlp" in xinc("list", "tracers").stdout
+    assert "distribution" in cli_main("list", "tasks").stdout
+    assert "astronaut" in cli_main("list", "data").stdout
+    assert "mlp" in cli_main("list", "tracers").stdout
 
 
 def _assert_bad_input(result: subprocess.CompletedProcess, pattern: str) -> None:
@@ -119,32 +136,33 @@ def _assert_bad_input(result: subprocess.CompletedProcess, pattern: str) -> None
     assert "Traceback" not in result.stderr
 
 
-def test_bad_inputs_give_one_clear_line(run_dir: Path, tmp_path: Path, reference_dir: Path) -> None:
+def test_bad_inputs_give_one_clear_line(run_dir: Path, tmp_path: Path, reference_dir: Path, cli_main) -> None:  # noqa: ANN001
     out = tmp_path / "out.safetensors"
+    # the console script once, then the same entry point in this process (no interpreter start-up per case)
     _assert_bad_input(xinc("canvas", "--checkpoint", tmp_path / "nope.ckpt", "--out", out), "does not exist")
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes((reference_dir / "best_model.ckpt").read_bytes()[:100_000])
-    _assert_bad_input(xinc("canvas", "--checkpoint", truncated, "--out", out), "corrupt or truncated")
+    _assert_bad_input(cli_main("canvas", "--checkpoint", truncated, "--out", out), "corrupt or truncated")
     broken_run = tmp_path / "broken_run"
     shutil.copytree(run_dir, broken_run, ignore=shutil.ignore_patterns("*canvas*", "records", "init"))
     (broken_run / "model.safetensors").write_bytes((run_dir / "model.safetensors").read_bytes()[:5000])
-    _assert_bad_input(xinc("canvas", "--checkpoint", broken_run, "--out", out), "corrupt or truncated")
+    _assert_bad_input(cli_main("canvas", "--checkpoint", broken_run, "--out", out), "corrupt or truncated")
     misfit = tmp_path / "misfit_run"
     shutil.copytree(run_dir, misfit, ignore=shutil.ignore_patterns("*canvas*", "records", "init"))
     config = json.loads((misfit / "model.json").read_text())
     config["model_args"] = {"hidden_width": 64}
     (misfit / "model.json").write_text(json.dumps(config))
-    _assert_bad_input(xinc("canvas", "--checkpoint", misfit, "--out", out), "does not fit the model")
-    _assert_bad_input(xinc("fit", "--model", "ffn-papr", "--data", "astronaut", "--out", tmp_path / "r"),
+    _assert_bad_input(cli_main("canvas", "--checkpoint", misfit, "--out", out), "does not fit the model")
+    _assert_bad_input(cli_main("fit", "--model", "ffn-papr", "--data", "astronaut", "--out", tmp_path / "r"),
                       "unknown INR 'ffn-papr'")
-    _assert_bad_input(xinc("probe", "--canvas", run_dir / "canvas.safetensors", "--task", "colour",
-                           "--out", tmp_path / "r.json"), "unknown task 'colour'")
+    _assert_bad_input(cli_main("probe", "--canvas", run_dir / "canvas.safetensors", "--task", "colour",
+                               "--out", tmp_path / "r.json"), "unknown task 'colour'")
     for size in ("12x", "0x5"):
-        _assert_bad_input(xinc("fit", "--model", "ffn-paper", "--data", "astronaut", "--size", size,
-                               "--out", tmp_path / "r"), "invalid size")
+        _assert_bad_input(cli_main("fit", "--model", "ffn-paper", "--data", "astronaut", "--size", size,
+                                   "--out", tmp_path / "r"), "invalid size")
     for draws in ("0", "-3"):
-        _assert_bad_input(xinc("probe", "--canvas", run_dir / "canvas.safetensors", "--task", "color",
-                               "--null-draws", draws, "--out", tmp_path / "r.json"), "expected a positive integer")
+        _assert_bad_input(cli_main("probe", "--canvas", run_dir / "canvas.safetensors", "--task", "color",
+                                   "--null-draws", draws, "--out", tmp_path / "r.json"), "expected a positive integer")
     assert not out.exists() and not (tmp_path / "r").exists() and not (tmp_path / "r.json").exists()
 
 

@@ -325,3 +325,70 @@ def test_sorted_threshold_is_one_running_sum_taken_in_blocks(monkeypatch: pytest
             continue
         alphas = [0.0, 0.1, 0.5, 0.999, 1.0]
         assert distribution.contribution_thresholds(values, alphas) == {a: whole_sum(values, a) for a in alphas}
+
+
+# ---------------------------------------------------------------------------------------------
+# (d) on a seeded pixel sample of a large layer
+
+
+def _per_pixel_gini(layer: torch.Tensor) -> torch.Tensor:
+    """The Gini coefficient of every pixel of ``layer[N, T, H, W]`` by the definition (mean absolute
+    difference over twice the mean), ``[T * H * W]`` float64; NaN where no neuron contributes."""
+    values = layer.abs().reshape(layer.shape[0], -1).double().T  # [P, N]
+    difference = (values[:, :, None] - values[:, None, :]).abs().mean(dim=(1, 2))
+    return difference / (2 * values.mean(dim=1))
+
+
+def test_gini_on_a_sample_is_the_mean_over_exactly_the_sampled_pixels() -> None:
+    from xinc_bench.probes.distribution import gini_sample
+
+    generator = torch.Generator().manual_seed(5)
+    layer = torch.rand(N, 3, H, W, generator=generator) ** 4 * (torch.rand(N, 3, H, W, generator=generator) > 0.4)
+    pixels = 3 * H * W
+    exact = _result(layer, null_draws=0).scores
+    sampled = _result(layer, null_draws=0, gini_pixels=300).scores
+    per_pixel = _per_pixel_gini(layer)
+    mask = torch.from_numpy(gini_sample(pixels, 300, 0, 0))
+    assert int(mask.sum()) == 300
+    chosen = per_pixel[mask & ~per_pixel.isnan()]
+    assert sampled["gini"] == pytest.approx(float(chosen.mean()), rel=1e-9)
+    assert exact["gini"] == pytest.approx(float(per_pixel.nanmean()), rel=1e-9)
+    assert sampled["gini"] != exact["gini"]  # a heterogeneous layer: the sample is not the whole
+    assert abs(sampled["gini"] - exact["gini"]) < 4 * 0.5 / math.sqrt(300)  # the stated bound, 4 standard errors
+    for metric in METRICS[:-1]:  # (a)-(c) are taken over every pixel whatever the sample
+        assert sampled[metric] == exact[metric], metric
+    assert gini_sample(pixels, pixels, 0, 0) is None  # a layer of at most gini_pixels pixels is not sampled
+    assert (gini_sample(pixels, 300, 0, 0) == gini_sample(pixels, 300, 0, 0)).all()  # seeded
+    assert not (gini_sample(pixels, 300, 1, 0) == gini_sample(pixels, 300, 0, 0)).all()
+
+
+def test_gini_of_identical_pixels_is_exact_on_any_sample() -> None:
+    """Every pixel holds a permutation of the same shares: every pixel's Gini is the same, so any
+    sample's mean is the whole layer's, known in advance."""
+    shares = torch.tensor([0.0, 1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0])
+    order = torch.stack([torch.randperm(N, generator=torch.Generator().manual_seed(p)) for p in range(2 * H * W)])
+    layer = shares[order].T.reshape(N, 2, H, W)
+    expected = float(_per_pixel_gini(shares[:, None, None, None])[0])
+    for gini_pixels in (10, 999, 1 << 17):
+        assert _result(layer, null_draws=0, gini_pixels=gini_pixels).scores["gini"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_sampled_gini_does_not_depend_on_the_blocks() -> None:
+    import matplotlib.pyplot as plt
+
+    task = load_task("distribution")
+    results = []
+    for budget in (1 << 30, MIXED_BUDGET, 1):  # whole layers, one frame a block, streamed
+        canvas = _video_canvas(budget)
+        results.append(accumulate(canvas, [AccumulatorGroup([task.accumulator(canvas, null_pixels=900,
+                                                                               gini_pixels=1000)])])[0][0].result)
+    plt.close("all")
+    whole = _result(_video_canvas(1 << 30).layers["large"], null_draws=0).scores  # 5 x 512 = 2,560 pixels, all
+    assert results[0].scores["large/gini"] != whole["gini"]  # the sample is in use
+    for result in results[1:]:
+        assert_same_result(result, results[0])
+
+
+def test_bad_gini_pixels_is_a_clear_error() -> None:
+    with pytest.raises(XincError, match="gini_pixels"):
+        _result(torch.rand(N, 1, H, W), gini_pixels=0)

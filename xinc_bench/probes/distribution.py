@@ -44,9 +44,15 @@ are per pixel; ``tau_a`` is a statistic of the whole layer: a layer that comes w
 or is small (:func:`sorted_layers`, gathered from its blocks) is sorted, exactly; any other is
 found by radix selection over two passes (:class:`RadixThresholds`: the entry the sort gives,
 barring float64 rounding of the cumulative mass at a boundary between entries) and scored in a
-third. Each pixel's ``N`` values are sorted in a row of their own (numpy), which gives (a)'s
-counts by bisection and (d) by one product with the ranks. The null draws depend on the seed,
-not on the block size (each frame has its own random stream).
+third. (a)-(c) are reductions over the neuron axis of each block as it comes; (d) needs every
+pixel's ``N`` values in order, sorted in a row of their own (numpy) and weighted by their ranks:
+at 20-40 ns a value it is most of the probe's cost, so on a layer of more than ``gini_pixels``
+pixels (default 2^17) (d) is the mean over a seeded uniform sample of that many pixels (without
+replacement; the same for every block size). A pixel's Gini coefficient is in ``[0, 1]``, so the
+sampled mean's standard error is at most ``0.5 / sqrt(gini_pixels)`` (0.0014 at 2^17; smaller by
+the finite-population factor); every canvas of at most ``gini_pixels`` pixels (all but the paper
+NeRV's 30 frames at 128x256 among the built-in suites) is scored on all of them. The null draws
+and the sample depend on the seed, not on the block size (each frame has its own random stream).
 """
 
 from __future__ import annotations
@@ -75,6 +81,13 @@ _RADIX_LEVELS = ((15, 16), (0, 15))
 
 #: default ``m``: shuffled pixels scored per null draw
 NULL_PIXELS = 8192
+
+#: default pixels (d) is averaged over on a larger layer (every pixel of a smaller one): the standard
+#: error of the sampled mean of a score in [0, 1] is at most 0.5 / sqrt(2^17) = 0.0014
+GINI_PIXELS = 1 << 17
+
+#: the random stream of (d)'s pixel sample, apart from the null draws' streams
+_GINI_STREAM = 0x6717
 
 #: the layers gathered from smaller blocks to be sorted whole take at most this share of the chunk budget
 GATHERED_SHARE = 0.25
@@ -290,7 +303,8 @@ class PixelTally:
 
     The observed canvas is one set (its ``P`` pixels); the null draws are ``D`` sets of ``m``
     shuffled pixels each. Columns are added with :meth:`update` in any grouping; :meth:`scores`
-    gives each set's scores.
+    gives each set's scores. (a)-(c) are taken over every column; (d) over the columns
+    :meth:`update` is told to sort (every column unless told otherwise).
     """
 
     def __init__(self, sets: int, pixels: int, num_neurons: int, thresholds: dict[float, float]) -> None:
@@ -301,39 +315,51 @@ class PixelTally:
         self.covered = torch.zeros(sets, dtype=torch.float64)
         self.above_mean_share = torch.zeros(sets, num_neurons, dtype=torch.float64)
         self.top_share = torch.zeros(sets, dtype=torch.float64)
+        #: the covered pixels whose Gini coefficient is summed in ``gini``
+        self.gini_covered = torch.zeros(sets, dtype=torch.float64)
         self.gini = torch.zeros(sets, dtype=torch.float64)
 
-    def update(self, values: torch.Tensor, sets: slice, columns: slice) -> None:
+    def update(self, values: torch.Tensor, sets: slice, columns: slice,
+               sorted_columns: np.ndarray | None = None) -> None:
         """Add the pixels ``values[s, N, c]`` (``|C|``, any strides) as columns ``columns`` of the sets ``sets``.
 
-        Each pixel's ``N`` values are copied into a row of their own and sorted there in place
-        (numpy); the thresholds' counts are read off the sorted rows, ``S(p)`` and the Gini
-        coefficient are summed in float64.
+        ``S(p)``, the thresholds' counts, the shares above ``1/N`` and the top share are reductions
+        over the neuron axis in place. The columns ``sorted_columns`` (indices into ``c``; default
+        all) are copied into a row of their own per pixel and sorted there (numpy) for the Gini
+        coefficient: the one statistic that needs every pixel's order, and the one that costs.
         """
         num_neurons = self.num_neurons
-        rows = values.transpose(1, 2).contiguous()  # [s, c, N]: one pixel per row
-        total = torch.from_numpy(np.add.reduce(rows.numpy(), axis=2, dtype=np.float64))  # [s, c]
+        array = values.numpy()
+        total = np.add.reduce(array, axis=1, dtype=np.float64)  # [s, c]
         active = total > 0
         # a pixel without contribution gets all-zero shares and is left out below
-        safe = torch.where(active, total, 1.0)
-        self.covered[sets] += active.sum(dim=1)
-        above = np.divide(rows.numpy(), safe.numpy()[:, :, None], dtype=np.float64) > 1.0 / num_neurons
-        self.above_mean_share[sets] += torch.from_numpy(np.add.reduce(above, axis=1, dtype=np.int64))
-        rows.numpy().sort(axis=2)
+        safe = np.where(active, total, 1.0)
+        self.covered[sets] += torch.from_numpy(active.sum(axis=1).astype(np.float64))
+        above = np.divide(array, safe[:, None, :], dtype=np.float64) > 1.0 / num_neurons
+        self.above_mean_share[sets] += torch.from_numpy(np.add.reduce(above, axis=2, dtype=np.int64))
         for a, tau in self.thresholds.items():
-            limit = torch.full((*rows.shape[:2], 1), tau, dtype=rows.dtype)
-            below = torch.searchsorted(rows, limit, right=True)[..., 0]
-            self.counts[a][sets, columns] = (num_neurons - below).float() / num_neurons
-        self.top_share[sets] += (rows[:, :, -1].double() / safe).sum(dim=1)
-        self.gini[sets] += torch.where(active, gini(rows, total), 0.0).sum(dim=1)
+            count = np.add.reduce(array > tau, axis=1, dtype=np.int64)
+            self.counts[a][sets, columns] = torch.from_numpy(count).float() / num_neurons
+        self.top_share[sets] += torch.from_numpy(array.max(axis=1) / safe).sum(dim=1)
+        if sorted_columns is None:
+            rows = values.transpose(1, 2).contiguous()  # [s, c, N]: one pixel per row
+        elif sorted_columns.size:
+            rows = values[:, :, torch.from_numpy(sorted_columns)].transpose(1, 2).contiguous()
+            total, active = total[:, sorted_columns], active[:, sorted_columns]
+        else:
+            return
+        rows.numpy().sort(axis=2)
+        self.gini_covered[sets] += torch.from_numpy(active.sum(axis=1).astype(np.float64))
+        self.gini[sets] += torch.where(torch.from_numpy(active), gini(rows, torch.from_numpy(total)), 0.0).sum(dim=1)
 
     def scores(self, empty: float) -> list[dict[str, float]]:
-        """Scores (a)-(d) of every set; a set without any covered pixel scores ``empty`` in (b)-(d)."""
+        """Scores (a)-(d) of every set; a set without any covered pixel scores ``empty`` in (b)-(d), and
+        one whose sorted columns were all uncovered has no Gini coefficient (NaN)."""
         covered = self.covered.clamp(min=1.0)
         per_set = {f"neurons_per_pixel_a{a:g}": counts.median(dim=1).values for a, counts in self.counts.items()}
         per_set["pixels_per_neuron"] = (self.above_mean_share / covered[:, None]).median(dim=1).values
         per_set["top_neuron_share"] = self.top_share / covered
-        per_set["gini"] = self.gini / covered
+        per_set["gini"] = torch.where(self.gini_covered > 0, self.gini / self.gini_covered.clamp(min=1.0), math.nan)
         none = self.covered == 0
         for metric in SHARE_METRICS:
             per_set[metric] = torch.where(none, empty, per_set[metric].double())
@@ -341,20 +367,32 @@ class PixelTally:
 
 
 @dataclass(frozen=True)
-class ShuffleNull:
-    """How the ``spatial_shuffle`` null of one layer is drawn.
+class LayerSampling:
+    """How one layer's samples are drawn: its ``spatial_shuffle`` null draws and (d)'s pixel sample.
 
     Attributes:
         draws: number of null draws ``D`` (0: none).
-        seed: the task's null seed.
+        seed: the task's null seed (it seeds both samples).
         pixels: ``m``, the null pixels scored per draw (at most the canvas's ``P``).
+        gini_pixels: the pixels whose Gini coefficients (d) averages, on a layer of more pixels.
         stream: separates the layers' random streams (the layer's index).
     """
 
     draws: int = 0
     seed: int = 0
     pixels: int = NULL_PIXELS
+    gini_pixels: int = GINI_PIXELS
     stream: int = 0
+
+
+def gini_sample(pixels: int, sample: int, seed: int, stream: int) -> np.ndarray | None:
+    """Which of a layer's ``pixels`` pixels (d) is taken over: a seeded uniform sample of ``sample`` of them,
+    without replacement, as a boolean mask (``None``: every pixel, when there are at most ``sample``)."""
+    if pixels <= sample:
+        return None
+    mask = np.zeros(pixels, dtype=bool)
+    mask[np.random.default_rng([seed, stream, _GINI_STREAM]).choice(pixels, sample, replace=False)] = True
+    return mask
 
 
 def null_frame_counts(num_frames: int, frame_pixels: int, pixels: int, seed: int, stream: int) -> np.ndarray:
@@ -398,19 +436,23 @@ class LayerTally:
     Args:
         shape: the layer's ``(N, T, H, W)``.
         thresholds: ``tau_a`` of the layer for every ``a``.
-        null: how its ``spatial_shuffle`` null is drawn.
+        sampling: how its null draws and (d)'s pixel sample are drawn.
     """
 
-    def __init__(self, shape: tuple[int, int, int, int], thresholds: dict[float, float], null: ShuffleNull) -> None:
+    def __init__(self, shape: tuple[int, int, int, int], thresholds: dict[float, float],
+                 sampling: LayerSampling) -> None:
         num_neurons, self.num_frames, height, width = shape
-        self.null = null
+        self.sampling = sampling
         self.frame_pixels = height * width
         self.columns = max(1, _BLOCK_ELEMENTS // num_neurons)
-        self.observed = PixelTally(1, self.num_frames * self.frame_pixels, num_neurons, thresholds)
-        pixels = min(self.num_frames * self.frame_pixels, null.pixels)
-        self.shuffled = PixelTally(null.draws, pixels, num_neurons, thresholds)
+        total = self.num_frames * self.frame_pixels
+        self.observed = PixelTally(1, total, num_neurons, thresholds)
+        self.gini_sample = gini_sample(total, sampling.gini_pixels, sampling.seed, sampling.stream)
+        pixels = min(total, sampling.pixels)
+        self.shuffled = PixelTally(sampling.draws, pixels, num_neurons, thresholds)
         self.counts = (
-            null_frame_counts(self.num_frames, self.frame_pixels, pixels, null.seed, null.stream) if null.draws else None
+            null_frame_counts(self.num_frames, self.frame_pixels, pixels, sampling.seed, sampling.stream)
+            if sampling.draws else None
         )
         self.offsets = None if self.counts is None else np.cumsum(self.counts) - self.counts
         self.nonzero = torch.zeros(num_neurons, dtype=torch.bool)
@@ -421,14 +463,16 @@ class LayerTally:
         for first in range(0, mags.shape[1], self.columns):
             chunk = mags[:, first : first + self.columns]
             pixel = start * self.frame_pixels + first
-            self.observed.update(chunk[None], slice(0, 1), slice(pixel, pixel + chunk.shape[1]))
+            stop = pixel + chunk.shape[1]
+            sampled = None if self.gini_sample is None else np.flatnonzero(self.gini_sample[pixel:stop])
+            self.observed.update(chunk[None], slice(0, 1), slice(pixel, stop), sampled)
         if self.counts is None:
             return
-        null = self.null
+        sampling = self.sampling
         for index in range(mags.shape[1] // self.frame_pixels):
             frame = start + index
             if self.counts[frame]:
-                gen = generator(null.seed, null.stream * self.num_frames + frame)
+                gen = generator(sampling.seed, sampling.stream * self.num_frames + frame)
                 frame_mags = mags[:, index * self.frame_pixels : (index + 1) * self.frame_pixels]
                 _add_null_frame(self.shuffled, frame_mags, int(self.counts[frame]), int(self.offsets[frame]), gen)
 
@@ -437,7 +481,7 @@ class LayerTally:
         scores = {"zero_maps": float((~self.nonzero).sum()), **self.observed.scores(empty=0.0)[0]}
         # an all-zero layer stays all zero when shuffled: its draws score 0 like the layer itself
         empty = 0.0 if not bool(self.nonzero.any()) else math.nan
-        draws = self.shuffled.scores(empty=empty) if self.null.draws else []
+        draws = self.shuffled.scores(empty=empty) if self.sampling.draws else []
         return scores, draws
 
 
@@ -456,25 +500,25 @@ class LayerDistribution:
     Args:
         shape: the layer's ``(N, T, H, W)``.
         alphas: the mass thresholds of (a).
-        null: how the ``spatial_shuffle`` null is drawn.
+        sampling: how its null draws and (d)'s pixel sample are drawn.
         exact: sort the whole layer (see :func:`sorted_exactly`) rather than stream its thresholds.
         thresholds: ``tau_a`` of every ``a`` when already known (neither sorted nor streamed then).
     """
 
     def __init__(
-        self, shape: tuple[int, int, int, int], alphas: list[float], null: ShuffleNull, exact: bool,
+        self, shape: tuple[int, int, int, int], alphas: list[float], sampling: LayerSampling, exact: bool,
         thresholds: dict[float, float] | None = None,
     ) -> None:
         self.shape = shape
         self.alphas = list(alphas)
-        self.null = null
+        self.sampling = sampling
         self.exact = exact and thresholds is None
         #: ``tau_a`` of every ``a``, once known
         self.thresholds = thresholds
         #: passes over the layer needed
         self.passes = 1 if thresholds is not None or exact else len(_RADIX_LEVELS) + 1
         self._radix = None if self.passes == 1 else RadixThresholds(self.alphas)
-        self._tally = None if thresholds is None else LayerTally(shape, thresholds, null)
+        self._tally = None if thresholds is None else LayerTally(shape, thresholds, sampling)
         self._whole: torch.Tensor | None = None  # exact: ``|C|[N, T, H * W]`` being gathered
         self._received = 0
         self._result: tuple[dict[str, float], list[dict[str, float]]] | None = None
@@ -503,7 +547,7 @@ class LayerDistribution:
                 return
             whole, self._whole = self._whole.reshape(num_neurons, -1), None
         self.thresholds = contribution_thresholds(whole.numpy(), self.alphas)
-        tally = LayerTally(self.shape, self.thresholds, self.null)
+        tally = LayerTally(self.shape, self.thresholds, self.sampling)
         tally.update(0, whole)
         self._result = tally.scores()
 
@@ -516,7 +560,7 @@ class LayerDistribution:
             self._radix.end_level()
             if pass_index == len(_RADIX_LEVELS) - 1:
                 self.thresholds = self._radix.thresholds
-                self._tally = LayerTally(self.shape, self.thresholds, self.null)
+                self._tally = LayerTally(self.shape, self.thresholds, self.sampling)
         else:
             self._result, self._tally = self._tally.scores(), None
 
@@ -529,7 +573,7 @@ class LayerDistribution:
 
 
 def layer_distribution(
-    canvas: Canvas, name: str, alphas: list[float], null: ShuffleNull = ShuffleNull()
+    canvas: Canvas, name: str, alphas: list[float], sampling: LayerSampling = LayerSampling()
 ) -> tuple[dict[str, float], list[dict[str, float]]]:
     """Distribution scores (a)-(d) of layer ``name`` and of each of its null draws, read in frame chunks.
 
@@ -539,7 +583,7 @@ def layer_distribution(
     Returns ``(scores, draws)``: the layer's scores (with ``zero_maps``) and, per null draw, the
     scores (a)-(d) on ``m`` pixels of the spatially shuffled layer (see the module doc).
     """
-    layer = LayerDistribution(canvas.layer_shape(name), alphas, null, exact=sorted_exactly(canvas, name))
+    layer = LayerDistribution(canvas.layer_shape(name), alphas, sampling, exact=sorted_exactly(canvas, name))
     for pass_index in range(layer.passes):
         for start, chunk in canvas.frame_chunks(name):
             layer.update(start, chunk, pass_index)
@@ -569,9 +613,10 @@ class DistributionProbe(ProbeAccumulator):
         alphas ([0.1, 0.5]): the mass thresholds of (a).
         null_draws (0), null_seed (0): the task's null draws and their seed.
         null_pixels (8192): ``m``, the shuffled pixels scored per null draw.
+        gini_pixels (131072): (d) is averaged over a seeded sample of this many pixels on a layer of more.
 
     Raises:
-        XincError: ``null_pixels`` is not a positive number.
+        XincError: ``null_pixels`` or ``gini_pixels`` is not a positive number.
     """
 
     def __init__(self, canvas: Canvas, params: dict[str, Any],
@@ -581,14 +626,16 @@ class DistributionProbe(ProbeAccumulator):
         self.draws = int(params.get("null_draws", 0))
         seed = int(params.get("null_seed", 0))
         null_pixels = int(params.get("null_pixels", NULL_PIXELS))
-        if null_pixels < 1:
-            raise XincError(f"parameter null_pixels={null_pixels} must be a positive number of pixels")
+        gini_pixels = int(params.get("gini_pixels", GINI_PIXELS))
+        for name, value in (("null_pixels", null_pixels), ("gini_pixels", gini_pixels)):
+            if value < 1:
+                raise XincError(f"parameter {name}={value} must be a positive number of pixels")
         exact = sorted_layers(canvas)
         self.layers = {
             name: LayerDistribution(
                 canvas.layer_shape(name),
                 self.alphas,
-                ShuffleNull(self.draws, seed, null_pixels, stream=index),
+                LayerSampling(self.draws, seed, null_pixels, gini_pixels, stream=index),
                 exact=name in exact,
                 thresholds=None if thresholds is None else thresholds[name],
             )

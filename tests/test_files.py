@@ -76,3 +76,16 @@ def test_scratch_dir_names_carry_the_process_id(tmp_path: Path) -> None:
         assert folder.name.startswith(f".sanity.tmp-{os.getpid()}-")
         assert remove_orphans(tmp_path) == []  # ours, alive
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_gets_the_mode_of_a_plain_open_whatever_its_writer_made(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    expected = plain.stat().st_mode & 0o777
+    with atomic_file(tmp_path / "tensors.safetensors") as tmp:
+        save_file({"x": torch.zeros(2)}, str(tmp))
+        os.chmod(tmp, 0o600)  # as safetensors leaves some files
+    assert (tmp_path / "tensors.safetensors").stat().st_mode & 0o777 == expected

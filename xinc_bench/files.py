@@ -22,6 +22,9 @@ from typing import Any, Iterator
 #: the marker in the name of every temporary file or folder xinc-bench writes
 TEMP_MARK = ".tmp-"
 _TEMP_NAME = re.compile(r"^\..*\.tmp-(\d+)-[0-9a-f]+(\.[A-Za-z0-9]+)?$")
+#: the process's umask, read once at import (os.umask can only be read by setting it)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def temp_sibling(path: Path, suffix: str = "") -> Path:
@@ -35,13 +38,15 @@ def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path``, on failure it is removed.
 
     ``suffix`` is appended to the temporary name, for writers that infer a format from it
-    (``".png"`` for matplotlib, say).
+    (``".png"`` for matplotlib, say). The file gets the mode a plain ``open`` would give it
+    (``0o666`` less the umask), whatever mode its writer created it with (safetensors: ``0o600``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(path, suffix)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -4,7 +4,16 @@ Train an INR, compute its implicit neural canvas (the contribution of every neur
 pixel, after "Explaining the Implicit Neural Canvas", CVPR 2024), and score it with probe tasks.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# Large CPU tensors on transparent huge pages (PyTorch's own switch, read once, at its first
+# large allocation, so it is set before torch is imported). The tracer and the probes allocate
+# and free block-sized temporaries all the time; faulted in 4 KiB at a time they cost a run about
+# a sixth of its wall time in the kernel (``python -m benchmarks.huge_pages``). A value the user
+# set, "0" included, wins.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from . import annotate, canvas, data, inrs, probes  # noqa: E402  (registers the built-ins)
 from .inrs.base import create_inr, register_inr  # noqa: E402

@@ -471,7 +471,7 @@ class FaithfulnessProbe(ProbeAccumulator):
         first, last = torch.searchsorted(self.frames, torch.tensor([start, stop])).tolist()
         if first == last:  # no sampled frame in the block
             return
-        maps = chunk[self.samples[layer]][:, self.frames[first:last] - start]  # [k, f, H, W]
+        maps = chunk[self.samples[layer][:, None], self.frames[first:last] - start]  # [k, f, H, W], one gather
         self.agreements[layer].add(maps, self.truth[layer][:, first:last])
         rows, frames, pixels = self.scatter[layer]  # frames: positions among the sampled frames
         inside = torch.nonzero((frames >= first) & (frames < last)).reshape(-1)

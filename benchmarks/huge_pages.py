@@ -33,21 +33,22 @@ def _transparent_huge_pages() -> str:
 def _run(setting: str, argv: list[str], out: Path) -> dict[str, float]:
     env = {**os.environ, "THP_MEM_ALLOC_ENABLE": setting}
     command = [sys.executable, "-m", "xinc_bench.cli", "run", *argv, "--out", str(out), "--no-progress"]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    stderr = process.stderr.read() if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"THP_MEM_ALLOC_ENABLE={setting}: xinc-bench run failed:\n{stderr}")
+    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: a full pipe would stall the run
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            stderr.seek(0)
+            raise SystemExit(f"THP_MEM_ALLOC_ENABLE={setting}: xinc-bench run failed:\n{stderr.read()}")
     return {"wall": wall, "user": usage.ru_utime, "sys": usage.ru_stime, "faults": usage.ru_minflt,
             "peak": usage.ru_maxrss / 1024**2}
 
 
 def _scores(records: Path) -> dict[str, object]:
     """record -> its scores, nulls and controls (what must not depend on the pages)."""
-    return {path.name: {key: json.loads(path.read_text())[key] for key in ("scores", "nulls", "controls")}
-            for path in sorted(records.glob("*.json"))}
+    recorded = {path.name: json.loads(path.read_text()) for path in sorted(records.glob("*.json"))}
+    return {name: {key: record[key] for key in ("scores", "nulls", "controls")} for name, record in recorded.items()}
 
 
 def main() -> None:
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--size", default="64x128")
     parser.add_argument("--frames", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--draws", type=int, default=2, help="null draws")
+    parser.add_argument("--draws", type=int, default=2, help="null draws (at least 1)")
     parser.add_argument("--memory-budget", help="passed to xinc-bench run (the paper's frame size plans 19 GB)")
     args = parser.parse_args()
     argv = ["--model", args.model, "--data", args.data, "--size", args.size, "--frames", f"0:{args.frames}",

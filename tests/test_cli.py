@@ -157,6 +157,8 @@ def test_bad_inputs_give_one_clear_line(run_dir: Path, tmp_path: Path, reference
                       "unknown INR 'ffn-papr'")
     _assert_bad_input(cli_main("probe", "--canvas", run_dir / "canvas.safetensors", "--task", "colour",
                                "--out", tmp_path / "r.json"), "unknown task 'colour'")
+    _assert_bad_input(cli_main("fit", "--model", "nerv-paper", "--data", "bikes", "--frames", "0:1",
+                               "--out", tmp_path / "r"), "--frames of at least 2 frames")
     for size in ("12x", "0x5"):
         _assert_bad_input(cli_main("fit", "--model", "ffn-paper", "--data", "astronaut", "--size", size,
                                    "--out", tmp_path / "r"), "invalid size")

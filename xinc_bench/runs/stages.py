@@ -102,7 +102,8 @@ def fit_run(
     if signal is None:
         signal = load_signal(data_spec, size, frames, **_dataset(layout, sequence))
     if info.signal_kind == "video" and signal.kind == "image":
-        raise XincError(f"{model_spec} is a video INR but {data_spec} is an image; give a video source (e.g. bikes)")
+        raise XincError(f"{model_spec} is a video INR but {data_spec} gives one image; give a video source (e.g. "
+                        "bikes) and --frames of at least 2 frames (e.g. 0:2)")
     if info.signal_kind == "image" and signal.kind == "video":
         raise XincError(f"{model_spec} is an image INR but {data_spec} has {signal.num_frames} frames; use --frames 0:1")
     L.seed_everything(seed, verbose=False)

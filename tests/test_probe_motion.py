@@ -279,3 +279,15 @@ def test_carried_frame_is_float16_only_where_that_is_exact() -> None:
         changes.append(change.change)
         assert torch.equal(change.change, contribution_change(_canvas(values), "layer"))
     assert not torch.equal(changes[0], changes[1])
+
+
+def test_carried_frame_stays_float32_when_only_its_first_values_fit_float16() -> None:
+    """A frame whose first values are exact in float16 (zeros) but whose later ones are not is carried whole, in float32."""
+    from xinc_bench.probes.motion import _CARRY_PROBE, ContributionChange
+
+    frames = torch.zeros(2 * _CARRY_PROBE, 3, 1, 1)
+    frames[-1] = 1 / 3  # the last neuron is not exact in float16
+    change = ContributionChange((3, 1, 1))
+    change.add(0, frames[:, :2])
+    assert change.previous.dtype == torch.float32
+    assert torch.equal(change.previous, frames[:, 1].reshape(-1, 1))

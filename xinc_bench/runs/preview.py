@@ -19,6 +19,7 @@ from ..canvas.canvas import Canvas
 from ..errors import XincError
 from ..files import atomic_file
 from ..probes.accumulator import Accumulator, AccumulatorGroup, accumulate
+from ..probes.numerics import block_neuron_totals
 
 #: neurons per layer whose frame-0 map the preview keeps, largest total |C| first
 PREVIEW_NEURONS = 16
@@ -55,9 +56,9 @@ class NeuronMass(Accumulator):
         self.mass: dict[str, torch.Tensor] = {}
 
     def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
-        """Add the block's |C| per neuron."""
-        total = chunk.abs().sum(dim=(1, 2, 3), dtype=torch.float64)
-        self.mass[layer] = total if layer not in self.mass else self.mass[layer] + total
+        """Add the block's |C| per neuron (the block's shared totals, which the probes also use)."""
+        total = block_neuron_totals(chunk)
+        self.mass[layer] = total.clone() if layer not in self.mass else self.mass[layer] + total
 
     def compute(self) -> dict[str, torch.Tensor]:
         """Layer -> ``[N]`` total |C| of each neuron."""

@@ -33,6 +33,7 @@ import torch
 
 from ..canvas.canvas import Canvas
 from ..errors import XincError
+from ..heap import reused_heap
 
 @dataclass
 class ProbeResult:
@@ -145,7 +146,8 @@ def accumulate(
 
     Each pass reads each block of the canvas once (:meth:`Canvas.layer_frames`, which refuses NaN
     and inf) and gives it to every accumulator that still needs the pass. Memory: one block of one
-    layer at a time.
+    layer at a time; large temporaries are reused from the C heap, whose free memory is returned
+    after each block (:func:`~xinc_bench.heap.reused_heap`).
 
     Args:
         isolate_errors: an accumulator raising :class:`~xinc_bench.errors.XincError` stops alone
@@ -169,32 +171,34 @@ def accumulate(
 
     num_frames = canvas.shape[0]
     step = window_frames(canvas)
-    for pass_index in range(num_passes(groups)):
-        active = []
+    with reused_heap() as release:  # large temporaries reused, not mapped and zeroed afresh
+        for pass_index in range(num_passes(groups)):
+            active = []
+            for group, group_runs in zip(groups, runs):
+                members = [(acc, run) for acc, run in zip(group.accumulators, group_runs)
+                           if acc.passes > pass_index and run.error is None]
+                if members:
+                    active.append(members)
+            for start in range(0, num_frames, step):
+                stop = min(num_frames, start + step)
+                for name in canvas.layer_names:
+                    block = canvas.layer_frames(name, start, stop)
+                    for members in active:
+                        for acc, run in members:
+                            if run.error is None:
+                                call(run, acc.update, name, start, block, pass_index)
+                    block = None  # freed before the next read, which may trace a new window
+                    release()
+                if advance is not None:
+                    advance(stop - start)
+            for members in active:
+                for acc, run in members:
+                    if run.error is None:
+                        call(run, acc.end_pass, pass_index)
         for group, group_runs in zip(groups, runs):
-            members = [(acc, run) for acc, run in zip(group.accumulators, group_runs)
-                       if acc.passes > pass_index and run.error is None]
-            if members:
-                active.append(members)
-        for start in range(0, num_frames, step):
-            stop = min(num_frames, start + step)
-            for name in canvas.layer_names:
-                block = canvas.layer_frames(name, start, stop)
-                for members in active:
-                    for acc, run in members:
-                        if run.error is None:
-                            call(run, acc.update, name, start, block, pass_index)
-                block = None  # freed before the next read, which may trace a new window
-            if advance is not None:
-                advance(stop - start)
-        for members in active:
-            for acc, run in members:
+            for acc, run in zip(group.accumulators, group_runs):
                 if run.error is None:
-                    call(run, acc.end_pass, pass_index)
-    for group, group_runs in zip(groups, runs):
-        for acc, run in zip(group.accumulators, group_runs):
-            if run.error is None:
-                run.result = call(run, acc.compute)
+                    run.result = call(run, acc.compute)
     return runs
 
 

@@ -1,14 +1,22 @@
-"""``xinc-bench run`` with large tensors on transparent huge pages, against 4 KiB pages, side by side.
+"""``xinc-bench run`` with and without each of the library's two allocation settings, side by side.
 
-``import xinc_bench`` sets PyTorch's ``THP_MEM_ALLOC_ENABLE=1`` unless the user set it: large CPU
-tensors are then aligned to 2 MiB and advised as huge pages (the kernel's ``madvise`` mode, the
-default of most distributions). This runs the same ``xinc-bench run`` twice, each in its own
-process, with ``THP_MEM_ALLOC_ENABLE=0`` and ``=1``, and prints for each its wall, user and system
-CPU time, minor page faults and peak resident memory (from the child's resource usage), the ratios,
-and whether the records' scores, nulls and controls are the same.
+Two settings decide where the large temporaries of the tracer and the probes come from:
 
-Usage: ``python -m benchmarks.huge_pages [--model nerv-paper] [--size 64x128] [--frames 2] [--draws 2]
-[--memory-budget 20GB]``.
+* ``--compare pages``: ``import xinc_bench`` sets PyTorch's ``THP_MEM_ALLOC_ENABLE=1`` unless the
+  user set it, so large CPU tensors are aligned to 2 MiB and advised as transparent huge pages (the
+  kernel's ``madvise`` mode, the default of most distributions). Arms: ``THP_MEM_ALLOC_ENABLE=0``
+  (4 KiB pages) and ``=1``.
+* ``--compare heap``: while a canvas is probed, every allocation is served from the C heap and the
+  free memory is returned after each block (:mod:`xinc_bench.heap`), rather than each large
+  temporary being mapped, faulted in and zeroed afresh. Arms: ``MALLOC_MMAP_MAX_=65536`` (glibc's
+  default, which the library then leaves alone) and unset.
+
+It runs the same ``xinc-bench run`` once per arm, each in its own process, and prints for each its
+wall, user and system CPU time, minor page faults and peak resident memory (from the child's
+resource usage), the ratios, and whether the records' scores, nulls and controls are the same.
+
+Usage: ``python -m benchmarks.allocator [--compare pages|heap] [--model nerv-paper] [--size 64x128]
+[--frames 2] [--draws 2] [--memory-budget 20GB]``.
 """
 
 from __future__ import annotations
@@ -30,8 +38,19 @@ def _transparent_huge_pages() -> str:
         return "unknown (no /sys/kernel/mm/transparent_hugepage)"
 
 
-def _run(setting: str, argv: list[str], out: Path) -> dict[str, float]:
-    env = {**os.environ, "THP_MEM_ALLOC_ENABLE": setting}
+#: per comparison, its arms: (name, the environment variable set, its value; None: unset)
+ARMS = {
+    "pages": (("4 KiB pages (THP_MEM_ALLOC_ENABLE=0)", "THP_MEM_ALLOC_ENABLE", "0"),
+              ("huge pages (THP_MEM_ALLOC_ENABLE=1, the default)", "THP_MEM_ALLOC_ENABLE", "1")),
+    "heap": (("each large temporary mapped afresh (MALLOC_MMAP_MAX_=65536)", "MALLOC_MMAP_MAX_", "65536"),
+             ("the heap reused (the default)", "MALLOC_MMAP_MAX_", None)),
+}
+
+
+def _run(variable: str, setting: str | None, argv: list[str], out: Path) -> dict[str, float]:
+    env = {key: value for key, value in os.environ.items() if key != variable}
+    if setting is not None:
+        env[variable] = setting
     command = [sys.executable, "-m", "xinc_bench.cli", "run", *argv, "--out", str(out), "--no-progress"]
     with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: a full pipe would stall the run
         started = time.perf_counter()
@@ -40,19 +59,20 @@ def _run(setting: str, argv: list[str], out: Path) -> dict[str, float]:
         wall = time.perf_counter() - started
         if os.waitstatus_to_exitcode(status) != 0:
             stderr.seek(0)
-            raise SystemExit(f"THP_MEM_ALLOC_ENABLE={setting}: xinc-bench run failed:\n{stderr.read()}")
+            raise SystemExit(f"{variable}={setting}: xinc-bench run failed:\n{stderr.read()}")
     return {"wall": wall, "user": usage.ru_utime, "sys": usage.ru_stime, "faults": usage.ru_minflt,
             "peak": usage.ru_maxrss / 1024**2}
 
 
 def _scores(records: Path) -> dict[str, object]:
-    """record -> its scores, nulls and controls (what must not depend on the pages)."""
+    """record -> its scores, nulls and controls (what must not depend on where memory comes from)."""
     recorded = {path.name: json.loads(path.read_text()) for path in sorted(records.glob("*.json"))}
     return {name: {key: record[key] for key in ("scores", "nulls", "controls")} for name, record in recorded.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", choices=sorted(ARMS), default="heap")
     parser.add_argument("--model", default="nerv-paper")
     parser.add_argument("--data", default="bikes")
     parser.add_argument("--size", default="64x128")
@@ -66,14 +86,13 @@ def main() -> None:
     if args.memory_budget:
         argv += ["--memory-budget", args.memory_budget]
     figures, scores = {}, {}
-    with tempfile.TemporaryDirectory(prefix="xinc-huge-pages-") as scratch:
-        for setting, name in (("0", "4 KiB pages (THP_MEM_ALLOC_ENABLE=0)"),
-                              ("1", "huge pages (THP_MEM_ALLOC_ENABLE=1, the default)")):
-            out = Path(scratch) / f"thp{setting}"
-            figures[name] = _run(setting, argv, out)
+    with tempfile.TemporaryDirectory(prefix="xinc-allocator-") as scratch:
+        for index, (name, variable, setting) in enumerate(ARMS[args.compare]):
+            out = Path(scratch) / f"arm{index}"
+            figures[name] = _run(variable, setting, argv, out)
             scores[name] = _scores(out / "records")
     print(f"xinc-bench run {' '.join(argv)}; transparent huge pages: {_transparent_huge_pages()}")
-    print("| pages | wall | user CPU | system CPU | minor faults | peak memory | wall vs 4 KiB pages |")
+    print("| allocation | wall | user CPU | system CPU | minor faults | peak memory | wall vs the first |")
     print("|---|---|---|---|---|---|---|")
     base = next(iter(figures.values()))
     for name, f in figures.items():

@@ -1,12 +1,16 @@
 """While a canvas is probed, large temporaries come from the C heap and what is freed goes back to the kernel.
 
 The process's own view is read: the mapping a numpy array's memory lies in (``/proc/self/maps``:
-``[heap]`` or an anonymous mapping of its own) and the resident size (``VmRSS``).
+``[heap]`` or an anonymous mapping of its own), in a fresh interpreter whose heap holds no large
+free chunk, and the resident size (``VmRSS``).
 """
 
 from __future__ import annotations
 
+import os
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +29,44 @@ pytestmark = pytest.mark.skipif(
 LARGE = 64 << 20  # above glibc's largest mmap threshold (32 MiB): mapped on its own unless the heap serves it
 
 
-def _mapping_of(array: np.ndarray) -> str:
-    """The name of the mapping holding ``array``'s first byte ("" for an anonymous mapping)."""
+MAPPINGS = """
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from xinc_bench.heap import reused_heap
+
+
+def mapping_of(array):
     address = array.ctypes.data
     for line in Path("/proc/self/maps").read_text().splitlines():
         fields = line.split()
         low, high = (int(value, 16) for value in fields[0].split("-"))
         if low <= address < high:
-            return fields[5] if len(fields) > 5 else ""
+            return fields[5] if len(fields) > 5 else "anonymous"
     raise AssertionError("the array's memory is in no mapping")
+
+
+# every array is kept alive: a large free chunk left in the heap would serve the next one, mmap or not
+size = int(sys.argv[1])
+kept = [np.empty(size, np.uint8)]
+with reused_heap():
+    kept.append(np.empty(size, np.uint8))
+    with reused_heap():  # nested: the outer setting holds until the outermost ends
+        pass
+    kept.append(np.empty(size, np.uint8))
+kept.append(np.empty(size, np.uint8))
+print(" ".join(mapping_of(array) for array in kept))
+"""
+
+
+def _mappings(env: dict[str, str]) -> list[str]:
+    """Where four arrays of LARGE bytes lie, made in a fresh interpreter (no free chunk in its heap):
+    before ``reused_heap()``, inside it, inside after a nested use, and after it."""
+    done = subprocess.run([sys.executable, "-c", MAPPINGS, str(LARGE)], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300, check=True)
+    return done.stdout.split()
 
 
 def _resident_bytes() -> int:
@@ -44,13 +77,9 @@ def _resident_bytes() -> int:
 
 
 def test_a_large_temporary_comes_from_the_heap_only_inside() -> None:
-    assert _mapping_of(np.empty(LARGE, np.uint8)) != "[heap]"
-    with reused_heap():
-        assert _mapping_of(np.empty(LARGE, np.uint8)) == "[heap]"
-        with reused_heap():  # nested: the outer setting holds until the outermost ends
-            pass
-        assert _mapping_of(np.empty(LARGE, np.uint8)) == "[heap]"
-    assert _mapping_of(np.empty(LARGE, np.uint8)) != "[heap]"
+    before, inside, nested, after = _mappings({})
+    assert (inside, nested) == ("[heap]", "[heap]")
+    assert before != "[heap]" and after != "[heap]"
 
 
 def test_release_gives_freed_memory_back_to_the_kernel() -> None:
@@ -64,10 +93,8 @@ def test_release_gives_freed_memory_back_to_the_kernel() -> None:
         assert _resident_bytes() - before < LARGE // 2
 
 
-def test_the_users_own_mmap_limit_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MALLOC_MMAP_MAX_", "65536")
-    with reused_heap():
-        assert _mapping_of(np.empty(LARGE, np.uint8)) != "[heap]"
+def test_the_users_own_mmap_limit_wins() -> None:
+    assert "[heap]" not in _mappings({"MALLOC_MMAP_MAX_": "65536"})
 
 
 def test_probing_gives_the_same_scores_with_and_without_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:

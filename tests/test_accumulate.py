@@ -7,7 +7,8 @@
 * a canvas traced on demand (:func:`traced_canvas`, never written) gives the records of the same
   canvas written to a file, for every task, with the canvas traced once per pass; every task's
   shuffled control (faithfulness's sharing the canvas's ground truth) equals the task run alone
-  on the shuffled canvas.
+  on the shuffled canvas; its window keeps only the layers not read yet, so a pass leaves no
+  window behind.
 """
 
 from __future__ import annotations
@@ -157,6 +158,22 @@ def test_a_streamed_canvas_gives_the_records_of_its_file(tmp_path: Path, signal:
                 [filed_leaves[path] for path in numbers], rel=1e-6, abs=1e-9), (task, key)
             others = {path: leaf for path, leaf in filed_leaves.items() if path not in numbers}
             assert {path: streamed_leaves[path] for path in others} == others, (task, key)
+
+
+def test_a_streamed_window_keeps_only_the_layers_not_read_yet(signal: Any) -> None:
+    model = small_video_model(0)
+    streamed = traced_canvas(model, signal, "mlp", memory_budget=1)  # one frame per window
+    windows = streamed.layers[streamed.layer_names[0]].windows  # type: ignore[union-attr]
+    first, *others = streamed.layer_names
+    block = streamed.layer_frames(first, 0, 1)
+    freed = weakref.ref(block)
+    del block
+    assert freed() is None  # handed out once: the window does not keep a layer that was read
+    kept = [weakref.ref(streamed.layer_frames(name, 0, 1)) for name in others]
+    assert windows.frames_traced == 1 and all(ref() is None for ref in kept)  # one trace, nothing left behind
+    again = streamed.layer_frames(first, 0, 1)  # read again: traced again, the same values
+    assert windows.frames_traced == 2
+    assert torch.equal(again, compute_canvas(model, signal, "mlp").layer_frames(first, 0, 1))
 
 
 def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:

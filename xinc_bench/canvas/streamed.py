@@ -4,10 +4,11 @@ A canvas is a means, not the product: the paper NeRV's canvas of 30 frames at 12
 float16, more than the disk of a machine that can score it. :func:`traced_canvas` returns a
 :class:`~xinc_bench.canvas.canvas.Canvas` whose layers are traced when read: a read of frames
 ``a:b`` of any layer traces every layer of those frames at once (the tracer's frame window,
-:class:`~xinc_bench.canvas.tracer.TraceJob`) and keeps that one window, so the block-by-block
-driver of the probes (:func:`~xinc_bench.probes.accumulator.accumulate`, which reads every layer
-of a window before the next window) traces the whole canvas once per pass. Memory: one window of
-every layer, sized by the memory budget; disk: nothing.
+:class:`~xinc_bench.canvas.tracer.TraceJob`) and keeps the layers of that window not read yet, so
+the block-by-block driver of the probes (:func:`~xinc_bench.probes.accumulator.accumulate`, which
+reads every layer of a window once before the next window) traces the whole canvas once per pass.
+Memory: at most one window of every layer, sized by the memory budget, freed layer by layer as it
+is read; disk: nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from .compute import refuse_non_finite, traced_layers
 
 
 class TracedWindows:
-    """Traces every layer of a window of frames when one of them is read, and keeps the last window.
+    """Traces every layer of a window of frames when one of them is read, and keeps the layers not read yet.
+
+    Each layer's block of the window is handed out once: the window keeps only the blocks not read
+    yet, and a block lives on only as long as its readers hold it. A pass that reads every layer of
+    a window (as :func:`~xinc_bench.probes.accumulator.accumulate` does) thus frees each layer as soon
+    as the probes are done with it, and leaves nothing behind at its end: neither the probes'
+    ``compute`` nor the next canvas's pass (a control's) shares the memory with a window no one
+    reads any more. Reading a layer again traces its window again.
 
     Attributes:
         checks: the tracer's exactness checks, worst over the windows traced so far.
@@ -52,12 +60,16 @@ class TracedWindows:
         self._blocks: dict[str, torch.Tensor] = {}
 
     def read(self, name: str, start: int, stop: int) -> torch.Tensor:
-        """Frames ``start:stop`` of layer ``name`` ``[N, stop - start, H, W]``, traced unless they are the kept window."""
-        if self._window != (start, stop):
+        """Frames ``start:stop`` of layer ``name`` ``[N, stop - start, H, W]``, from the kept window if it holds them
+        (not read yet), else traced with every layer of those frames."""
+        if self._window != (start, stop) or name not in self._blocks:
             self._blocks = {}  # free the previous window before tracing the next
             self._blocks = self._trace(start, stop)
             self._window = (start, stop)
-        return self._blocks[name]
+        block = self._blocks.pop(name)  # kept by its readers only, so freed as soon as they are done
+        if not self._blocks:
+            self._window = None
+        return block
 
     def _trace(self, start: int, stop: int) -> dict[str, torch.Tensor]:
         _, height, width = self.shape

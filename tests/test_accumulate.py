@@ -84,7 +84,9 @@ def test_each_block_is_read_once_per_pass_for_every_task_on_the_canvas_and_its_c
     [shuffled] = accumulate(shuffle_canvas(counted), [controls])
     plt.close("all")
     control_passes = max(acc.passes for acc in controls.accumulators)
-    assert control_passes == 2  # clustering's; distribution's control takes the canvas's thresholds
+    # one: distribution's control takes the canvas's thresholds, clustering's its extrema (and finds S > 0
+    # at every pixel of the control, so its pixel sample needs no pass of its own)
+    assert control_passes == 1
     assert len(reads) == control_passes * canvas.shape[0] * len(canvas.layer_names)
     for task, alone, control in zip(tasks, observed, shuffled):
         assert alone.error is None and control.error is None
@@ -138,9 +140,9 @@ def test_a_streamed_canvas_gives_the_records_of_its_file(tmp_path: Path, signal:
     passes = max(load_task(task).accumulator(streamed, DRAWS, model=model).passes for task in tasks)
     assert passes == 3  # distribution's streamed thresholds: a layer does not fit one block
     windows = streamed.layers[streamed.layer_names[0]].windows  # type: ignore[union-attr]
-    # traced once per pass, windows of 2 frames: the canvas's 3 passes, then the shuffled control's 2
-    # (clustering's; distribution's control takes the canvas's thresholds and needs one)
-    assert windows.frames_traced == (passes + 2) * signal.num_frames
+    # traced once per pass, windows of 2 frames: the canvas's 3 passes, then the shuffled control's one
+    # (distribution's and clustering's controls take the canvas's thresholds and extrema)
+    assert windows.frames_traced == (passes + 1) * signal.num_frames
     assert streamed_twin.layers[streamed.layer_names[0]].windows.frames_traced == passes * signal.num_frames  # type: ignore[union-attr]
     for task in tasks:
         assert not isinstance(from_file[task], XincError), from_file[task]

@@ -293,6 +293,26 @@ def test_blocks_of_any_size_give_the_same_scores_and_null_draws() -> None:
         assert result.figures.keys() == results[0].figures.keys()
 
 
+@pytest.mark.parametrize("covered", [True, False])
+def test_the_shuffled_control_in_one_pass_scores_what_its_own_two_passes_score(covered: bool) -> None:
+    canvas, task = _two_layer_video(), load_task("clustering")  # 40 % zeros: some pixels of "second" have S = 0
+    if covered:  # one neuron of every layer nonzero everywhere: S > 0 at every pixel of any shuffle
+        canvas.layers["second"][0] = torch.rand(T, H, W, generator=torch.Generator().manual_seed(6)) + 0.5
+    canvas = dataclasses.replace(canvas, chunk_bytes=4 * 12 * H * W)  # one frame per block
+    trained = task.accumulator(canvas, **QUICK)
+    run_accumulator(trained, canvas)
+    shuffled = shuffle_canvas(canvas, seed=3)
+    control, own = trained.for_control(shuffled), task.accumulator(shuffled, **{**QUICK, "null_draws": 0})
+    assert control.passes == own.passes == 2  # at most two, until the first pass shows whether S > 0 everywhere
+    by_control, by_own = run_accumulator(control, shuffled), run_accumulator(own, shuffled)
+    plt.close("all")
+    assert (control.passes, own.passes) == ((1, 2) if covered else (2, 2))  # some pixel has S = 0 otherwise
+    assert_same_result(by_control, by_own)
+    finite = [{name: value for name, value in result.scores.items() if math.isfinite(value)}
+              for result in (by_control, by_own)]
+    assert finite[0] == finite[1] and "second/motion_ami" in finite[0]  # the same values, not just close
+
+
 def test_the_accumulator_takes_the_layers_from_its_blocks_only() -> None:
     canvas, task = _two_layer_video(), load_task("clustering")
     fed = feed_blocks(task.accumulator(unreadable(canvas), **QUICK), canvas, frames=2)

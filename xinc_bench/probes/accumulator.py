@@ -12,7 +12,9 @@ torchmetrics shape). A probe is a :class:`ProbeAccumulator` registered in
   frame order; blocks of different layers interleave (all layers of frames 0..t-1, then of the
   next frames). A block is shared by every accumulator of the pass: never modify it in place;
 * a probe that needs a global view declares ``passes = 2`` (or more) and gets every block again
-  in each pass, :meth:`~ProbeAccumulator.end_pass` being called after each;
+  in each pass, :meth:`~ProbeAccumulator.end_pass` being called after each. ``passes`` is read
+  before the first pass as the most the accumulator may need; it may lower it in ``end_pass``
+  when it finds it has what it needs (a pass no accumulator needs is not made);
 * :meth:`~ProbeAccumulator.compute` returns the :class:`~xinc_bench.probes.base.ProbeResult`.
 
 :func:`accumulate` drives groups of accumulators over one canvas, reading it once per pass for
@@ -57,7 +59,8 @@ class Accumulator(ABC):
     """Anything fed the blocks of a canvas by :func:`accumulate`: ``update`` per block, ``end_pass``
     per pass, ``compute`` at the end (a probe, or a summary of the canvas such as the run's preview)."""
 
-    #: passes over the canvas the accumulator needs (a two-pass scheme says 2)
+    #: passes over the canvas the accumulator needs (a two-pass scheme says 2); it may be lowered in
+    #: :meth:`end_pass`, never raised once the first pass began
     passes: int = 1
 
     @abstractmethod
@@ -154,7 +157,8 @@ def accumulate(
             (its :attr:`Accumulated.error`) and the others carry on; otherwise the error propagates.
             Errors reading the canvas always propagate: they concern every accumulator.
         advance: called with the frames of each block once every layer of it was given (progress;
-            they add up to ``passes * T``, :func:`num_passes`).
+            they add up to ``passes * T``, :func:`num_passes`, a pass no accumulator needs any more
+            counting as made).
     """
     runs = [[Accumulated() for _ in group.accumulators] for group in groups]
 
@@ -179,6 +183,10 @@ def accumulate(
                            if acc.passes > pass_index and run.error is None]
                 if members:
                     active.append(members)
+            if not active:  # no accumulator needs this pass (they lowered their passes or stopped)
+                if advance is not None:
+                    advance(num_frames)
+                continue
             for start in range(0, num_frames, step):
                 stop = min(num_frames, start + step)
                 for name in canvas.layer_names:

@@ -21,7 +21,10 @@ below ``motion_threshold`` px, else ``flow_magnitude_bins`` quantile bins of the
 The probe is an accumulator over two passes of the canvas's blocks (:class:`ClusteringProbe`):
 pass 0 takes each neuron's extrema and, for motion clustering, each pixel's ``S``; pass 1 sums the
 normalised maps per pixel cluster (and their per-frame moments for the spatial-shuffle draws), gathers the share vectors of
-the sampled pixels and keeps the two frames the figures show. The sampled share vectors are held
+the sampled pixels and keeps the two frames the figures show. Its spatial-shuffle control takes
+the canvas's extrema (a shuffle within each map keeps them) and sums in its first pass, which is
+its only one unless some pixel of the control has ``S = 0`` (see
+:meth:`ClusteringProbe.for_control`). The sampled share vectors are held
 in memory (``max_pixels x N`` float32 per layer, all layers at once during pass 1, and k-means
 works on one float64 copy of one layer's, 3x that at its peak), so ``max_share_values`` caps
 the sample of a layer of N neurons at ``max_share_values // N`` pixels (the task sets 2^26:
@@ -73,7 +76,7 @@ from .kmeans import kmeans_centres, kmeans_labels, nearest_centre
 from .nulls import generator, permutations
 from .numerics import block_magnitudes, block_neuron_extrema, block_pixel_totals, finite_mean, group_sums, magnitudes
 from .pixel_partitions import gabor_clusters
-from .plotting import pyplot
+from .plotting import subplots
 from .scores import collect_scores
 from .stats import collect_null_draws
 
@@ -141,6 +144,11 @@ class NeuronVectorSums:
         self.span = (self.high - self.low)[:, None]
         self.scale = torch.where(self.span > 0, self.span, 1.0)
         self.alive = torch.nonzero(self.high > 0).reshape(-1)
+
+    def clear_sums(self) -> None:
+        """Forget what :meth:`add_sums` took (to sum every block again)."""
+        for sums in (self.sums, self.frame_sums, self.frame_squares):
+            sums.zero_()
 
     def add_sums(self, start: int, mags: torch.Tensor) -> None:
         """Pass 1: take ``|C|`` ``[N, t * H * W]`` of frames ``start .. start + t - 1`` into the sums.
@@ -341,22 +349,27 @@ class ShareSample:
 
     Args:
         pixels: sorted flat indices ``[P']`` into the pixels ``[(T - 1) H W]`` of frames ``t >= 1``.
-        totals: ``S`` of those pixels ``[P']`` (float64), nonzero.
+        totals: ``S`` of those pixels ``[P']`` (float64), nonzero; ``None``: taken from the blocks
+            (see :meth:`update`).
         num_neurons: N of the layer.
         frame_pixels: ``H * W``.
     """
 
-    def __init__(self, pixels: torch.Tensor, totals: torch.Tensor, num_neurons: int, frame_pixels: int) -> None:
-        self.pixels, self.totals, self.frame_pixels = pixels, totals, frame_pixels
+    def __init__(self, pixels: torch.Tensor, totals: torch.Tensor | None, num_neurons: int, frame_pixels: int) -> None:
+        self.pixels, self.frame_pixels = pixels, frame_pixels
+        self.totals = torch.empty(pixels.numel(), dtype=torch.float64) if totals is None else totals
         self.flat = pixels + frame_pixels
         self.shares = torch.empty(pixels.numel(), num_neurons)
 
-    def update(self, start: int, mags: torch.Tensor) -> None:
-        """Take the sampled pixels of ``|C|`` ``[N, t * H * W]`` of frames ``start .. start + t - 1``."""
+    def update(self, start: int, mags: torch.Tensor, totals: torch.Tensor | None = None) -> None:
+        """Take the sampled pixels of ``|C|`` ``[N, t * H * W]`` of frames ``start .. start + t - 1``
+        and, when the sample was made without them, their ``S`` from the block's ``totals`` ``[t * H * W]``."""
         offset = start * self.frame_pixels
         bounds = torch.tensor([offset, offset + mags.shape[1]])
         first, last = torch.searchsorted(self.flat, bounds).tolist()
         self.shares[first:last] = mags[:, self.flat[first:last] - offset].T
+        if totals is not None:
+            self.totals[first:last] = totals[self.flat[first:last] - offset]
 
     def vectors(self) -> torch.Tensor:
         """Once every block was taken: ``f(t, p) = |C(t, p)| / S(t, p)`` of the pixels, ``[P', N]`` float32.
@@ -470,7 +483,8 @@ class ClusteringProbe(ProbeAccumulator):
     """SPEC 5.7 for every layer; headline scores are means over layers.
 
     Two passes over the canvas's blocks (the normalisation needs each neuron's extrema over the
-    whole layer, the pixel sample needs every pixel's ``S``):
+    whole layer, the pixel sample needs every pixel's ``S``); usually one on a spatial-shuffle
+    control, which takes the extrema from the canvas (:meth:`for_control`):
 
     * pass 0: per layer, each neuron's minimum and maximum of ``|C|`` (:class:`NeuronVectorSums`)
       and, for motion clustering, ``S(t, p)`` of every pixel (``[T, H, W]`` float64). Its end
@@ -517,7 +531,11 @@ class ClusteringProbe(ProbeAccumulator):
         entries = [count * min(candidates, sample_limit(settings, count)) for count in counts.values()]
         return 4 * sum(entries)
 
-    def __init__(self, canvas: Canvas, params: dict[str, Any]) -> None:
+    def __init__(self, canvas: Canvas, params: dict[str, Any],
+                 extrema: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+        """``extrema``: layer -> each neuron's minimum and maximum of ``|C|`` over the layer, when they
+        are known (a spatial-shuffle control's are the canvas's, :meth:`for_control`): pass 0 then
+        sums the maps, and is the only pass on an image or when every pixel has ``S > 0``."""
         super().__init__(canvas, params)
         self.settings = _neuron_settings(params)
         self.draws, self.null_seed = int(params.get("null_draws", 0)), int(params.get("null_seed", 0))
@@ -543,14 +561,41 @@ class ClusteringProbe(ProbeAccumulator):
         self.figure_strides = {
             name: figure_stride(canvas.layer_shape(name)[0], height, width) for name in canvas.layer_names
         }
+        #: pass 0 finds the extrema (and ``S`` of every pixel) before pass 1 sums the maps
+        self._finding_extrema = extrema is None
+        #: the extrema were given and pass 0 sums the maps with a pixel sample drawn as if every pixel
+        #: had ``S > 0``, which the end of pass 0 checks (see :meth:`for_control`)
+        self._checking = extrema is not None and bool(self.totals)
+        if extrema is not None:
+            for name, neurons in self.neurons.items():
+                neurons.add_range(*extrema[name])
+            self._fix_extrema()
+            self._draw_samples(totals_known=False)
+            self.passes = 2 if self._checking else 1
+
+    def for_control(self, canvas: Canvas) -> ProbeAccumulator:
+        """The probe on the spatial-shuffle control, without null draws, which takes the canvas's
+        extrema (a shuffle within each map keeps every neuron's minimum and maximum) once every pass
+        over the canvas has ended, so that it sums the control's maps in its first pass.
+
+        Its pixel sample is drawn as if every pixel of the control had ``S > 0``, which is checked
+        at the end of that pass on ``S`` of every pixel: when it holds (the rule, unless the
+        neurons' zeros line up), the sample is the one the control's own pass 0 would have drawn
+        and one pass was enough; when it does not, a second pass sums the maps again with the
+        sample drawn from ``S``. Either way the scores are those of the control's own two passes.
+        """
+        extrema = {name: (neurons.low, neurons.high) for name, neurons in self.neurons.items()}
+        known = all(low is not None and high is not None for low, high in extrema.values())
+        return type(self)(canvas, {**self.params, "null_draws": 0}, extrema if known else None)  # type: ignore[arg-type]
 
     def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
         stop = start + chunk.shape[1]
-        if pass_index == 0:
-            self.neurons[layer].add_range(*block_neuron_extrema(chunk))
+        if self._finding_extrema or self._checking:
             if layer in self.totals:
                 self.totals[layer][start:stop] = block_pixel_totals(chunk).reshape(chunk.shape[1:])
-            return
+            if self._finding_extrema:
+                self.neurons[layer].add_range(*block_neuron_extrema(chunk))
+                return
         mags = block_magnitudes(chunk)
         neurons = self.neurons[layer]
         neurons.add_sums(start, mags)
@@ -558,24 +603,42 @@ class ClusteringProbe(ProbeAccumulator):
             self.first_frames[layer] = chunk[neurons.alive[self.figure_neurons[layer]], 0].abs()
         sample = self.samples.get(layer)
         if sample is not None and sample.pixels.numel():
-            sample.update(start, mags)
+            sample.update(start, mags, block_pixel_totals(chunk) if self._checking else None)
             frame, stride = self.motion["frame"], self.figure_strides[layer]
             if start <= frame < stop:
                 self.motion_frames[layer] = chunk[:, frame - start, ::stride, ::stride].clone()
 
     def end_pass(self, pass_index: int) -> None:
-        if pass_index != 0:
-            return
+        if self._finding_extrema:
+            self._finding_extrema = False
+            self._fix_extrema()
+            self._draw_samples(totals_known=True)
+        elif self._checking:
+            self._checking = False
+            if all(bool((total[1:] > 0).all()) for total in self.totals.values()):
+                self.passes = 1  # every pixel has S > 0: the sample is the one drawn from S
+            else:
+                for neurons in self.neurons.values():
+                    neurons.clear_sums()
+                self._draw_samples(totals_known=True)
+        self.totals = {}
+
+    def _fix_extrema(self) -> None:
+        """The extrema are known: each layer's normalisation and the neurons its figure averages."""
         _, height, width = self.canvas.shape
         for name, neurons in self.neurons.items():
             neurons.end_extrema()
             self.figure_neurons[name] = figure_sample(len(neurons.alive), height * width, self.settings["seed"])
+
+    def _draw_samples(self, totals_known: bool) -> None:
+        """Each motion layer's seeded pixel sample of frames ``t >= 1``, among the pixels with ``S > 0``
+        of :attr:`totals` (``totals_known``), else among every pixel (their ``S`` then taken from the blocks)."""
+        _, height, width = self.canvas.shape
         for name, total in self.totals.items():
-            flat = total[1:].reshape(-1)
+            flat = total[1:].reshape(-1) if totals_known else torch.ones(total[1:].numel(), dtype=torch.float64)
             num_neurons = self.canvas.layer_shape(name)[0]
             chosen = pixel_sample(flat, sample_limit(self.motion, num_neurons), self.motion["seed"])
-            self.samples[name] = ShareSample(chosen, flat[chosen], num_neurons, height * width)
-        self.totals = {}
+            self.samples[name] = ShareSample(chosen, flat[chosen] if totals_known else None, num_neurons, height * width)
 
     def compute(self) -> ProbeResult:
         draws = self.draws
@@ -753,10 +816,9 @@ def _cluster_mean_maps(first: torch.Tensor, labels: np.ndarray) -> list[torch.Te
 
 def _neuron_figure(cluster_maps: dict[str, list[torch.Tensor]]) -> Any:
     """Rows = layers, columns = neuron clusters: each cluster's mean normalised map (frame 0)."""
-    plt = pyplot()
     columns = max([len(maps) for maps in cluster_maps.values()] + [1])
     rows = len(cluster_maps)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 1.8 * rows), squeeze=False)
+    fig, axes = subplots(rows, columns, figsize=(2.6 * columns, 1.8 * rows), squeeze=False)
     for row, (name, maps) in zip(axes, cluster_maps.items()):
         for k, axis in enumerate(row):
             if k < len(maps):
@@ -769,10 +831,9 @@ def _neuron_figure(cluster_maps: dict[str, list[torch.Tensor]]) -> Any:
 
 def _motion_figure(maps: dict[str, np.ndarray], motion: torch.Tensor, masks: torch.Tensor, frame: int) -> Any:
     """One frame: binned motion, masks, and each layer's share-vector pixel clusters."""
-    plt = pyplot()
     panels = [("binned motion", motion.numpy()), ("masks", masks.numpy())]
     panels += [(f"{name}: pixel clusters", labels) for name, labels in maps.items()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 2.2), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(3.4 * len(panels), 2.2), squeeze=False)
     for axis, (title, image) in zip(axes[0], panels):
         axis.imshow(image, cmap="tab20", interpolation="nearest")
         axis.set_title(f"{title} (frame {frame})", fontsize=8)

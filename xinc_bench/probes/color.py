@@ -49,7 +49,7 @@ from .numerics import (
     pearson,
     pearson_rows,
 )
-from .plotting import pyplot
+from .plotting import subplots
 from .scores import collect_scores
 from .stats import collect_null_draws
 
@@ -332,10 +332,9 @@ def _figure(canvas: Canvas, first_frames: dict[str, torch.Tensor]) -> Any:
     Args:
         first_frames: per layer, ``S`` of frame 0, ``[H, W]``.
     """
-    plt = pyplot()
     names = canvas.layer_names
     light = minmax(intensity(canvas.frames[:1]))[0]
-    fig, axes = plt.subplots(len(names), 3, figsize=(11, 2.2 * len(names)), squeeze=False)
+    fig, axes = subplots(len(names), 3, figsize=(11, 2.2 * len(names)), squeeze=False)
     for row, name in zip(axes, names):
         total = minmax(first_frames[name])
         panels = (

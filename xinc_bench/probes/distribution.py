@@ -70,7 +70,7 @@ from ..registry import PROBES
 from .accumulator import ProbeAccumulator, ProbeResult, window_frames
 from .numerics import block_magnitudes, magnitudes
 from .nulls import generator
-from .plotting import pyplot
+from .plotting import subplots
 from .stats import collect_null_draws
 
 #: entries of ``|C|`` scored at once per pixel, and histogrammed at once by :class:`RadixThresholds`
@@ -698,8 +698,7 @@ def _neurons_per_pixel_map(mags: torch.Tensor, alpha: float) -> torch.Tensor:
 
 def _neurons_per_pixel_figure(maps: dict[str, torch.Tensor], alpha: float) -> Any:
     """Per layer, its map of :func:`_neurons_per_pixel_map` on frame 0."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(maps), figsize=(4 * len(maps), 2.6), squeeze=False)
+    fig, axes = subplots(1, len(maps), figsize=(4 * len(maps), 2.6), squeeze=False)
     for axis, (name, image) in zip(axes[0], maps.items()):
         shown = axis.imshow(image.numpy(), cmap="magma", vmin=0)
         axis.set_title(f"{name}: neurons per pixel (a={alpha:g})", fontsize=9)

@@ -30,7 +30,7 @@ from .accumulator import ProbeAccumulator, ProbeResult
 from .image_features import intensity, sobel_magnitude
 from .nulls import null_order
 from .numerics import block_pixel_totals, minmax, safe_ratio, top_fraction_mask
-from .plotting import pyplot
+from .plotting import subplots
 from .scores import collect_scores
 from .stats import collect_null_draws
 
@@ -140,10 +140,9 @@ def _figure(canvas: Canvas, mask: torch.Tensor | None, first_frames: dict[str, t
     Args:
         first_frames: per layer, frame 0 of ``minmax(S)`` (normalised over all frames), ``[H, W]``.
     """
-    plt = pyplot()
     _, height, width = canvas.shape
     names = canvas.layer_names
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.6 * (len(names) + 1), 2.4), squeeze=False)
+    fig, axes = subplots(1, len(names) + 1, figsize=(3.6 * (len(names) + 1), 2.4), squeeze=False)
     edge_image = torch.zeros(height, width) if mask is None else mask[: height * width].reshape(height, width).float()
     axes[0][0].imshow(edge_image.numpy(), cmap="gray")
     axes[0][0].set_title("edge pixels (Sobel top fraction)", fontsize=9)

@@ -74,7 +74,7 @@ from ..registry import PROBES, TRACERS
 from .accumulator import ProbeAccumulator, ProbeResult
 from .nulls import generator, neuron_sample, permutations
 from .numerics import block_magnitudes, finite_median, stacked_group_sums
-from .plotting import pyplot
+from .plotting import subplots
 from .scores import collect_scores
 from .stats import collect_null_draws
 
@@ -611,8 +611,7 @@ def _scatter_sample(rows: int, shape: tuple[int, int, int]) -> tuple[torch.Tenso
 
 def _scatter_figure(tested: dict[str, torch.Tensor], truth: dict[str, torch.Tensor]) -> Any:
     """Per layer, a 2-D histogram of ``|C|`` against ``|A|`` on the entries of :func:`_scatter_sample`."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(tested), figsize=(3.4 * len(tested), 3.0), squeeze=False)
+    fig, axes = subplots(1, len(tested), figsize=(3.4 * len(tested), 3.0), squeeze=False)
     for axis, name in zip(axes[0], tested):
         axis.hexbin(tested[name].numpy(), truth[name].numpy(), gridsize=40, bins="log", cmap="viridis", mincnt=1)
         axis.set_xlabel("|C| (canvas)", fontsize=8)
@@ -624,8 +623,7 @@ def _scatter_figure(tested: dict[str, torch.Tensor], truth: dict[str, torch.Tens
 
 def _deletion_figure(base: torch.Tensor, ablated: dict[str, torch.Tensor], region: torch.Tensor) -> Any:
     """Frame 0: the region over the reconstruction, then per layer the output change after deletion."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(ablated) + 1, figsize=(3.4 * (len(ablated) + 1), 2.4), squeeze=False)
+    fig, axes = subplots(1, len(ablated) + 1, figsize=(3.4 * (len(ablated) + 1), 2.4), squeeze=False)
     axes[0][0].imshow(base[0].clamp(0, 1).numpy())
     axes[0][0].contour(region[0].float().numpy(), levels=[0.5], colors="red", linewidths=1)
     axes[0][0].set_title("deletion region", fontsize=9)

@@ -54,7 +54,7 @@ from .inputs import require_flow, require_masks, require_video
 from .nulls import generator, permutations
 from .numerics import block_magnitudes, finite_median, safe_ratio, spearman, stacked_group_sums, top_fraction_mask
 from .pixel_partitions import relabel
-from .plotting import pyplot
+from .plotting import subplots
 from .scores import collect_scores
 from .stats import collect_null_draws
 
@@ -462,8 +462,7 @@ def _figure_frame(speed: torch.Tensor) -> int:
 
 def _figure(changes: dict[str, torch.Tensor], speed: torch.Tensor, t: int) -> Any:
     """Frame ``t``: flow magnitude, then dS_t ``[H, W]`` of each layer."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(changes) + 1, figsize=(3.6 * (len(changes) + 1), 2.4), squeeze=False)
+    fig, axes = subplots(1, len(changes) + 1, figsize=(3.6 * (len(changes) + 1), 2.4), squeeze=False)
     shown = axes[0][0].imshow(speed[t].numpy(), cmap="viridis")
     axes[0][0].set_title(f"|flow| at frame {t}", fontsize=9)
     fig.colorbar(shown, ax=axes[0][0], fraction=0.03)

@@ -43,7 +43,7 @@ from .inputs import require_masks
 from .nulls import generator, permuted_group_sums, permuted_labels
 from .numerics import block_magnitudes
 from .pixel_partitions import relabel
-from .plotting import pyplot
+from .plotting import subplots
 from .scores import collect_scores
 from .stats import collect_null_draws
 
@@ -344,9 +344,8 @@ class ObjectsProbe(ProbeAccumulator):
 
 def _figure(layer_profiles: dict[str, torch.Tensor], ids: torch.Tensor, categories: torch.Tensor | None) -> Any:
     """Per layer: profiles (neurons sorted by their top instance) and instance similarities."""
-    plt = pyplot()
     order = torch.argsort(categories, stable=True) if categories is not None else torch.arange(len(ids))
-    fig, axes = plt.subplots(2, len(layer_profiles), figsize=(3.6 * len(layer_profiles), 6.0), squeeze=False)
+    fig, axes = subplots(2, len(layer_profiles), figsize=(3.6 * len(layer_profiles), 6.0), squeeze=False)
     for column, (name, profile) in enumerate(layer_profiles.items()):
         if profile.numel() == 0:
             axes[0][column].set_title(f"{name}: no neuron touches an instance", fontsize=9)

@@ -70,7 +70,7 @@ from .inputs import choice, require_masks
 from .nulls import compact_labels, generator, neuron_sample, permuted_labels
 from .numerics import block_magnitudes, block_neuron_totals, stacked_group_sums
 from .pixel_partitions import REFERENCE_STRIDE, contiguous_grid, gabor_clusters, relabel, rgb_clusters, strided_grid
-from .plotting import pyplot
+from .plotting import subplots
 from .scores import collect_scores
 from .stats import collect_null_draws
 
@@ -453,8 +453,7 @@ def _stride(value: Any) -> tuple[int, int]:
 
 def _box_figure(spreads: dict[str, dict[str, torch.Tensor]]) -> Any:
     """Per layer, box plots of the per-neuron ``std_g(delta)`` of each partition."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(spreads), figsize=(3.4 * len(spreads), 3.0), squeeze=False)
+    fig, axes = subplots(1, len(spreads), figsize=(3.4 * len(spreads), 3.0), squeeze=False)
     for axis, (layer, values) in zip(axes[0], spreads.items()):
         axis.boxplot([values[name].numpy() for name in PARTITIONS], showfliers=False)
         axis.set_xticks(range(1, len(PARTITIONS) + 1), PARTITIONS, fontsize=8)
@@ -465,8 +464,7 @@ def _box_figure(spreads: dict[str, dict[str, torch.Tensor]]) -> Any:
 
 def _maps_figure(labels: dict[str, torch.Tensor]) -> Any:
     """The four partitions of frame 0."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(14, 2.4))
+    fig, axes = subplots(1, 4, figsize=(14, 2.4))
     for axis, name in zip(axes, PARTITIONS):
         axis.imshow(labels[name][0].numpy(), cmap="tab20", interpolation="nearest")
         axis.set_title(name, fontsize=9)

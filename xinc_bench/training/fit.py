@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,11 @@ def fit(
         log_every_n_steps=max(1, min(50, steps)),
     )
     started = time.perf_counter()
-    trainer.fit(module, loader)
+    with warnings.catch_warnings():
+        # Lightning's own use of an API torch deprecates, printed on every fit; nothing a user can change
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                category=FutureWarning)
+        trainer.fit(module, loader)
     seconds_per_step = (time.perf_counter() - started) / max(steps, 1)
     model.cpu().eval()
     recon = render(model, signal)

@@ -349,27 +349,23 @@ class ShareSample:
 
     Args:
         pixels: sorted flat indices ``[P']`` into the pixels ``[(T - 1) H W]`` of frames ``t >= 1``.
-        totals: ``S`` of those pixels ``[P']`` (float64), nonzero; ``None``: taken from the blocks
-            (see :meth:`update`).
+        totals: ``S`` of those pixels ``[P']`` (float64), nonzero; ``None``: not known yet (set
+            :attr:`totals` before :meth:`vectors`).
         num_neurons: N of the layer.
         frame_pixels: ``H * W``.
     """
 
     def __init__(self, pixels: torch.Tensor, totals: torch.Tensor | None, num_neurons: int, frame_pixels: int) -> None:
-        self.pixels, self.frame_pixels = pixels, frame_pixels
-        self.totals = torch.empty(pixels.numel(), dtype=torch.float64) if totals is None else totals
+        self.pixels, self.totals, self.frame_pixels = pixels, totals, frame_pixels
         self.flat = pixels + frame_pixels
         self.shares = torch.empty(pixels.numel(), num_neurons)
 
-    def update(self, start: int, mags: torch.Tensor, totals: torch.Tensor | None = None) -> None:
-        """Take the sampled pixels of ``|C|`` ``[N, t * H * W]`` of frames ``start .. start + t - 1``
-        and, when the sample was made without them, their ``S`` from the block's ``totals`` ``[t * H * W]``."""
+    def update(self, start: int, mags: torch.Tensor) -> None:
+        """Take the sampled pixels of ``|C|`` ``[N, t * H * W]`` of frames ``start .. start + t - 1``."""
         offset = start * self.frame_pixels
         bounds = torch.tensor([offset, offset + mags.shape[1]])
         first, last = torch.searchsorted(self.flat, bounds).tolist()
         self.shares[first:last] = mags[:, self.flat[first:last] - offset].T
-        if totals is not None:
-            self.totals[first:last] = totals[self.flat[first:last] - offset]
 
     def vectors(self) -> torch.Tensor:
         """Once every block was taken: ``f(t, p) = |C(t, p)| / S(t, p)`` of the pixels, ``[P', N]`` float32.
@@ -603,7 +599,7 @@ class ClusteringProbe(ProbeAccumulator):
             self.first_frames[layer] = chunk[neurons.alive[self.figure_neurons[layer]], 0].abs()
         sample = self.samples.get(layer)
         if sample is not None and sample.pixels.numel():
-            sample.update(start, mags, block_pixel_totals(chunk) if self._checking else None)
+            sample.update(start, mags)
             frame, stride = self.motion["frame"], self.figure_strides[layer]
             if start <= frame < stop:
                 self.motion_frames[layer] = chunk[:, frame - start, ::stride, ::stride].clone()
@@ -617,6 +613,8 @@ class ClusteringProbe(ProbeAccumulator):
             self._checking = False
             if all(bool((total[1:] > 0).all()) for total in self.totals.values()):
                 self.passes = 1  # every pixel has S > 0: the sample is the one drawn from S
+                for name, sample in self.samples.items():
+                    sample.totals = self.totals[name][1:].reshape(-1)[sample.pixels]
             else:
                 for neurons in self.neurons.values():
                     neurons.clear_sums()
@@ -632,7 +630,7 @@ class ClusteringProbe(ProbeAccumulator):
 
     def _draw_samples(self, totals_known: bool) -> None:
         """Each motion layer's seeded pixel sample of frames ``t >= 1``, among the pixels with ``S > 0``
-        of :attr:`totals` (``totals_known``), else among every pixel (their ``S`` then taken from the blocks)."""
+        of :attr:`totals` (``totals_known``), else among every pixel (their ``S`` set once pass 0 recorded it)."""
         _, height, width = self.canvas.shape
         for name, total in self.totals.items():
             flat = total[1:].reshape(-1) if totals_known else torch.ones(total[1:].numel(), dtype=torch.float64)

@@ -291,3 +291,26 @@ def test_carried_frame_stays_float32_when_only_its_first_values_fit_float16() ->
     change.add(0, frames[:, :2])
     assert change.previous.dtype == torch.float32
     assert torch.equal(change.previous, frames[:, 1].reshape(-1, 1))
+
+
+def test_a_one_frame_block_is_carried_without_a_copy() -> None:
+    """A block of one frame is the whole of its shared ``|C|``: it is carried as is (no second copy of
+    the frame alive beside it), a frame of a longer block is copied (a view would keep the block's
+    other frames alive), and the changes are the same whichever way the frames came."""
+    from xinc_bench.probes.motion import ContributionChange
+    from xinc_bench.probes.numerics import block_magnitudes
+
+    layer = _following_motion() / 7
+    expected = contribution_change(_canvas(layer), "layer")
+    one_frame = ContributionChange((T, H, W))
+    for t in range(T):
+        block = layer[:, t : t + 1].clone()
+        one_frame.add(t, block)
+        assert one_frame.previous.data_ptr() == block_magnitudes(block).data_ptr()
+    assert torch.equal(one_frame.change, expected)
+    longer = ContributionChange((T, H, W))
+    block = layer[:, :2].clone()
+    longer.add(0, block)
+    assert longer.previous.untyped_storage().nbytes() == longer.previous.numel() * 4
+    longer.add(2, layer[:, 2:].clone())
+    assert torch.equal(longer.change, expected)

@@ -101,22 +101,25 @@ class ContributionChange:
             if previous is not None:
                 self.change[start + t - 1] = _change(current, previous).reshape(self.change.shape[1:])
             previous = current
-        self.previous = _carried(mags[:, -1])
+        self.previous = _carried(mags[:, -1], whole=frames == 1)
         self.next_frame = start + frames
 
 
-def _carried(frame: torch.Tensor) -> torch.Tensor:
+def _carried(frame: torch.Tensor, whole: bool) -> torch.Tensor:
     """A frame ``|C|[N, H * W]`` kept for the next block: float16 where that holds every value
-    exactly (a float16 canvas, e.g. traced with ``--float16``), else a float32 copy.
+    exactly (a float16 canvas, e.g. traced with ``--float16``), else float32: the frame itself when
+    it is the ``whole`` of the block's shared ``|C|`` (a one-frame block: holding it keeps nothing
+    else alive, and no reader modifies it), else a copy (a view would keep the block's other frames).
 
     The first :data:`_CARRY_PROBE` values are tried first: on a float32 canvas they almost always
     show that float16 will not do, which spares the three passes over the frame of the full check.
     """
     head = frame.reshape(-1)[:_CARRY_PROBE]
-    if not torch.equal(head.half().float(), head):
-        return frame.clone()
-    half = frame.half()
-    return half if torch.equal(half.float(), frame) else frame.clone()
+    if torch.equal(head.half().float(), head):
+        half = frame.half()
+        if torch.equal(half.float(), frame):
+            return half
+    return frame if whole else frame.clone()
 
 
 def _change(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:

@@ -42,3 +42,36 @@ def test_the_block_given_to_the_view_is_left_as_it_was() -> None:
     before = block.clone()
     shuffle_frames(block, layer_seeds(canvas.layer_names, 0)["a"], 0)
     assert torch.equal(block, before)
+
+
+class _FreshLayer:
+    """A layer source whose every read is a tensor of its own (as a traced layer's), remembering what it gave."""
+
+    fresh_reads = True
+
+    def __init__(self, layer: torch.Tensor) -> None:
+        self.layer = layer
+        self.shape = tuple(layer.shape)
+        self.given: list[torch.Tensor] = []
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        self.given.append(self.layer[:, start:stop].clone())
+        return self.given[-1]
+
+
+def test_a_layer_read_fresh_is_shuffled_in_place_into_the_same_control() -> None:
+    """A source whose reads are its reader's own (a traced layer) is shuffled where the read lies, one
+    frame or several, without a second block; the control is the one of the same layer stored whole,
+    whose reads are views of it and are left as they were."""
+    stored = _canvas()
+    fresh = _FreshLayer(stored.layers["b"])
+    traced = Canvas(layers={"a": stored.layers["a"], "b": fresh}, frames=stored.frames)
+    assert traced.reads_fresh("b") and not traced.reads_fresh("a") and not stored.reads_fresh("b")
+    kept = stored.layers["b"].clone()
+    for start, stop in ((0, 1), (1, 3), (3, 4)):
+        expected = shuffle_canvas(stored, seed=2).layer_frames("b", start, stop)
+        control = shuffle_canvas(traced, seed=2).layer_frames("b", start, stop)
+        assert control.data_ptr() == fresh.given[-1].data_ptr()  # the read itself, shuffled
+        assert torch.equal(control, expected)
+    assert torch.equal(stored.layers["b"], kept)
+    assert shuffle_canvas(traced, seed=2).reads_fresh("b")

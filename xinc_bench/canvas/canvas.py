@@ -33,7 +33,12 @@ def default_chunk_bytes() -> int:
 
 
 class LayerSource(Protocol):
-    """A lazily read layer ``[N, T, H, W]``: its shape and a reader of a range of frames."""
+    """A lazily read layer ``[N, T, H, W]``: its shape and a reader of a range of frames.
+
+    A source whose every read returns a tensor of its own, held by no one else (a traced layer's),
+    may say so with a class attribute ``fresh_reads = True``: its reader may then modify what it
+    read (:meth:`Canvas.reads_fresh`).
+    """
 
     shape: tuple[int, int, int, int]
 
@@ -111,6 +116,12 @@ class Canvas:
     def layer_shape(self, name: str) -> tuple[int, int, int, int]:
         """``(N, T, H, W)`` of one layer, without reading it."""
         return tuple(self.layers[name].shape)  # type: ignore[return-value]
+
+    def reads_fresh(self, name: str) -> bool:
+        """Whether each read of layer ``name`` (:meth:`layer_frames`) is a tensor of its own that no one else
+        holds, so that its reader may modify it: a source's that says so (``fresh_reads``), not a stored
+        tensor's (its reads are views of it)."""
+        return bool(getattr(self.layers[name], "fresh_reads", False))
 
     def layer(self, name: str) -> torch.Tensor:
         """The whole ``[N, T, H, W]`` canvas of one layer, as float32 (see :meth:`frame_chunks`)."""

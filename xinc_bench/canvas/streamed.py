@@ -88,7 +88,10 @@ class TracedWindows:
 
 
 class TracedLayer:
-    """One layer of a traced canvas (a :class:`~xinc_bench.canvas.canvas.LayerSource`)."""
+    """One layer of a traced canvas (a :class:`~xinc_bench.canvas.canvas.LayerSource`); each read is a
+    block of its own (:meth:`TracedWindows.read` hands each block out once)."""
+
+    fresh_reads = True
 
     def __init__(self, windows: TracedWindows, name: str) -> None:
         self.windows = windows

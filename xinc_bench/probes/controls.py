@@ -15,21 +15,31 @@ import torch
 from ..canvas.canvas import Canvas
 
 
-def shuffle_frames(block: torch.Tensor, layer_seed: int, start: int) -> torch.Tensor:
-    """Frames ``start ..`` of a layer's spatial-shuffle control, from the same frames ``block[N, t, H, W]`` (a copy).
+def shuffle_frames(block: torch.Tensor, layer_seed: int, start: int, *, in_place: bool = False) -> torch.Tensor:
+    """Frames ``start ..`` of a layer's spatial-shuffle control, from the same frames ``block[N, t, H, W]``
+    (float32, contiguous): a copy, or ``block`` itself shuffled ``in_place`` (when no one else holds it).
 
     Every ``(neuron, frame)`` map's pixels are permuted independently. Frame ``start + i`` is
     shuffled with the numpy generator seeded ``(layer_seed, start + i)``, so a frame gets the same
-    permutations whatever block it is read in. numpy's :meth:`~numpy.random.Generator.permuted`
-    shuffles each row in place by Fisher-Yates, about 5x faster than argsorting a row of uniforms
-    and gathering (19 against 89 ns per value on a 2-core CPU, rows of 32,768 pixels).
+    permutations whatever block it is read in, and in place or not. numpy's
+    :meth:`~numpy.random.Generator.permuted` shuffles each row in place by Fisher-Yates, about 5x
+    faster than argsorting a row of uniforms and gathering (19 against 89 ns per value on a 2-core
+    CPU, rows of 32,768 pixels). In place, a block of one frame is shuffled where it lies (no second
+    block-sized buffer: 2.4 GB for block 1 of the paper NeRV at 128x256); a longer one a frame at a time
+    through a buffer of one frame.
     """
     num_neurons, num_frames, height, width = block.shape
-    out = torch.empty_like(block)
+    in_place = in_place and block.is_contiguous()  # else its frames' rows are not views of it
+    out = block if in_place else torch.empty(block.shape, dtype=block.dtype)
     scratch = np.empty((num_neurons, height * width), dtype=np.float32) if num_frames > 1 else None
     for i in range(num_frames):
-        rows = out[:, 0].reshape(num_neurons, -1).numpy() if scratch is None else scratch
-        rows[...] = block[:, i].reshape(num_neurons, -1).numpy()
+        if scratch is None:  # one frame: shuffled where it lies in ``out``
+            rows = out[:, 0].reshape(num_neurons, -1).numpy()
+            if not in_place:
+                rows[...] = block[:, 0].reshape(num_neurons, -1).numpy()
+        else:
+            rows = scratch
+            rows[...] = block[:, i].reshape(num_neurons, -1).numpy()
         np.random.default_rng((layer_seed, start + i)).permuted(rows, axis=1, out=rows)
         if scratch is not None:
             out[:, i] = torch.from_numpy(scratch).reshape(num_neurons, height, width)
@@ -45,8 +55,12 @@ class ShuffledLayer:
     """The spatial-shuffle control of one layer, computed frame by frame when read.
 
     Frame ``t`` always uses the generator seeded with ``(seed, t)``, so a frame reads the same
-    whatever chunk it is read in.
+    whatever chunk it is read in. A layer whose reads are fresh (a traced layer's,
+    :meth:`~xinc_bench.canvas.canvas.Canvas.reads_fresh`) is shuffled in place, without a copy;
+    either way each read is a block of its own.
     """
+
+    fresh_reads = True
 
     def __init__(self, canvas: Canvas, name: str, seed: int) -> None:
         self._canvas = canvas
@@ -56,7 +70,8 @@ class ShuffledLayer:
 
     def read(self, start: int, stop: int) -> torch.Tensor:
         """Frames ``start:stop`` of the shuffled layer, ``[N, stop - start, H, W]`` float32."""
-        return shuffle_frames(self._canvas.layer_frames(self._name, start, stop), self._seed, start)
+        block = self._canvas.layer_frames(self._name, start, stop)
+        return shuffle_frames(block, self._seed, start, in_place=self._canvas.reads_fresh(self._name))
 
 
 def shuffle_canvas(canvas: Canvas, seed: int = 0) -> Canvas:

@@ -13,6 +13,7 @@ from xinc_bench.probes.accumulator import AccumulatorGroup, accumulate
 from xinc_bench.probes.base import ProbeResult, load_task
 from xinc_bench.probes.controls import shuffle_canvas
 from xinc_bench.probes.distribution import (
+    share_floors,
     contribution_threshold,
     gini,
     layer_distribution,
@@ -392,3 +393,29 @@ def test_a_sampled_gini_does_not_depend_on_the_blocks() -> None:
 def test_bad_gini_pixels_is_a_clear_error() -> None:
     with pytest.raises(XincError, match="gini_pixels"):
         _result(torch.rand(N, 1, H, W), gini_pixels=0)
+
+
+def test_share_floors_count_exactly_the_entries_a_float64_division_puts_above_the_mean_share() -> None:
+    """(b) compares each entry with its pixel's float32 floor instead of dividing it by S(p): the same
+    entries pass, on the entries next to every floor, on pixels whose neurons all hold 1/N, on tiny
+    (subnormal) and on huge totals, and on a float32 canvas's own S(p)."""
+    import numpy as np
+
+    gen = np.random.default_rng(0)
+    num_neurons = 37
+    canvas = gen.random((num_neurons, 500), dtype=np.float32) ** 3
+    totals = np.concatenate([
+        np.add.reduce(canvas, axis=0, dtype=np.float64),
+        gen.random(500) * 10.0 ** gen.integers(-40, 38, 500),  # tiny to near float32's largest
+        [num_neurons * 0.1, num_neurons * 1e-45, num_neurons * 3.4e38, 1e300],  # exact 1/N shares; beyond float32
+    ])
+    floors = share_floors(totals, num_neurons)
+    assert floors.dtype == np.float32
+    near = np.stack([floors, *(np.nextafter(floors, np.float32(direction)) for direction in (-np.inf, np.inf))])
+    with np.errstate(over="ignore"):  # 1e300 / N is beyond float32
+        near = np.concatenate([near, (totals / num_neurons).astype(np.float32)[None]])
+    near = np.where(np.isfinite(near), near, np.float32(3.4e38))  # entries are finite
+    divided = np.divide(near, totals, dtype=np.float64) > 1.0 / num_neurons
+    assert np.array_equal(near >= floors, divided)
+    assert divided.any() and not divided.all()
+    assert np.array_equal(canvas >= floors[:500], np.divide(canvas, totals[:500], dtype=np.float64) > 1.0 / num_neurons)

@@ -196,9 +196,11 @@ class RadixThresholds:
 
     ``tau_a`` is the largest entry ``x`` whose mass ``M(>= x)`` (sum of the entries ``>= x``) reaches
     ``(1 - a)`` of the total. A float32 ``>= 0`` orders as its 31-bit pattern, so ``x`` is found by
-    radix selection: level 0 histograms the entries' mass and count over their top 16 bits (and
-    gives the total); level 1 histograms, inside the bin where the mass from the top crosses the
-    target, the low 15 bits, which pins ``x`` down exactly. Masses are float64 as in the sort; they
+    radix selection: level 0 histograms the entries' mass over their top 16 bits (and gives the
+    total); level 1 histograms, inside the bin where the mass from the top crosses the target, the
+    low 15 bits, which pins ``x`` down exactly. A bin holds entries when its mass is positive, or
+    when it is bin 0 of prefix 0 (patterns starting with zeros) and some entry is exactly 0, which
+    has no mass: only those zeros are counted, not every bin's entries. Masses are float64 as in the sort; they
     are summed in another order, so a target within rounding of a boundary between two distinct
     entries could pick the neighbouring entry.
 
@@ -218,14 +220,12 @@ class RadixThresholds:
         self._above = {a: 0.0 for a in self.alphas}
         self._targets: dict[float, float] = {}
         self._histograms = self._empty_histograms()
+        self._zeros = 0  # entries exactly 0 given at this level (all in prefix 0's bin 0)
 
-    def _empty_histograms(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-        """Per prefix of this level, the float64 mass and int64 count ``[2 ** bits]``, zero."""
+    def _empty_histograms(self) -> dict[int, torch.Tensor]:
+        """Per prefix of this level, the float64 mass ``[2 ** bits]``, zero."""
         size = 1 << _RADIX_LEVELS[self._level][1]
-        return {
-            p: (torch.zeros(size, dtype=torch.float64), torch.zeros(size, dtype=torch.int64))
-            for p in set(self._prefixes.values())
-        }
+        return {p: torch.zeros(size, dtype=torch.float64) for p in set(self._prefixes.values())}
 
     def update(self, mags: torch.Tensor) -> None:
         """Add entries of ``|C|`` (float32 ``>= 0``, any shape) to this level's histograms: per prefix,
@@ -239,7 +239,7 @@ class RadixThresholds:
         for start in range(0, flat.size, _BLOCK_ELEMENTS):
             values = flat[start : start + _BLOCK_ELEMENTS]
             pattern = values.view(np.int32)
-            for prefix, (mass, count) in self._histograms.items():
+            for prefix, mass in self._histograms.items():
                 kept_values, kept_pattern = values, pattern
                 if previous_shift < 31:
                     keep = (pattern >> previous_shift) == prefix
@@ -247,14 +247,15 @@ class RadixThresholds:
                 index = (kept_pattern >> shift) & (size - 1)
                 # numpy sums the float32 weights in float64, one entry after another, as torch does
                 mass += torch.from_numpy(np.bincount(index, weights=kept_values, minlength=size))
-                count += torch.from_numpy(np.bincount(index, minlength=size))
+                if prefix == 0:
+                    self._zeros += int(kept_values.size - np.count_nonzero(kept_values))
 
     def end_level(self) -> None:
         """Every entry was given for this level: choose each ``a``'s bin and go to the next level (or finish)."""
         if self.thresholds is not None:
             return
         if not self._targets:
-            mass, _ = self._histograms[0]
+            mass = self._histograms[0]
             total = float(torch.cumsum(mass.flip(0), dim=0)[-1])  # summed as _crossing_bin sums it
             if total <= 0:
                 self.thresholds = {a: 0.0 for a in self.alphas}
@@ -262,8 +263,9 @@ class RadixThresholds:
             self._targets = {a: (1.0 - a) * total for a in self.alphas}
         bits = _RADIX_LEVELS[self._level][1]
         for a in self.alphas:
-            mass, count = self._histograms[self._prefixes[a]]
-            chosen, self._above[a] = _crossing_bin(mass, count, self._above[a], self._targets[a])
+            prefix = self._prefixes[a]
+            zeros = self._zeros if prefix == 0 else 0
+            chosen, self._above[a] = _crossing_bin(self._histograms[prefix], zeros, self._above[a], self._targets[a])
             self._prefixes[a] = (self._prefixes[a] << bits) | chosen
         self._level += 1
         if self._level == len(_RADIX_LEVELS):
@@ -273,13 +275,17 @@ class RadixThresholds:
             self._histograms = {}
         else:
             self._histograms = self._empty_histograms()
+        self._zeros = 0
 
 
-def _crossing_bin(mass: torch.Tensor, count: torch.Tensor, above: float, target: float) -> tuple[int, float]:
+def _crossing_bin(mass: torch.Tensor, zeros: int, above: float, target: float) -> tuple[int, float]:
     """The highest non-empty bin where ``above`` plus the mass from the top bin down reaches
-    ``target`` (the lowest non-empty bin when none does), and the mass above that bin."""
+    ``target`` (the lowest non-empty bin when none does), and the mass above that bin. A bin is
+    non-empty when it has mass, bin 0 also when it holds ``zeros`` entries equal to 0."""
     from_top = torch.cumsum(mass.flip(0), dim=0)
-    filled = count.flip(0) > 0
+    filled = mass.flip(0) > 0
+    if zeros:
+        filled[-1] = True
     reached = filled & (above + from_top >= target)
     position = int(torch.nonzero(reached)[0]) if bool(reached.any()) else int(torch.nonzero(filled)[-1])
     before = float(from_top[position - 1]) if position > 0 else 0.0

@@ -61,6 +61,40 @@ print(" ".join(mapping_of(array) for array in kept))
 """
 
 
+KEPT = """
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from xinc_bench.heap import reused_heap
+
+
+def resident():
+    return next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmRSS:"))
+
+
+with reused_heap() as release:
+    release()
+    before = resident()
+    array = np.ones(int(sys.argv[1]), np.uint8)  # at the top of the heap, touched
+    del array
+    freed = resident() - before
+    release()
+    print(freed, resident() - before)
+"""
+
+
+def _kept_after_free(env: dict[str, str]) -> tuple[int, int]:
+    """Resident bytes a freed array of 4 LARGE leaves inside ``reused_heap()`` in a fresh interpreter, after
+    its ``free`` and after ``release()``."""
+    done = subprocess.run([sys.executable, "-c", KEPT, str(4 * LARGE)], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300, check=True)
+    freed, released = (int(value) for value in done.stdout.split())
+    return freed, released
+
+
 def _mappings(env: dict[str, str]) -> list[str]:
     """Where four arrays of LARGE bytes lie, made in a fresh interpreter (no free chunk in its heap):
     before ``reused_heap()``, inside it, inside after a nested use, and after it."""
@@ -91,6 +125,15 @@ def test_release_gives_freed_memory_back_to_the_kernel() -> None:
         del array
         release()
         assert _resident_bytes() - before < LARGE // 2
+
+
+def test_freed_memory_stays_for_the_next_temporary_until_release() -> None:
+    """``free`` does not hand the top of the heap back at once (each temporary would be faulted in and
+    zeroed again); ``release()`` does. A trim threshold the user gave glibc wins."""
+    freed, released = _kept_after_free({})
+    assert freed >= 3 * LARGE and released < LARGE // 2
+    freed, released = _kept_after_free({"MALLOC_TRIM_THRESHOLD_": "131072"})
+    assert freed < LARGE // 2 and released < LARGE // 2
 
 
 def test_the_users_own_mmap_limit_wins() -> None:

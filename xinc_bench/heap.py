@@ -10,9 +10,14 @@ more system CPU than the probes' own arithmetic (``python -m benchmarks.allocato
 :func:`reused_heap` serves every allocation from the heap while a canvas is driven through its
 probes (:func:`~xinc_bench.probes.accumulator.accumulate`), where freed memory is reused without
 being zeroed, and returns what is free to the kernel (``malloc_trim``) after each block, so the
-peak stays that of the live data rather than of the heap's fragments. It changes nothing but
-where memory comes from (the scores are the same) and is a no-op off glibc, or when the user set
-glibc's own ``MALLOC_MMAP_MAX_`` (or the ``glibc.malloc.mmap_max`` tunable): their setting wins.
+peak stays that of the live data rather than of the heap's fragments. Between two blocks ``free``
+keeps what it frees: glibc would otherwise hand the top of the heap back to the kernel on every
+``free`` of more than its trim threshold (128 KiB once ``mmap`` is off), so each chunked float64
+temporary of a probe (32 MiB) was faulted in and zeroed again, a third of a paper-size run's CPU
+(``python -m benchmarks.allocator --compare trim``). It changes nothing but where memory comes
+from (the scores are the same) and is a no-op off glibc; a setting the user gave glibc
+(``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_`` or their ``GLIBC_TUNABLES``) wins: with the first,
+nothing is changed, with the second, the heap is still used but trimmed as the user said.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ from typing import Callable, Iterator
 _M_MMAP_MAX = -4
 #: glibc's default of that parameter (``DEFAULT_MMAP_MAX``)
 _DEFAULT_MMAP_MAX = 65536
+#: ``mallopt``'s parameter for the free memory at the top of the heap that ``free`` returns to the kernel
+_M_TRIM_THRESHOLD = -1
+#: glibc's default of that parameter (``DEFAULT_TRIM_THRESHOLD``)
+_DEFAULT_TRIM_THRESHOLD = 128 * 1024
+#: the trim threshold inside :func:`reused_heap`: the largest ``mallopt`` takes (an ``int``), so ``free``
+#: trims only a top of more than 2 GiB (what ``release()`` would return after the block anyway)
+_NEVER_TRIM = (1 << 31) - 1
 
 _depth = 0
 
@@ -42,6 +54,11 @@ def _glibc() -> ctypes.CDLL | None:
         return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
     except OSError:
         return None
+
+
+def _user_trims() -> bool:
+    """Whether the user gave glibc its trim threshold (then ``free`` trims as they said)."""
+    return "MALLOC_TRIM_THRESHOLD_" in os.environ or "glibc.malloc.trim_threshold" in os.environ.get("GLIBC_TUNABLES", "")
 
 
 def _nothing() -> None:
@@ -65,8 +82,11 @@ def reused_heap() -> Iterator[Callable[[], None]]:
     def release() -> None:
         libc.malloc_trim(0)
 
+    keep_freed = not _user_trims()
     if _depth == 0:
         libc.mallopt(_M_MMAP_MAX, 0)
+        if keep_freed:
+            libc.mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM)
     _depth += 1
     try:
         yield release
@@ -74,4 +94,6 @@ def reused_heap() -> Iterator[Callable[[], None]]:
         _depth -= 1
         if _depth == 0:
             libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+            if keep_freed:
+                libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
             release()

@@ -114,7 +114,7 @@ def test_a_run_the_memory_or_disk_cannot_hold_is_refused_before_training(tmp_pat
     result = xinc(*command, "--memory-budget", "8GiB")
     _assert_bad_input(result, "--memory-budget 8.6 GB cannot hold one frame of the canvas: tracing and probing one "
                               "frame of every layer takes about")
-    assert "(50.2 GB traced, 4 copies of the largest layer's 38.5 GB, the probes' samples" in result.stderr
+    assert "(50.2 GB traced, 2 copies of the largest layer's 38.5 GB, the probes' samples" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     result = xinc(*command, "--save-canvas", "--memory-budget", "1TB")  # 94 GB of canvases: more than the disk
     _assert_bad_input(result, "free; free some space, write elsewhere, drop --save-canvas")

@@ -24,7 +24,7 @@ from xinc_bench.inrs import create_inr
 from xinc_bench.probes.base import load_task
 from xinc_bench.registry import TRACERS
 from xinc_bench.runs import RunDir, UnitSpec, run_unit
-from xinc_bench.runs.budget import BLOCK_COPIES, RESERVE, parse_bytes, plan_unit
+from xinc_bench.runs.budget import RESERVE, block_copies, parse_bytes, plan_unit
 from xinc_bench.runs.preview import read_preview
 
 SIZE = (16, 32)
@@ -32,13 +32,15 @@ FRAMES = 4
 TASKS = ("distribution", "clustering", "motion")  # 3, 2 and 1 passes (faithfulness: tests/test_accumulate.py)
 
 
-def _one_frame_budget() -> int:
-    """A memory budget that holds exactly one frame of every layer of ffn-video at SIZE (and the probes' samples)."""
+def _one_frame_budget(save_canvas: bool = False) -> int:
+    """A memory budget that holds exactly one frame of every layer of ffn-video at SIZE (and the probes' samples),
+    streamed or read from saved canvas files."""
     model = create_inr("ffn-video", num_frames=FRAMES, height=SIZE[0], width=SIZE[1])
     counts = traced_layers(TRACERS.get("mlp").layers(model, (FRAMES, *SIZE)), None, "mlp")
     pixels = SIZE[0] * SIZE[1]
     held = 2 * sum(load_task(task).held_bytes(counts, (FRAMES, *SIZE)) for task in TASKS)
-    return RESERVE + held + 4 * pixels * (sum(counts.values()) + BLOCK_COPIES * max(counts.values())) + 1
+    copies = block_copies(np.dtype(np.float32), save_canvas)
+    return RESERVE + held + 4 * pixels * (sum(counts.values()) + copies * max(counts.values())) + 1
 
 
 def _record(run: Path, task: str) -> dict:
@@ -62,7 +64,8 @@ def test_a_streamed_run_writes_no_canvas_and_scores_what_a_saved_canvas_scores(t
                     steps=10, tasks=TASKS, null_draws=3, memory_budget=_one_frame_budget())
     streamed, saved = tmp_path / "streamed", tmp_path / "saved"
     first = run_unit(spec, streamed)
-    run_unit(UnitSpec(**{**spec.__dict__, "save_canvas": True}), saved)
+    run_unit(UnitSpec(**{**spec.__dict__, "save_canvas": True, "memory_budget": _one_frame_budget(save_canvas=True)}),
+             saved)
     assert first.records_written == list(TASKS) and not first.skipped
     files = {path.name for path in streamed.rglob("*.safetensors")}
     assert files == {"model.safetensors", "signal.safetensors", "preview.safetensors"}  # no canvas file
@@ -98,9 +101,17 @@ def test_a_budget_that_is_not_a_size_is_refused(text: str) -> None:
         parse_bytes(text)
 
 
+def test_a_block_read_as_a_copy_or_shuffled_as_one_counts_one_more() -> None:
+    """|C| and the probes' temporaries; the float32 read of a float16 window or of a file; a file's shuffled copy."""
+    assert block_copies(np.dtype(np.float32), save_canvas=False) == 2
+    assert block_copies(np.dtype(np.float16), save_canvas=False) == 3
+    assert block_copies(np.dtype(np.float32), save_canvas=True) == 4
+    assert block_copies(np.dtype(np.float16), save_canvas=True) == 4
+
+
 def test_the_plan_fits_the_budget_and_refuses_one_that_cannot_hold_a_frame(tmp_path: Path) -> None:
     counts, shape = {"a": 10, "b": 30}, (8, 16, 16)
-    per_frame = 4 * 256 * (40 + BLOCK_COPIES * 30)
+    per_frame = 4 * 256 * (40 + block_copies(np.dtype(np.float32), save_canvas=False) * 30)
     plan = plan_unit(counts, shape, np.dtype(np.float32), budget=RESERVE + 3 * per_frame, save_canvas=False,
                      out=tmp_path, signal_bytes=1000)
     assert (plan.frames_per_window, plan.window_bytes, plan.block_bytes) == (3, 3 * 4 * 256 * 40, 3 * 4 * 256 * 30)
@@ -128,7 +139,7 @@ def test_a_bad_memory_budget_exits_2_with_one_line(tmp_path: Path, capsys: pytes
 
 def test_the_plan_counts_what_the_probes_hold_and_refuses_when_it_does_not_fit(tmp_path: Path) -> None:
     counts, shape = {"a": 10, "b": 30}, (8, 16, 16)
-    per_frame = 4 * 256 * (40 + BLOCK_COPIES * 30)
+    per_frame = 4 * 256 * (40 + block_copies(np.dtype(np.float32), save_canvas=False) * 30)
     held = 5 * per_frame
     plan = plan_unit(counts, shape, np.dtype(np.float32), budget=RESERVE + held + 3 * per_frame, save_canvas=False,
                      out=tmp_path, signal_bytes=0, held_bytes=held)

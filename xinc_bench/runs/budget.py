@@ -2,9 +2,9 @@
 
 A unit traces its canvases a window of frames at a time (every layer of those frames together) and
 hands each block to every probe while it is in memory. Its peak memory is, per window of ``F``
-frames, the traced window (every layer, in the trace's dtype) plus up to :data:`BLOCK_COPIES`
-float32 copies of the largest layer's block (the float32 read, the shuffled control's copy and
-the probes' temporaries such as ``|C|``), on top of :data:`RESERVE` for the model, the signal, the
+frames, the traced window (every layer, in the trace's dtype) plus up to :func:`block_copies`
+float32 copies of the largest layer's block (``|C|`` and the probes' temporaries; the float32 read
+of a float16 window or of a canvas file; the shuffled control's copy of a file's block), on top of :data:`RESERVE` for the model, the signal, the
 probes' per-pixel state and the interpreter, and of what the probes hold across blocks (their
 samples of the canvas, carried frames, maps from the model:
 :meth:`~xinc_bench.probes.base.Task.held_bytes`, once: each canvas, the trained model's and its
@@ -25,8 +25,6 @@ import numpy as np
 
 from ..errors import XincError
 
-#: float32 copies of the largest layer's block a pass holds besides the traced window
-BLOCK_COPIES = 4
 #: memory set aside for everything but the canvas (model, signal, probe state, interpreter)
 RESERVE = 2 << 30
 #: fraction of the machine's memory a unit may use by default
@@ -64,6 +62,22 @@ def size_text(num_bytes: float) -> str:
         if num_bytes >= scale:
             return f"{num_bytes / scale:.1f} {unit}"
     return f"{int(num_bytes)} B"
+
+
+def block_copies(dtype: np.dtype, save_canvas: bool) -> int:
+    """float32 copies of the largest layer's block a pass holds besides the traced window.
+
+    Two always: ``|C|``, which the probes share, and their temporaries. One more when the block is
+    read as a float32 copy (of a float16 window, or from a canvas file with ``--save-canvas``), and
+    one more for a file's spatial-shuffle control, which shuffles a copy (a traced block is its
+    reader's own and is shuffled in place, :meth:`~xinc_bench.canvas.canvas.Canvas.reads_fresh`).
+    """
+    copies = 2
+    if save_canvas or np.dtype(dtype) != np.float32:
+        copies += 1
+    if save_canvas:
+        copies += 1
+    return copies
 
 
 @dataclass(frozen=True)
@@ -120,14 +134,15 @@ def plan_unit(counts: dict[str, int], shape: tuple[int, int, int], dtype: np.dty
     itemsize = np.dtype(dtype).itemsize
     window_frame = sum(counts.values()) * height * width * itemsize
     block_frame = max(counts.values()) * height * width * 4
-    per_frame = window_frame + BLOCK_COPIES * block_frame
+    copies = block_copies(dtype, save_canvas)
+    per_frame = window_frame + copies * block_frame
     frames = min(num_frames, (budget - RESERVE - held_bytes) // per_frame)
     if frames < 1:
         held = f", the probes' samples {size_text(held_bytes)}" if held_bytes else ""
         raise XincError(
             f"--memory-budget {size_text(budget)} cannot hold one frame of the canvas: tracing and probing one "
             f"frame of every layer takes about {size_text(RESERVE + held_bytes + per_frame)} ({size_text(window_frame)} "
-            f"traced, {BLOCK_COPIES} copies of the largest layer's {size_text(block_frame)}{held}); give a larger "
+            f"traced, {copies} copies of the largest layer's {size_text(block_frame)}{held}); give a larger "
             "--memory-budget, a smaller --size, fewer --layers or --tasks, or --float16")
     saved = 2 * num_frames * window_frame if save_canvas else 0
     plan = UnitPlan(frames_per_window=int(frames), window_bytes=int(frames * window_frame),

@@ -10,12 +10,17 @@ Two settings decide where the large temporaries of the tracer and the probes com
   free memory is returned after each block (:mod:`xinc_bench.heap`), rather than each large
   temporary being mapped, faulted in and zeroed afresh. Arms: ``MALLOC_MMAP_MAX_=65536`` (glibc's
   default, which the library then leaves alone) and unset.
+* ``--compare trim``: inside that heap, ``free`` keeps what it frees until the end of the block
+  (the trim threshold raised), rather than handing the heap's top back to the kernel on every free
+  of more than 128 KiB, so that each chunked float64 temporary is faulted in and zeroed again.
+  Arms: ``MALLOC_TRIM_THRESHOLD_=131072`` (glibc's default threshold, which the library then leaves
+  alone; set this way, glibc no longer raises it as it frees mapped chunks, up to 64 MiB) and unset.
 
 It runs the same ``xinc-bench run`` once per arm, each in its own process, and prints for each its
 wall, user and system CPU time, minor page faults and peak resident memory (from the child's
 resource usage), the ratios, and whether the records' scores, nulls and controls are the same.
 
-Usage: ``python -m benchmarks.allocator [--compare pages|heap] [--model nerv-paper] [--size 64x128]
+Usage: ``python -m benchmarks.allocator [--compare pages|heap|trim] [--model nerv-paper] [--size 64x128]
 [--frames 2] [--draws 2] [--memory-budget 20GB]``.
 """
 
@@ -44,6 +49,8 @@ ARMS = {
               ("huge pages (THP_MEM_ALLOC_ENABLE=1, the default)", "THP_MEM_ALLOC_ENABLE", "1")),
     "heap": (("each large temporary mapped afresh (MALLOC_MMAP_MAX_=65536)", "MALLOC_MMAP_MAX_", "65536"),
              ("the heap reused (the default)", "MALLOC_MMAP_MAX_", None)),
+    "trim": (("the heap's top trimmed on each free (MALLOC_TRIM_THRESHOLD_=131072)", "MALLOC_TRIM_THRESHOLD_", "131072"),
+             ("freed memory kept until the block ends (the default)", "MALLOC_TRIM_THRESHOLD_", None)),
 }
 
 
@@ -79,7 +86,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--draws", type=int, default=2, help="null draws (at least 1)")
-    parser.add_argument("--memory-budget", help="passed to xinc-bench run (the paper's frame size plans 19 GB)")
+    parser.add_argument("--memory-budget", help="passed to xinc-bench run")
     args = parser.parse_args()
     argv = ["--model", args.model, "--data", args.data, "--size", args.size, "--frames", f"0:{args.frames}",
             "--steps", str(args.steps), "--null-draws", str(args.draws)]

@@ -94,6 +94,6 @@ def reused_heap() -> Iterator[Callable[[], None]]:
         _depth -= 1
         if _depth == 0:
             libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-            if keep_freed:
+            if keep_freed:  # glibc's default value; set explicitly, it is no longer raised as mapped chunks are freed
                 libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
             release()

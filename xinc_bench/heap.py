@@ -1,7 +1,7 @@
 """Large temporaries reused from the C heap while a canvas is probed, instead of mapped afresh each time.
 
 The tracer and the probes allocate and free temporaries all the time: block-sized copies (``|C|``
-of a block, its shuffled control: 2.4 GB for the paper NeRV's block 1 at 128x256) and chunked
+of a block: 2.4 GB for the paper NeRV's block 1 at 128x256) and chunked
 float64 scratch of 32 MiB and more. glibc's ``malloc`` serves every allocation of at least its
 mmap threshold (at most 32 MiB, whatever ``mallopt`` is told) with a fresh ``mmap`` and returns it
 on ``free``, so the kernel faults in and zeroes each of them again: on a 2-core machine that took

@@ -13,8 +13,9 @@ being zeroed, and returns what is free to the kernel (``malloc_trim``) after eac
 peak stays that of the live data rather than of the heap's fragments. Between two blocks ``free``
 keeps what it frees: glibc would otherwise hand the top of the heap back to the kernel on every
 ``free`` of more than its trim threshold (128 KiB once ``mmap`` is off), so each chunked float64
-temporary of a probe (32 MiB) was faulted in and zeroed again, a third of a paper-size run's CPU
-(``python -m benchmarks.allocator --compare trim``). It changes nothing but where memory comes
+temporary of a probe (32 MiB) was faulted in and zeroed again: 35 % of a paper-size run's CPU
+samples in ``perf``, though the wall time did not move measurably (``python -m benchmarks.allocator
+--compare trim``: 3x fewer page faults, no faster). It changes nothing but where memory comes
 from (the scores are the same) and is a no-op off glibc; a setting the user gave glibc
 (``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_`` or their ``GLIBC_TUNABLES``) wins: with the first,
 nothing is changed, with the second, the heap is still used but trimmed as the user said.

@@ -23,7 +23,8 @@ from xinc_bench.errors import XincError
 from xinc_bench.probes.accumulator import run_accumulator, window_frames
 from xinc_bench.probes.base import ProbeResult, load_task
 from xinc_bench.probes.controls import shuffle_canvas
-from xinc_bench.probes.objects import NO_CATEGORIES, instance_labels, profiles
+from xinc_bench.probes.nulls import neuron_sample
+from xinc_bench.probes.objects import NO_CATEGORIES, InstanceSums, instance_labels, label_draws, profiles, selectivity
 from xinc_bench.probes.stats import score_evidence
 from accumulating import assert_same_result, feed_blocks, unreadable
 
@@ -79,7 +80,7 @@ def _effects(result: ProbeResult) -> dict[str, float | None]:
 
 
 def test_task_declares_headline_nulls_and_ranges() -> None:
-    assert TASK.version == 2 and TASK.headline == "object_selectivity"
+    assert TASK.version == 3 and TASK.headline == "object_selectivity"
     assert TASK.nulls.draws == 20
     assert {m.null for m in TASK.metrics.values()} == {"label_permutation"}
     assert TASK.metrics["object_selectivity"].range == (0.0, 1.0)
@@ -211,6 +212,52 @@ def test_null_draws_are_reproducible_and_absent_without_draws() -> None:
     assert _result(canvas, null_seed=1).nulls != first
     none = _result(canvas, null_draws=0)
     assert none.nulls == {} and math.isfinite(none.scores["object_selectivity"])
+
+
+def _sparse_owners(count: int) -> Canvas:
+    """``count`` neurons, each on one quadrant with its own noise: per-neuron concentrations that differ."""
+    masks = _masks()[0]
+    owners = torch.stack([(masks == 1 + n % 4).float()[None] for n in range(count)])
+    generator = torch.Generator().manual_seed(6)
+    return _canvas(owners + torch.rand(count, 1, H, W, generator=generator) * 0.5)
+
+
+def test_null_neurons_at_least_the_layer_change_nothing() -> None:
+    canvas = _sparse_owners(N)
+    exact = _result(canvas, null_draws=5, max_null_neurons=None)
+    capped = _result(canvas, null_draws=5, max_null_neurons=N)
+    assert capped.scores == exact.scores and capped.nulls == exact.nulls
+
+
+def test_null_drawn_for_a_sample_of_neurons_keeps_the_scores_and_estimates_the_null() -> None:
+    # 400 neurons, the draws summed for 100: the observed scores are untouched, the null is seeded
+    # and its median-over-neurons draws stay near the whole layer's
+    canvas = _sparse_owners(400)
+    exact = _result(canvas, null_draws=5, max_null_neurons=None)
+    sampled = _result(canvas, null_draws=5, max_null_neurons=100)
+    again = _result(canvas, null_draws=5, max_null_neurons=100)
+    assert sampled.scores == exact.scores
+    assert sampled.nulls == again.nulls and sampled.nulls != exact.nulls
+    assert _effects(sampled)["object_selectivity"] > 5
+
+
+def test_a_sampled_null_median_lies_near_the_middle_of_the_whole_layer() -> None:
+    # the stated bound: the median of m sampled neurons' concentrations lies within the layer's
+    # 50 -/+ 98 / sqrt(m) percentiles (here m = 100: 40th to 60th) with probability above 95 %
+    canvas = _sparse_owners(400)
+    labels, ids = instance_labels(_masks())
+    rows = label_draws(labels, H * W, 5, seed=0)
+    whole = InstanceSums(rows, len(ids), 400)
+    sampled = InstanceSums(rows, len(ids), 400, neuron_sample(400, 100, seed=0))
+    for sums in (whole, sampled):
+        sums.update(0, canvas.layer("layer"))
+    assert torch.equal(sampled.profiles()[0], whole.profiles()[0])  # the canvas's own: every neuron
+    drawn = whole.profiles()[1]
+    concentration = 1 + torch.special.xlogy(drawn, drawn).sum(dim=-1) / math.log(len(ids))  # [D, 400]
+    low, high = torch.quantile(concentration, torch.tensor([0.4, 0.6], dtype=torch.float64), dim=1)
+    medians = selectivity(sampled.profiles()[1])
+    assert bool(((medians >= low) & (medians <= high)).all()), (medians, low, high)
+    assert not torch.equal(medians, selectivity(drawn))  # a sample, not the layer
 
 
 def _video_canvas() -> Canvas:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import warnings
 
 import matplotlib.pyplot as plt
@@ -239,6 +240,12 @@ def test_null_drawn_for_a_sample_of_neurons_keeps_the_scores_and_estimates_the_n
     assert sampled.scores == exact.scores
     assert sampled.nulls == again.nulls and sampled.nulls != exact.nulls
     assert _effects(sampled)["object_selectivity"] > 5
+    # semantic consistency's draws (a cosine over the sampled neurons) keep the whole layer's spread
+    whole = _result(canvas, null_draws=20, max_null_neurons=None).nulls["label_permutation"]["semantic_consistency"]
+    for m in (50, 100, 200):
+        draws = _result(canvas, null_draws=20, max_null_neurons=m).nulls["label_permutation"]["semantic_consistency"]
+        assert statistics.stdev(draws) == pytest.approx(statistics.stdev(whole), rel=0.1), m
+        assert abs(statistics.mean(draws) - statistics.mean(whole)) < 0.1 * statistics.stdev(whole), m
 
 
 def test_a_sampled_null_median_lies_near_the_middle_of_the_whole_layer() -> None:

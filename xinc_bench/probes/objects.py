@@ -33,8 +33,9 @@ every neuron. A draw's ``object_selectivity`` is a median over neurons: the medi
 sample of ``m`` of them lies, with probability at least 95 %, between the layer's ``50 - 98 /
 sqrt(m)`` and ``50 + 98 / sqrt(m)`` percentiles of the draw's per-neuron concentrations
 (distribution-free; 47.8 to 52.2 for the task's 2,048). A draw's ``semantic_consistency`` is a
-cosine over the sampled neurons' profile columns: it has no such bound; with fewer neurons the
-draws' cosines scatter more, which widens the null (smaller effect sizes) rather than narrowing it.
+cosine over the sampled neurons' profile columns and has no such bound (on a constructed canvas of
+400 neurons, its null's mean and sd from samples of 50 to 200 neurons stayed within 6 % of the
+whole layer's; ``tests/test_probe_objects.py``).
 
 A canvas spread evenly over space gives ``P_ni = 1/K``: consistency 0 and selectivity 0.
 """

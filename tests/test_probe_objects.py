@@ -248,6 +248,13 @@ def test_null_drawn_for_a_sample_of_neurons_keeps_the_scores_and_estimates_the_n
         assert abs(statistics.mean(draws) - statistics.mean(whole)) < 0.1 * statistics.stdev(whole), m
 
 
+@pytest.mark.parametrize("task", ["objects", "partitions"])
+@pytest.mark.parametrize("limit", [0, -3, "2048", 2.5, True])
+def test_a_null_neuron_limit_that_is_not_a_positive_integer_is_refused(task: str, limit: object) -> None:
+    with pytest.raises(XincError, match="max_null_neurons=.* is not a positive integer; give a neuron count"):
+        load_task(task).run(_sparse_owners(N), null_draws=2, max_null_neurons=limit)
+
+
 def test_a_sampled_null_median_lies_near_the_middle_of_the_whole_layer() -> None:
     # the stated bound: the median of m sampled neurons' concentrations lies within the layer's
     # 50 -/+ 98 / sqrt(m) percentiles (here m = 100: 40th to 60th) with probability above 95 %

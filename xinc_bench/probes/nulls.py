@@ -6,8 +6,9 @@ draws (``nulls: {draws: 20, seed: 0}``; metric ``null: <model>``). Null models a
 
 Probes evaluate their scores on the draws themselves, on per-pixel or per-group summaries
 wherever the score allows, so 20 draws do not cost 20 passes over the canvas. The helpers here
-are the shared machinery: seeded pixel permutations and per-neuron group sums for many permuted
-label maps at once (one pass over a chunk, a matmul with a one-hot of the permuted labels).
+are the shared machinery: seeded pixel permutations, the seeded neuron sample a wide layer's draws
+are summed for, and per-neuron group sums of the canvas's and many permuted label maps at once
+(one read of a chunk).
 
 Two more references are kept beside every record as *controls* (one draw each, all scores and
 layers): the spatial-shuffle canvas (:mod:`~xinc_bench.probes.controls`) and the random-init twin.
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..errors import XincError
 from ..registry import NULL_MODELS
 from .numerics import stacked_group_sums
 
@@ -70,13 +72,33 @@ def permuted_labels(labels: torch.Tensor, draws: int, gen: torch.Generator) -> t
     return flat[permutations(flat.numel(), draws, gen)]
 
 
-def permuted_group_sums(values: torch.Tensor, labels: torch.Tensor, num_groups: int) -> torch.Tensor:
-    """Per-row sums of ``values[N, p]`` over the groups of each label map in ``labels[D, p]``.
+def null_neuron_sample(params: dict[str, Any], num_neurons: int) -> torch.Tensor | None:
+    """The neurons of a layer its null draws are summed for: a seeded sample of ``params["max_null_neurons"]``
+    of its ``num_neurons`` (:func:`neuron_sample`, seed ``params["null_seed"]``), or None (every neuron)
+    without that limit or when the layer is no wider."""
+    limit = params.get("max_null_neurons")
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise XincError(
+            f"parameter max_null_neurons={limit!r} is not a positive integer; give a neuron count, or null for every neuron"
+        )
+    return None if num_neurons <= limit else neuron_sample(num_neurons, limit, int(params.get("null_seed", 0)))
 
-    Returns ``[D, N, K]`` float64, from one read of the chunk whatever ``D``
-    (:func:`~xinc_bench.probes.numerics.stacked_group_sums`).
-    """
-    return stacked_group_sums(values, [(labels, num_groups)])[0]
+
+def own_and_null_group_sums(
+    values: torch.Tensor,
+    own: list[tuple[torch.Tensor, int]],
+    drawn: list[tuple[torch.Tensor, int]],
+    null_neurons: torch.Tensor | None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Group sums (:func:`~xinc_bench.probes.numerics.stacked_group_sums`) of the canvas's label-map stacks
+    ``own`` over every row of ``values[N, p]``, and of the null draws' stacks ``drawn`` over the rows
+    ``null_neurons`` (None: every row, both from one read of ``values``)."""
+    if null_neurons is None:
+        sums = stacked_group_sums(values, own + drawn)
+        return sums[: len(own)], sums[len(own) :]
+    return stacked_group_sums(values, own), stacked_group_sums(values[null_neurons], drawn) if drawn else []
 
 
 def compact_labels(labels: torch.Tensor, num_groups: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ over the pixels of each frame, so every instance keeps its area in every frame w
 to the canvas is destroyed. The same ``D`` permutations serve every layer; each frame block of a
 layer is read once (the probe is an accumulator, :class:`ObjectsProbe`) for the per-neuron sums
 over the instances of the canvas and of all ``D`` permuted label maps together
-(:func:`~xinc_bench.probes.nulls.permuted_group_sums`). The ``D`` permuted maps are held as int32
+(:func:`~xinc_bench.probes.nulls.own_and_null_group_sums`). The ``D`` permuted maps are held as int32
 ``[D, T * H * W]``.
 
 **Null neurons.** A draw's sums cost as much as the canvas's own, so for wide layers (the paper
@@ -52,7 +52,7 @@ from ..errors import XincError
 from ..registry import PROBES
 from .accumulator import ProbeAccumulator, ProbeResult
 from .inputs import require_masks
-from .nulls import generator, neuron_sample, permuted_group_sums, permuted_labels
+from .nulls import generator, null_neuron_sample, own_and_null_group_sums, permuted_labels
 from .numerics import block_magnitudes
 from .pixel_partitions import relabel
 from .plotting import subplots
@@ -126,15 +126,13 @@ class InstanceSums:
         frame_pixels = chunk.shape[2] * chunk.shape[3]
         pixels = slice(start * frame_pixels, (start + chunk.shape[1]) * frame_pixels)
         index = _group_index(self.labels[:, pixels], self.num_instances)
-        mags, groups = block_magnitudes(chunk), self.num_instances + 1
-        if self.null_neurons is None:
-            sums = permuted_group_sums(mags, index, groups)
-            self.sums += sums[0]
-            self.null_sums += sums[1:]
-            return
-        self.sums += permuted_group_sums(mags, index[:1], groups)[0]
-        if len(index) > 1:
-            self.null_sums += permuted_group_sums(mags[self.null_neurons], index[1:], groups)
+        groups = self.num_instances + 1
+        drawn = [(index[1:], groups)] if len(index) > 1 else []
+        own_sums, drawn_sums = own_and_null_group_sums(block_magnitudes(chunk), [(index[:1], groups)], drawn,
+                                                       self.null_neurons)
+        self.sums += own_sums[0][0]
+        for sums in drawn_sums:
+            self.null_sums += sums
 
     def profiles(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Area-normalised neuron profiles once every frame was added: the canvas's ``[N, K]`` and the
@@ -352,12 +350,10 @@ class ObjectsProbe(ProbeAccumulator):
         num_instances = len(self.ids)
         seed = int(params.get("null_seed", 0))
         rows = label_draws(labels, math.prod(canvas.shape[1:]), self.draws, seed)
-        limit = params.get("max_null_neurons")
         self.sums = {}
         for name in canvas.layer_names if num_instances else ():
             count = canvas.layer_shape(name)[0]
-            null_neurons = None if limit is None or not self.draws else neuron_sample(count, int(limit), seed)
-            self.sums[name] = InstanceSums(rows, num_instances, count, null_neurons)
+            self.sums[name] = InstanceSums(rows, num_instances, count, null_neuron_sample(params, count))
 
     def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
         if layer in self.sums:

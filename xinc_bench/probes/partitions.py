@@ -67,8 +67,8 @@ from ..registry import PROBES
 from .accumulator import ProbeAccumulator, ProbeResult
 from .image_features import GABOR_BANKS
 from .inputs import choice, require_masks
-from .nulls import compact_labels, generator, neuron_sample, permuted_labels
-from .numerics import block_magnitudes, block_neuron_totals, stacked_group_sums
+from .nulls import compact_labels, generator, null_neuron_sample, own_and_null_group_sums, permuted_labels
+from .numerics import block_magnitudes, block_neuron_totals
 from .pixel_partitions import REFERENCE_STRIDE, contiguous_grid, gabor_clusters, relabel, rgb_clusters, strided_grid
 from .plotting import subplots
 from .scores import collect_scores
@@ -189,12 +189,7 @@ class GroupTotals:
         self.totals += block_neuron_totals(chunk)
         own = [(self.indices[key][None, pixels], self.partitions[key].num_labels + 1) for key in self.indices]
         drawn = [(self.permuted[key][:, pixels], self.partitions[key].num_labels + 1) for key in self.permuted]
-        if self.null_neurons is None:
-            sums = stacked_group_sums(mags, own + drawn)
-            own_sums, drawn_sums = sums[: len(own)], sums[len(own) :]
-        else:
-            own_sums = stacked_group_sums(mags, own)
-            drawn_sums = stacked_group_sums(mags[self.null_neurons], drawn) if drawn else []
+        own_sums, drawn_sums = own_and_null_group_sums(mags, own, drawn, self.null_neurons)
         for key, value in zip(self.indices, own_sums):
             self.label_sums[key] += value[0]
         for key, value in zip(self.permuted, drawn_sums):
@@ -416,12 +411,10 @@ class PartitionsProbe(ProbeAccumulator):
             for key, part in self.parts.items()
         } if num_draws else {}
         self.num_draws = num_draws
-        limit = params.get("max_null_neurons")
         self.sums = {}
         for name in canvas.layer_names:
             count = canvas.layer_shape(name)[0]
-            null_neurons = None if limit is None else neuron_sample(count, int(limit), int(params.get("null_seed", 0)))
-            self.sums[name] = GroupTotals(count, self.parts, permuted, null_neurons)
+            self.sums[name] = GroupTotals(count, self.parts, permuted, null_neuron_sample(params, count))
 
     def update(self, layer: str, start: int, chunk: torch.Tensor, pass_index: int = 0) -> None:
         self.sums[layer].add(start, chunk)
